@@ -1,0 +1,90 @@
+"""The board: one summary line per artifact, for `status`.
+
+A summary is derived by reading and replaying an artifact's chain. `load_summaries` is the
+entry point `status` uses; it goes through the status cache (statuscache.py) so a warm run
+re-reads only the artifacts whose files changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import FactoryError
+from .ledger import Ledger
+from .replay import ArtifactView, replay
+
+
+@dataclass(frozen=True)
+class ArtifactSummary:
+    """What the board shows for one artifact."""
+
+    artifact: str
+    title: str
+    line: str
+    state: str
+    stage: str | None
+    status: str
+    cell: str | None
+    last_event: str
+    last_at: str
+    created_at: str
+    events: int
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for --json output and the cache."""
+        return asdict(self)
+
+
+def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary:
+    """Summary of a replayed artifact."""
+    stage = view.stage
+    last_at: datetime = view.last_at or view.intake.created_at
+    return ArtifactSummary(
+        artifact=view.intake.artifact,
+        title=view.intake.title,
+        line=view.intake.line,
+        state=view.state,
+        stage=stage.name if stage else None,
+        status=view.status if not view.is_final else view.state,
+        cell=view.cell,
+        last_event=view.last_kind,
+        last_at=last_at.isoformat(),
+        created_at=view.intake.created_at.isoformat(),
+        events=view.events,
+        problem=problem,
+    )
+
+
+def load_view(ledger: Ledger, artifact: str) -> ArtifactView:
+    """Read and replay one artifact (strict: raises on a bad record)."""
+    chain = ledger.read(artifact)
+    line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
+    return replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+
+
+def summarize_artifact(ledger: Ledger, artifact: str) -> ArtifactSummary:
+    """Summary of one artifact; a broken one is shown with its problem, not hidden."""
+    try:
+        chain = ledger.read(artifact)
+        line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
+        view = replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+    except FactoryError as exc:
+        return ArtifactSummary(
+            artifact=artifact, title="?", line="?", state="broken", stage=None,
+            status="broken", cell=None, last_event="?", last_at="", created_at="", events=0,
+            problem=str(exc).splitlines()[0] + " (run `gptme-factory verify`)",
+        )
+    problem = chain.problems[0] if chain.problems else None
+    return summarize(view, problem)
+
+
+def load_summaries(ledger: Ledger, use_cache: bool = True) -> list[ArtifactSummary]:
+    """Summaries of every artifact, sorted by id."""
+    if use_cache:
+        from .statuscache import cached_summaries
+
+        return cached_summaries(ledger)
+    return [summarize_artifact(ledger, a) for a in ledger.artifact_ids()]

@@ -1,0 +1,64 @@
+"""The `gptme-factory` command line: wiring only.
+
+Each command lives in its own small module under `gptme_factory.cli` and is imported only when
+it runs (or when `--help` lists it), and command modules import the core lazily inside their
+functions, so `gptme-factory --help` stays light (no GitPython, no pydantic models).
+`FactoryError`s become a one-line message and the error's exit code; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+# command name -> module under gptme_factory.cli (the module defines `command`)
+COMMANDS: dict[str, str] = {
+    "init": "init_cmd",
+    "intake": "intake_cmd",
+    "status": "status_cmd",
+    "show": "show_cmd",
+    "log": "log_cmd",
+    "verify": "verify_cmd",
+}
+
+
+class FactoryGroup(click.Group):
+    """A click group that loads command modules on demand and maps FactoryError to exits."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        mod = importlib.import_module(f"{__name__}.{module}")
+        cmd: click.Command = mod.command
+        return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..errors import FactoryError
+
+        try:
+            return super().invoke(ctx)
+        except FactoryError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=FactoryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gptme-factory", prog_name="gptme-factory")
+def main() -> None:
+    """A software factory for gptme agents: typed handoffs, bounded cells, a ledger in git.
+
+    Start with `gptme-factory init` in a brain repo, then `intake` an artifact and `run` it.
+    """
+
+
+def run() -> None:  # pragma: no cover - exercised through the console script
+    """Entry point for `python -m gptme_factory`."""
+    main(prog_name="gptme-factory")
+    sys.exit(0)

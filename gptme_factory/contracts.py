@@ -1,0 +1,220 @@
+"""Typed handoff contracts: what each role must hand to the next.
+
+One pydantic model per built-in contract, versioned by `kind` and `schema_version`, strict
+(`extra="forbid"`), every field documented because the JSON Schema of the model is pasted
+into the cell's brief. Custom contracts declared in factory.yaml extend a built-in one
+(`build_contract`). Acceptance criteria are referred to by their 0-based index in the intake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from .records import ArtifactId, OutputTail, ShortText, Text
+
+
+class Contract(BaseModel):
+    """Base of every handoff: names its artifact, strict and immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
+    artifact: ArtifactId = Field(description="The artifact this handoff is about (must match).")
+
+
+class FileNote(BaseModel):
+    """A file the builder should look at, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: ShortText = Field(description="Repo-relative path.")
+    why: ShortText = Field(description="Why it matters for this artifact.")
+
+
+class PlannedCheck(BaseModel):
+    """A verification command the factory will run itself at the verify gate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    command: ShortText = Field(description="Shell command run from the repo root; exit 0 = pass.")
+    proves: ShortText = Field(description="What passing it demonstrates.")
+
+
+class CriterionPlan(BaseModel):
+    """How one acceptance criterion will be met and shown."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    criterion: int = Field(ge=0, description="0-based index into the intake's acceptance list.")
+    plan: Text = Field(description="How it will be met and which check shows it.")
+
+
+class ScoutMemo(Contract):
+    """Scout's memo: where the change goes, how to do it and how it will be verified."""
+
+    kind: Literal["scout_memo"] = "scout_memo"
+    files: list[FileNote] = Field(min_length=1, description="Files to read or change, and why.")
+    constraints: list[Text] = Field(default_factory=list, description="Limits the build must keep.")
+    approach: Text = Field(description="The proposed approach, concrete enough to build from.")
+    verification_plan: list[PlannedCheck] = Field(
+        min_length=1, description="Commands whose exit codes decide the verify gate."
+    )
+    risks: list[Text] = Field(default_factory=list, description="What could go wrong.")
+    criteria: list[CriterionPlan] = Field(
+        min_length=1, description="One entry per acceptance criterion."
+    )
+
+
+class CriterionClaim(BaseModel):
+    """The builder's claim about one criterion (checked later by the verifier)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    criterion: int = Field(ge=0, description="0-based index into the intake's acceptance list.")
+    claim: Text = Field(description="What was done for it.")
+    evidence: Text = Field(description="Where to see it: a test name, a command, a file.")
+
+
+class BuilderPatch(Contract):
+    """Builder's patch: an exact commit range the factory checks against git."""
+
+    kind: Literal["builder_patch"] = "builder_patch"
+    status: Literal["success", "blocked"] = Field(
+        description="success: the patch is ready to verify; blocked: could not build (say why)."
+    )
+    branch: ShortText = Field(description="Branch holding the work.")
+    base: ShortText = Field(description="Commit the work started from (from the brief).")
+    head: ShortText = Field(description="Commit to verify: the last commit on the branch.")
+    summary: Text = Field(description="What changed and why, for the reviewer.")
+    files_changed: list[ShortText] = Field(
+        default_factory=list, description="Every file changed between base and head."
+    )
+    tests_added: list[ShortText] = Field(default_factory=list, description="Tests added or changed.")
+    claims: list[CriterionClaim] = Field(
+        default_factory=list, description="One claim per acceptance criterion."
+    )
+    notes_for_verifier: str = Field(default="", max_length=20_000, description="What to check.")
+
+
+class ReportedCheck(BaseModel):
+    """A check the verifier reports having run; compared with what the factory observes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    command: ShortText = Field(description="The command exactly as run.")
+    exit_code: int = Field(description="Its exit code.")
+    duration_s: float = Field(default=0, ge=0, description="How long it took.")
+    output_tail: OutputTail = Field(default="", description="Last lines of its output.")
+
+
+class CriterionVerdict(BaseModel):
+    """The verifier's verdict on one acceptance criterion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    criterion: int = Field(ge=0, description="0-based index into the intake's acceptance list.")
+    verdict: Literal["pass", "fail", "unknown"] = Field(description="Was it met?")
+    evidence: Text = Field(description="The check or observation behind the verdict.")
+
+
+class VerifierReport(Contract):
+    """Verifier's test-result summary; the factory reruns the checks and compares."""
+
+    kind: Literal["verifier_report"] = "verifier_report"
+    commit: ShortText = Field(description="The commit verified (the builder's head).")
+    checks: list[ReportedCheck] = Field(min_length=1, description="Every check run, with results.")
+    verdict: Literal["pass", "fail"] = Field(description="pass only if every check passed.")
+    failure_summary: str = Field(
+        default="", max_length=20_000, description="Shortest useful failure summary (if fail)."
+    )
+    criteria: list[CriterionVerdict] = Field(
+        min_length=1, description="One verdict per acceptance criterion."
+    )
+
+    @model_validator(mode="after")
+    def _fail_needs_summary(self) -> VerifierReport:
+        if self.verdict == "fail" and not self.failure_summary.strip():
+            raise ValueError("failure_summary is required when verdict is fail")
+        return self
+
+
+class ReleasePackage(Contract):
+    """Packager's release package: texts that render to files and a PR."""
+
+    kind: Literal["release_package"] = "release_package"
+    change_type: Literal["feature", "fix", "docs", "refactor", "perf", "chore"] = Field(
+        description="Kind of change, for the changelog fragment."
+    )
+    version_bump: Literal["major", "minor", "patch", "none"] = Field(
+        description="Suggested semantic version bump."
+    )
+    changelog_entry: Text = Field(description="One changelog line or short paragraph.")
+    release_notes: Text = Field(description="Release notes in Markdown.")
+    pr_title: ShortText = Field(description="Pull request title (Conventional Commits style).")
+    pr_description: Text = Field(description="Pull request description in Markdown.")
+    announcement: Text = Field(description="Announcement draft (blog/social).")
+
+
+class Adoption(BaseModel):
+    """Whether one named consumer uses the result, and the evidence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    consumer: ShortText = Field(description="A consumer named in the intake.")
+    status: Literal["used", "not_used", "unknown"] = Field(description="Observed adoption.")
+    evidence: ShortText = Field(description="Issue closed, PR merged, a command run, a person said so.")
+
+
+class OutcomeReport(Contract):
+    """Analyst's outcome: adoption per consumer, lessons, and what comes next."""
+
+    kind: Literal["outcome_report"] = "outcome_report"
+    adoption: list[Adoption] = Field(min_length=1, description="One entry per named consumer.")
+    lessons: list[Text] = Field(default_factory=list, description="What to do differently.")
+    successor: ArtifactId | None = Field(default=None, description="The next artifact, if any.")
+    terminal: str | None = Field(
+        default=None, max_length=2_000, description="Why nothing follows (if no successor)."
+    )
+
+    @model_validator(mode="after")
+    def _successor_or_terminal(self) -> OutcomeReport:
+        if not self.successor and not (self.terminal or "").strip():
+            raise ValueError("name a successor artifact or declare terminal (done is not a handoff)")
+        return self
+
+
+BUILTIN_CONTRACTS: dict[str, type[Contract]] = {
+    "scout_memo": ScoutMemo,
+    "builder_patch": BuilderPatch,
+    "verifier_report": VerifierReport,
+    "release_package": ReleasePackage,
+    "outcome_report": OutcomeReport,
+}
+
+_FIELD_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "list[string]": list[str],
+}
+
+
+def build_contract(
+    name: str, extends: str, fields: dict[str, tuple[str, str, bool]]
+) -> type[Contract]:
+    """Create a custom contract `name` extending a built-in one with extra typed fields.
+
+    `fields` maps field name -> (type name, description, required).
+    """
+    base = BUILTIN_CONTRACTS[extends]
+    definitions: dict[str, Any] = {
+        "kind": (Literal[name], Field(default=name)),  # type: ignore[valid-type]
+    }
+    for fname, (ftype, desc, required) in fields.items():
+        py = _FIELD_TYPES[ftype]
+        if required:
+            definitions[fname] = (py, Field(description=desc))
+        else:
+            definitions[fname] = (py | None, Field(default=None, description=desc))
+    model: type[Contract] = create_model(name, __base__=base, **definitions)
+    model.__doc__ = f"Custom contract {name}, extending {extends}."
+    return model
+
+
+FIELD_TYPE_NAMES = tuple(_FIELD_TYPES)

@@ -1,0 +1,100 @@
+"""The factory's error hierarchy.
+
+Every expected failure is a `FactoryError` whose message says what happened and what to do
+next. Each class carries the exit code the CLI uses; the gptme tool returns the message to
+the agent as a sentence. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class FactoryError(Exception):
+    """Base of every expected failure; `str(err)` is the actionable message."""
+
+    exit_code = 1
+
+
+class UsageError(FactoryError):
+    """The caller asked for something malformed (bad id, missing option, unknown role)."""
+
+    exit_code = 2
+
+
+class NotAGitRepo(FactoryError):
+    """The path is not inside a git working tree."""
+
+    exit_code = 3
+
+
+class NotAFactory(FactoryError):
+    """The git repo has no factory ledger yet."""
+
+    exit_code = 3
+
+
+class ArtifactNotFound(UsageError):
+    """No artifact (or several) match the id or prefix given."""
+
+    def __init__(self, query: str, candidates: Iterable[str] = ()) -> None:
+        self.query = query
+        self.candidates = sorted(candidates)
+        if self.candidates:
+            shown = ", ".join(self.candidates[:10])
+            more = f" (and {len(self.candidates) - 10} more)" if len(self.candidates) > 10 else ""
+            msg = (
+                f"artifact id {query!r} is ambiguous: it matches {shown}{more}; "
+                "give a longer prefix"
+            )
+        else:
+            msg = f"no artifact matches {query!r}: run `gptme-factory status` to list artifacts"
+        super().__init__(msg)
+
+
+class InvalidRecord(FactoryError):
+    """A ledger file or handoff failed to parse or validate; `problems` are `field: message`."""
+
+    exit_code = 4
+
+    def __init__(self, source: str, problems: Iterable[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  {source}: {p}" for p in self.problems)
+        super().__init__(f"invalid record in {source}:\n{lines}")
+
+
+class ConfigError(FactoryError):
+    """factory/factory.yaml is invalid; the message names the key."""
+
+    exit_code = 4
+
+
+class LedgerConflict(FactoryError):
+    """The ledger changed under us (a concurrent writer or a fork); retry or run `verify`."""
+
+    exit_code = 5
+
+
+class GitError(FactoryError):
+    """A git command failed; the message carries git's own words."""
+
+    exit_code = 6
+
+
+class IllegalTransition(FactoryError):
+    """The requested event is not legal in the artifact's current state."""
+
+    exit_code = 7
+
+
+class HandoffRefused(FactoryError):
+    """A handoff came from the wrong cell, role, artifact or stage; nothing was recorded."""
+
+    exit_code = 7
+
+
+class CellError(FactoryError):
+    """A cell could not be spawned, found or controlled."""
+
+    exit_code = 8
