@@ -281,3 +281,42 @@ class GitRepo:
     def status_porcelain(self) -> bytes:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""
         return self.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
+
+    # -- commits and worktrees for gates and cells ----------------------------------------
+
+    def resolve_commit(self, rev: str) -> str | None:
+        """The full id of commit `rev`, or None if it does not exist."""
+        if rev.startswith("-"):
+            return None
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def tree_of(self, commit: str) -> str:
+        """The tree id of a commit (what a check result is bound to)."""
+        return self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        """Paths that differ between two commits."""
+        out = self.git("diff", "--name-only", "-z", "--no-renames", base, head)
+        return sorted(p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p)
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """True if `ancestor` is reachable from `commit`."""
+        proc = _git(self.root, "merge-base", "--is-ancestor", ancestor, commit, check=False)
+        return proc.returncode == 0
+
+    def worktree_add(self, path: Path, commit: str, branch: str | None = None) -> None:
+        """Check out `commit` in a new linked worktree (on a new `branch`, or detached)."""
+        args = ["worktree", "add", "-f"]
+        args += ["-b", branch, str(path), commit] if branch else ["--detach", str(path), commit]
+        self.git(*args)
+
+    def worktree_remove(self, path: Path) -> None:
+        """Remove a linked worktree (its branch and commits stay)."""
+        if path.exists():
+            _git(self.root, "worktree", "remove", "--force", str(path), check=False)
+        _git(self.root, "worktree", "prune", check=False)
+
+    def worktree_base(self) -> Path:
+        """Where the factory keeps linked worktrees: inside the git dir, out of the work tree."""
+        return self.common_dir / "factory-worktrees"

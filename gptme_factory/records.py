@@ -131,7 +131,7 @@ class CheckResult(Record):
     """One verification command the factory itself ran."""
 
     command: ShortText
-    exit_code: int | None = Field(description="None when the command timed out.")
+    exit_code: int | None = Field(default=None, description="None when the command timed out.")
     duration_s: float = Field(ge=0)
     timed_out: bool = False
     output_tail: OutputTail = ""

@@ -55,6 +55,7 @@ class CellView:
     workdir: str | None = None
     budget: dict[str, Any] | None = None
     brief: str | None = None
+    base_commit: str | None = None
     outcome: str | None = None
     finished_at: datetime | None = None
     wall_s: float | None = None
@@ -156,7 +157,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         view.status, view.cell, view.blocked_reason = "running", event.cell, ""
         view.cells[event.cell] = CellView(
             cell=event.cell, stage=event.stage, role=event.role, attempt=event.attempt,
-            started_at=event.at,
+            started_at=event.at, base_commit=event.base_commit,
         )
         view.stage_entered_at.setdefault(event.stage, event.at)
     elif isinstance(event, CellSpawned):

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-# command name -> module under gptme_factory.cli (the module defines `command`)
+# command name -> module under gptme_factory.cli, optionally `module:attr` (default `command`)
 COMMANDS: dict[str, str] = {
     "init": "init_cmd",
     "intake": "intake_cmd",
@@ -22,6 +22,14 @@ COMMANDS: dict[str, str] = {
     "show": "show_cmd",
     "log": "log_cmd",
     "verify": "verify_cmd",
+    "schema": "schema_cmd",
+    "submit": "submit_cmd",
+    "advance": "advance_cmd",
+    "start": "start_cmd",
+    "close": "close_cmd",
+    "reject": "finish_cmd:reject",
+    "abandon": "finish_cmd:abandon",
+    "review": "review_cmd",
 }
 
 
@@ -32,11 +40,12 @@ class FactoryGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
             return None
+        module, _, attr = target.partition(":")
         mod = importlib.import_module(f"{__name__}.{module}")
-        cmd: click.Command = mod.command
+        cmd: click.Command = getattr(mod, attr or "command")
         return cmd
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -1,0 +1,22 @@
+"""`gptme-factory close`, `reject`, `abandon`: end an artifact's life, with a reason."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import open_ledger, repo_option
+
+
+@click.command("close")
+@click.argument("artifact")
+@click.option("--successor", default=None, help="The artifact that continues this work.")
+@click.option("--terminal", default=None, help="Why nothing follows.")
+@repo_option
+def command(artifact: str, successor: str | None, terminal: str | None, repo: str) -> None:
+    """Close a finished artifact: name a --successor or declare it --terminal."""
+    from ..engine import close
+
+    ledger = open_ledger(repo)
+    aid = ledger.resolve(artifact)
+    close(ledger, aid, successor=successor, terminal=terminal)
+    click.echo(f"{aid}: closed" + (f" -> {successor}" if successor else " (terminal)"))

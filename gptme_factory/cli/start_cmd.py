@@ -1,0 +1,24 @@
+"""`gptme-factory start`: start a stage by hand and get its cell id (no process spawned)."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import echo_json, json_option, open_ledger, repo_option
+
+
+@click.command("start")
+@click.argument("artifact")
+@click.option("--force", is_flag=True, help="Retry a blocked stage past its attempt budget.")
+@repo_option
+@json_option
+def command(artifact: str, force: bool, repo: str, as_json: bool) -> None:
+    """Start ARTIFACT's current stage and print the cell id allowed to hand off for it."""
+    from ..engine import start_stage
+
+    ledger = open_ledger(repo)
+    s = start_stage(ledger, ledger.resolve(artifact), force=force)
+    if as_json:
+        echo_json(s.__dict__)
+    else:
+        click.echo(f"{s.cell}  {s.stage} ({s.role}, attempt {s.attempt})")

@@ -1,0 +1,34 @@
+"""`gptme-factory submit`: a cell hands over its typed result."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ._common import echo_json, json_option, open_ledger, repo_option
+
+
+@click.command("submit")
+@click.option("--cell", required=True, help="Your cell id, from your brief.")
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
+@repo_option
+@json_option
+def command(cell: str, file: str, repo: str, as_json: bool) -> None:
+    """Submit a handoff FILE (YAML or JSON; '-' reads stdin) for CELL's stage."""
+    from ..engine import submit
+
+    if file == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(file, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc.strerror}") from None
+    ledger = open_ledger(repo)
+    stored = submit(ledger, cell, raw)
+    if as_json:
+        echo_json({"accepted": True, "file": stored.path, "hash": stored.digest})
+    else:
+        click.echo(f"accepted: {stored.path}")
