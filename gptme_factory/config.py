@@ -147,7 +147,9 @@ class FactoryConfig(Record):
         if name in BUILTIN_CONTRACTS:
             return BUILTIN_CONTRACTS[name]
         spec = self.contracts[name]
-        fields = {k: (v.type, v.description, v.required) for k, v in spec.fields.items()}
+        fields: dict[str, tuple[str, str, bool]] = {
+            k: (v.type, v.description, v.required) for k, v in spec.fields.items()
+        }
         return build_contract(name, spec.extends, fields)
 
 

@@ -8,7 +8,7 @@ into the cell's brief. Custom contracts declared in factory.yaml extend a built-
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -204,7 +204,7 @@ def build_contract(
     """
     base = BUILTIN_CONTRACTS[extends]
     definitions: dict[str, Any] = {
-        "kind": (Literal[name], Field(default=name)),  # type: ignore[valid-type]
+        "kind": (Literal[name], Field(default=name)),
     }
     for fname, (ftype, desc, required) in fields.items():
         py = _FIELD_TYPES[ftype]
@@ -212,7 +212,7 @@ def build_contract(
             definitions[fname] = (py, Field(description=desc))
         else:
             definitions[fname] = (py | None, Field(default=None, description=desc))
-    model: type[Contract] = create_model(name, __base__=base, **definitions)
+    model = cast("type[Contract]", create_model(name, __base__=base, **definitions))
     model.__doc__ = f"Custom contract {name}, extending {extends}."
     return model
 

@@ -134,12 +134,12 @@ def start_stage(
             )
         cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
         base = ledger.repo.head()
+        retry_note = view.retry_note
         payload = {"kind": "stage_started", "stage": stage.name, "role": stage.role,
-                   "cell": cell, "attempt": used + 1, "retry_note": view.retry_note,
+                   "cell": cell, "attempt": used + 1, "retry_note": retry_note,
                    "base_commit": base}
         _record(ledger, chain, view, payload, by)
-        return StartedStage(artifact, stage.name, stage.role, cell, used + 1,
-                            payload["retry_note"], base)
+        return StartedStage(artifact, stage.name, stage.role, cell, used + 1, retry_note, base)
 
 
 def _current(view: ArtifactView) -> StageConfig:

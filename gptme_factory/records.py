@@ -86,7 +86,7 @@ class Intake(Record):
     """The immutable intake record: the demand an artifact answers. Root of its event chain."""
 
     kind: Literal["intake"] = "intake"
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     artifact: ArtifactId = Field(description="The artifact's id (also its directory name).")
     title: ShortText = Field(description="What is to be delivered, in a line.")
     problem: str = Field(default="", max_length=20_000, description="Why: the problem it solves.")
@@ -111,7 +111,7 @@ class Intake(Record):
 class EventBase(Record):
     """Header common to every event; the ledger fills it in when it appends."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     artifact: ArtifactId
     seq: int = Field(ge=1, description="Position in the chain: intake is 0.")
     parent: Sha256 = Field(description="sha256 of the parent record's file bytes.")

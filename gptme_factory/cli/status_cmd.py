@@ -29,7 +29,7 @@ def age(iso: str, now: datetime) -> str:
 @json_option
 def command(no_cache: bool, repo: str, as_json: bool) -> None:
     """Show every artifact grouped by state, with its age and last event."""
-    from ..board import load_summaries
+    from ..board import ArtifactSummary, load_summaries
 
     ledger = open_ledger(repo)
     summaries = load_summaries(ledger, use_cache=not no_cache)
@@ -40,7 +40,7 @@ def command(no_cache: bool, repo: str, as_json: bool) -> None:
         click.echo("no artifacts yet: `gptme-factory intake TITLE --demand ... --consumer ... --accept ...`")
         return
     now = datetime.now(timezone.utc)
-    groups: dict[str, list[object]] = {}
+    groups: dict[str, list[ArtifactSummary]] = {}
     for s in summaries:
         groups.setdefault(s.state, []).append(s)
     order = STATE_ORDER + sorted(set(groups) - set(STATE_ORDER))
@@ -51,11 +51,11 @@ def command(no_cache: bool, repo: str, as_json: bool) -> None:
             continue
         lines.append(f"{state} ({len(items)})")
         for s in items:
-            stage = f"{s.stage}:{s.status}" if s.stage else s.status  # type: ignore[attr-defined]
+            stage = f"{s.stage}:{s.status}" if s.stage else s.status
             lines.append(
-                f"  {s.artifact:<48} {stage:<22} {age(s.created_at, now):>5}  "  # type: ignore[attr-defined]
-                f"last {s.last_event} {age(s.last_at, now)} ago  {s.title}"  # type: ignore[attr-defined]
+                f"  {s.artifact:<48} {stage:<22} {age(s.created_at, now):>5}  "
+                f"last {s.last_event} {age(s.last_at, now)} ago  {s.title}"
             )
-            if s.problem:  # type: ignore[attr-defined]
-                lines.append(f"    ! {s.problem}")  # type: ignore[attr-defined]
+            if s.problem:
+                lines.append(f"    ! {s.problem}")
     click.echo("\n".join(lines))
