@@ -7,13 +7,20 @@ re-reads only the artifacts whose files changed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-from .errors import FactoryError
+from .errors import FactoryError, InvalidRecord
 from .ledger import Ledger
-from .replay import ArtifactView, replay
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .linestatus import LineStatus
+    from .replay import ArtifactView
+
+# replay (and through it pydantic and the models) is imported only when an artifact is read:
+# a warm `status` served from the cache never needs it.
 
 
 @dataclass(frozen=True)
@@ -34,14 +41,28 @@ class ArtifactSummary:
     problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict for --json output and the cache."""
+        """Plain dict for --json output."""
         return asdict(self)
+
+    def to_row(self) -> list[Any]:
+        """The field values in declaration order (the status cache's compact form)."""
+        return [getattr(self, name) for name in _FIELDS]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> ArtifactSummary:
+        """Inverse of `to_row`; ValueError if `row` does not hold one value per field."""
+        if len(row) != len(_FIELDS):
+            raise ValueError("not a summary row")
+        return cls(*row)
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArtifactSummary))
 
 
 def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary:
     """Summary of a replayed artifact."""
     stage = view.stage
-    last_at: datetime = view.last_at or view.intake.created_at
+    last_at = view.last_at or view.intake.created_at
     return ArtifactSummary(
         artifact=view.intake.artifact,
         title=view.intake.title,
@@ -60,25 +81,52 @@ def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary
 
 def load_view(ledger: Ledger, artifact: str) -> ArtifactView:
     """Read and replay one artifact (strict: raises on a bad record)."""
+    from .replay import replay
+
     chain = ledger.read(artifact)
     line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
     return replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
 
 
-def summarize_artifact(ledger: Ledger, artifact: str) -> ArtifactSummary:
-    """Summary of one artifact; a broken one is shown with its problem, not hidden."""
+def summarize_artifact(
+    ledger: Ledger, artifact: str, raw: dict[str, bytes] | None = None
+) -> ArtifactSummary:
+    """Summary of one artifact; a broken one is shown with its problem, not hidden.
+
+    `raw` is passed to `Ledger.read`: it receives the bytes the summary was derived from.
+    """
+    from .replay import replay
+
     try:
-        chain = ledger.read(artifact)
+        chain = ledger.read(artifact, raw=raw)
         line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
         view = replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
     except FactoryError as exc:
+        first = (
+            f"{exc.source}: {exc.problems[0]}"
+            if isinstance(exc, InvalidRecord) and exc.problems
+            else str(exc).splitlines()[0]
+        )
         return ArtifactSummary(
             artifact=artifact, title="?", line="?", state="broken", stage=None,
             status="broken", cell=None, last_event="?", last_at="", created_at="", events=0,
-            problem=str(exc).splitlines()[0] + " (run `gptme-factory verify`)",
+            problem=first + " (run `gptme-factory verify`)",
         )
     problem = chain.problems[0] if chain.problems else None
     return summarize(view, problem)
+
+
+def load_line_statuses(
+    ledger: Ledger, summaries: list[ArtifactSummary], now: datetime, use_cache: bool = True
+) -> list[LineStatus]:
+    """Every line's status for the board (through the status cache unless `use_cache` is off)."""
+    if use_cache:
+        from .statuscache import cached_line_statuses
+
+        return cached_line_statuses(ledger, summaries, now)
+    from .lines import line_statuses
+
+    return line_statuses(ledger, summaries, now)
 
 
 def load_summaries(ledger: Ledger, use_cache: bool = True) -> list[ArtifactSummary]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
 from .errors import ConfigError
@@ -118,6 +118,9 @@ class FactoryConfig(Record):
     budget: Budget = Budget(timeout_s=1800, max_tokens=2_000_000, max_cost_usd=5.0)
     max_concurrent_cells: int = Field(default=4, ge=1, le=64)
     stall_after_s: float = Field(default=300, gt=0)
+    self_names: list[ShortText] | None = Field(
+        default=None, description="Consumer names that mean the factory itself (self-play)."
+    )
 
     def role(self, name: str) -> RoleConfig:
         """Look up a custom or built-in role."""
@@ -182,6 +185,8 @@ def check_config(cfg: FactoryConfig) -> list[str]:
             base = BUILTIN_CONTRACTS.get(c.extends)
             if base is not None and fname in base.model_fields:
                 problems.append(f"contracts.{name}.fields.{fname}: already defined by {c.extends}")
+            elif hasattr(BaseModel, fname) or fname.startswith("model_"):
+                problems.append(f"contracts.{name}.fields.{fname}: reserved name; pick another")
     contracts = set(BUILTIN_CONTRACTS) | set(cfg.contracts)
     for rname, r in cfg.roles.items():
         if r.contract not in contracts:
@@ -189,8 +194,9 @@ def check_config(cfg: FactoryConfig) -> list[str]:
     roles = set(BUILTIN_ROLES) | set(cfg.roles)
     for lname, line in cfg.lines.items():
         seen: set[str] = set()
+        gates: list[str] = []
         for i, st in enumerate(line.stages):
-            key = f"lines.{lname}.stages[{i}]"
+            key = f"lines.{lname}.stages.{i}"
             if st.name in seen:
                 problems.append(f"{key}.name: duplicate stage {st.name!r}")
             seen.add(st.name)
@@ -200,7 +206,36 @@ def check_config(cfg: FactoryConfig) -> list[str]:
                 problems.append(f"{key}.contract: unknown contract {st.contract!r}")
             if st.produces in ("idea", *FINAL_STATES):
                 problems.append(f"{key}.produces: {st.produces!r} is reserved")
+            problems += _gate_problems(cfg, key, st, gates)
+            gates.append(st.gate)
     return problems
+
+
+# Gates that judge the handoff itself need a contract of the right family.
+_GATE_CONTRACTS = {"patch": "builder_patch", "evidence": "verifier_report",
+                   "outcome": "outcome_report"}
+
+
+def _base_contract(cfg: FactoryConfig, name: str) -> str | None:
+    if name in BUILTIN_CONTRACTS:
+        return name
+    custom = cfg.contracts.get(name)
+    return custom.extends if custom else None
+
+
+def _gate_problems(cfg: FactoryConfig, key: str, st: StageConfig, before: list[str]) -> list[str]:
+    """A stage whose gate could never pass, named at load rather than at the first advance."""
+    role = cfg.roles.get(st.role) or BUILTIN_ROLES.get(st.role)
+    contract = st.contract or (role.contract if role else None)
+    wanted = _GATE_CONTRACTS.get(st.gate)
+    base = _base_contract(cfg, contract) if contract else None
+    if wanted and base is not None and base != wanted:
+        return [f"{key}.gate: a {st.gate} gate needs a {wanted} handoff, but the stage's "
+                f"contract is {contract}"]
+    if st.gate == "package" and "patch" in before and "evidence" not in before:
+        return [f"{key}.gate: a package gate after a patch stage needs an evidence "
+                "(verify) stage between them"]
+    return []
 
 
 def parse_config(data: dict[str, object], source: str) -> FactoryConfig:

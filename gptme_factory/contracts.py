@@ -8,11 +8,15 @@ into the cell's brief. Custom contracts declared in factory.yaml extend a built-
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from .records import ArtifactId, OutputTail, ShortText, Text
+
+KIND_DOC = "The contract this handoff satisfies (may be omitted: it is the default)."
 
 
 class Contract(BaseModel):
@@ -20,6 +24,8 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Declared first so that `kind` leads every handoff; each contract narrows it to a Literal.
+    kind: str = Field(description=KIND_DOC)
     schema_version: Literal[1] = Field(default=1, description="Version of this contract.")
     artifact: ArtifactId = Field(description="The artifact this handoff is about (must match).")
 
@@ -51,7 +57,7 @@ class CriterionPlan(BaseModel):
 class ScoutMemo(Contract):
     """Scout's memo: where the change goes, how to do it and how it will be verified."""
 
-    kind: Literal["scout_memo"] = "scout_memo"
+    kind: Literal["scout_memo"] = Field(default="scout_memo", description=KIND_DOC)
     files: list[FileNote] = Field(min_length=1, description="Files to read or change, and why.")
     constraints: list[Text] = Field(default_factory=list, description="Limits the build must keep.")
     approach: Text = Field(description="The proposed approach, concrete enough to build from.")
@@ -76,7 +82,7 @@ class CriterionClaim(BaseModel):
 class BuilderPatch(Contract):
     """Builder's patch: an exact commit range the factory checks against git."""
 
-    kind: Literal["builder_patch"] = "builder_patch"
+    kind: Literal["builder_patch"] = Field(default="builder_patch", description=KIND_DOC)
     status: Literal["success", "blocked"] = Field(
         description="success: the patch is ready to verify; blocked: could not build (say why)."
     )
@@ -116,28 +122,31 @@ class CriterionVerdict(BaseModel):
 class VerifierReport(Contract):
     """Verifier's test-result summary; the factory reruns the checks and compares."""
 
-    kind: Literal["verifier_report"] = "verifier_report"
+    kind: Literal["verifier_report"] = Field(default="verifier_report", description=KIND_DOC)
     commit: ShortText = Field(description="The commit verified (the builder's head).")
     checks: list[ReportedCheck] = Field(min_length=1, description="Every check run, with results.")
     verdict: Literal["pass", "fail"] = Field(description="pass only if every check passed.")
     failure_summary: str = Field(
-        default="", max_length=20_000, description="Shortest useful failure summary (if fail)."
+        default="", max_length=20_000, validate_default=True,
+        description="Shortest useful failure summary (required if fail).",
     )
     criteria: list[CriterionVerdict] = Field(
         min_length=1, description="One verdict per acceptance criterion."
     )
 
-    @model_validator(mode="after")
-    def _fail_needs_summary(self) -> VerifierReport:
-        if self.verdict == "fail" and not self.failure_summary.strip():
-            raise ValueError("failure_summary is required when verdict is fail")
-        return self
+    @field_validator("failure_summary")
+    @classmethod
+    def _fail_needs_summary(cls, value: str, info: ValidationInfo) -> str:
+        # A field validator (not a model one) so the error names the field to fix.
+        if info.data.get("verdict") == "fail" and not value.strip():
+            raise PydanticCustomError("fail_summary", "required when verdict is fail")
+        return value
 
 
 class ReleasePackage(Contract):
     """Packager's release package: texts that render to files and a PR."""
 
-    kind: Literal["release_package"] = "release_package"
+    kind: Literal["release_package"] = Field(default="release_package", description=KIND_DOC)
     change_type: Literal["feature", "fix", "docs", "refactor", "perf", "chore"] = Field(
         description="Kind of change, for the changelog fragment."
     )
@@ -163,19 +172,24 @@ class Adoption(BaseModel):
 class OutcomeReport(Contract):
     """Analyst's outcome: adoption per consumer, lessons, and what comes next."""
 
-    kind: Literal["outcome_report"] = "outcome_report"
+    kind: Literal["outcome_report"] = Field(default="outcome_report", description=KIND_DOC)
     adoption: list[Adoption] = Field(min_length=1, description="One entry per named consumer.")
     lessons: list[Text] = Field(default_factory=list, description="What to do differently.")
     successor: ArtifactId | None = Field(default=None, description="The next artifact, if any.")
     terminal: str | None = Field(
-        default=None, max_length=2_000, description="Why nothing follows (if no successor)."
+        default=None, max_length=2_000, validate_default=True,
+        description="Why nothing follows (required if no successor).",
     )
 
-    @model_validator(mode="after")
-    def _successor_or_terminal(self) -> OutcomeReport:
-        if not self.successor and not (self.terminal or "").strip():
-            raise ValueError("name a successor artifact or declare terminal (done is not a handoff)")
-        return self
+    @field_validator("terminal")
+    @classmethod
+    def _successor_or_terminal(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "successor" in info.data and not info.data["successor"] and not (value or "").strip():
+            raise PydanticCustomError(
+                "done_is_not_a_handoff",
+                "name a successor artifact or declare terminal (done is not a handoff)",
+            )
+        return value
 
 
 BUILTIN_CONTRACTS: dict[str, type[Contract]] = {
@@ -186,12 +200,14 @@ BUILTIN_CONTRACTS: dict[str, type[Contract]] = {
     "outcome_report": OutcomeReport,
 }
 
+# Custom field types. Strings are bounded like the built-in fields' text (non-empty, at most
+# 20,000 characters): an empty required string carries no information.
 _FIELD_TYPES: dict[str, Any] = {
-    "string": str,
+    "string": Text,
     "integer": int,
     "number": float,
     "boolean": bool,
-    "list[string]": list[str],
+    "list[string]": list[Text],
 }
 
 
@@ -200,13 +216,21 @@ def build_contract(
 ) -> type[Contract]:
     """Create a custom contract `name` extending a built-in one with extra typed fields.
 
-    `fields` maps field name -> (type name, description, required).
+    `fields` maps field name -> (type name, description, required). The same declaration
+    always yields the same class (cached): submit and advance re-validate on every call.
     """
+    return _build_contract(name, extends, tuple(fields.items()))
+
+
+@lru_cache(maxsize=256)
+def _build_contract(
+    name: str, extends: str, fields: tuple[tuple[str, tuple[str, str, bool]], ...]
+) -> type[Contract]:
     base = BUILTIN_CONTRACTS[extends]
     definitions: dict[str, Any] = {
-        "kind": (Literal[name], Field(default=name)),
+        "kind": (Literal[name], Field(default=name, description=KIND_DOC)),
     }
-    for fname, (ftype, desc, required) in fields.items():
+    for fname, (ftype, desc, required) in fields:
         py = _FIELD_TYPES[ftype]
         if required:
             definitions[fname] = (py, Field(description=desc))

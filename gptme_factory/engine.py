@@ -25,11 +25,28 @@ from pydantic import ValidationError
 from . import runtime, yamlio
 from .config import StageConfig
 from .contracts import BUILTIN_CONTRACTS, Contract
-from .errors import FactoryError, HandoffRefused, IllegalTransition, InvalidRecord, LedgerConflict
+from .errors import (
+    FactoryError,
+    HandoffRefused,
+    IllegalTransition,
+    InvalidHandoff,
+    InvalidRecord,
+    LedgerConflict,
+    UsageError,
+)
 from .gates import GateOutcome, consistency_problems, evaluate, handoff_model
 from .ledger import Chain, Ledger, StoredRecord
-from .records import Budget, parse_cell_id
+from .records import EVENT_ADAPTER, Budget, format_validation_error, parse_cell_id
 from .replay import ArtifactView, apply, replay
+
+# Longest free text an event holds (records.Text): longer summaries and notes are clipped.
+MAX_TEXT = 20_000
+_CLIPPED = "\n[... clipped]"
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text`, cut to at most `limit` characters with a visible marker."""
+    return text if len(text) <= limit else text[: limit - len(_CLIPPED)] + _CLIPPED
 
 
 @dataclass
@@ -85,14 +102,19 @@ def _append(
 
 
 def _check_legal(view: ArtifactView, ledger: Ledger, chain: Chain, payload: dict[str, Any]) -> None:
-    """Raise IllegalTransition if `payload` would not replay on `view` (nothing written)."""
-    from .records import EVENT_ADAPTER
-
+    """Raise InvalidRecord or IllegalTransition unless `payload` replays on `view`."""
     data = {
         "schema_version": 1, "artifact": chain.artifact, "seq": len(chain.events) + 1,
         "parent": chain.tip.digest, "at": ledger.clock(), "by": "check", **payload,
     }
-    event = EVENT_ADAPTER.validate_python(data)
+    try:
+        event = EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        # A bad argument (an unknown review decision, an empty reviewer, an overlong reason):
+        # a FactoryError naming the field, never a traceback.
+        tag = f"{payload['kind']}."  # the union's tag leads each location: drop it
+        lines = [p.removeprefix(tag) for p in format_validation_error(exc)]
+        raise InvalidRecord(f"{payload['kind']} event", lines) from None
     apply(copy.deepcopy(view), event)
 
 
@@ -134,7 +156,7 @@ def start_stage(
             )
         cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
         base = ledger.repo.head()
-        retry_note = view.retry_note
+        retry_note = clip(view.retry_note)
         payload = {"kind": "stage_started", "stage": stage.name, "role": stage.role,
                    "cell": cell, "attempt": used + 1, "retry_note": retry_note,
                    "base_commit": base}
@@ -173,9 +195,11 @@ def submit(
     try:
         artifact, stage_name = parse_cell_id(cell)
     except ValueError as exc:
-        raise HandoffRefused(f"{exc}; use the cell id from your brief") from None
+        raise HandoffRefused(
+            f"{exc}; use the cell id from your brief; nothing was recorded") from None
     if not (ledger.artifacts_dir / artifact / "intake.yaml").is_file():
-        raise HandoffRefused(f"cell {cell} names artifact {artifact}, which does not exist")
+        raise HandoffRefused(
+            f"cell {cell} names artifact {artifact}, which does not exist; nothing was recorded")
     with ledger.locked():
         chain, view = load(ledger, artifact)
         stage = _refuse_unless_current(view, cell, stage_name)
@@ -201,8 +225,6 @@ def submit(
         try:
             parsed: Contract = model.model_validate(data)
         except ValidationError as exc:
-            from .records import format_validation_error
-
             _count_repair(ledger, chain, view, stage, cell, format_validation_error(exc), by)
         problems = consistency_problems(parsed, view.intake)
         if problems:
@@ -245,16 +267,18 @@ def _count_repair(ledger: Ledger, chain: Chain, view: ArtifactView, stage: Stage
     count = runtime.bump_repairs(ledger, cell)
     budget = stage.repairs
     if count > budget:
+        errors = [clip(p) for p in problems[:20]] or ["invalid handoff"]
         _record(ledger, chain, view, {"kind": "contract_violation", "stage": stage.name,
-                                      "cell": cell, "attempts": count,
-                                      "errors": problems[:20] or ["invalid handoff"]}, by or cell)
-        raise InvalidRecord(
-            f"handoff from {cell} (attempt {count}; repair budget of {budget} spent — "
-            "a contract_violation was recorded and the artifact waits for a person)", problems)
+                                      "cell": cell, "attempts": count, "errors": errors},
+                by or cell)
+        raise InvalidHandoff(
+            cell, problems,
+            f"attempt {count}; repair budget of {budget} spent — a contract_violation was "
+            "recorded and the artifact waits for a person")
     left = budget - count + 1
-    raise InvalidRecord(
-        f"handoff from {cell} (attempt {count}; fix these fields and submit again, "
-        f"{left} attempt(s) left)", problems)
+    raise InvalidHandoff(
+        cell, problems,
+        f"attempt {count}; fix these fields and submit again, {left} attempt(s) left")
 
 
 # -- gates ------------------------------------------------------------------------------
@@ -305,16 +329,16 @@ def advance(ledger: Ledger, artifact: str, *, by: str | None = None) -> AdvanceR
                                                    "stage": stage.name}, by)
                 result.events.append(ev.path)
         else:
-            ev = _record(ledger, chain, view, {"kind": "gate_failed", "reasons": outcome.reasons,
-                                               "failure_summary": outcome.failure_summary
-                                               or "; ".join(outcome.reasons),
-                                               **gate_fields}, by)
+            summary = clip(outcome.failure_summary or "; ".join(outcome.reasons))
+            ev = _record(ledger, chain, view, {"kind": "gate_failed",
+                                               "reasons": [clip(r) for r in outcome.reasons],
+                                               "failure_summary": summary, **gate_fields}, by)
             result.events.append(ev.path)
             target = stage
             if outcome.rework_to and outcome.rework_to != stage.name:
                 ev = _record(ledger, chain, view, {"kind": "rework", "from_stage": stage.name,
                                                    "to_stage": outcome.rework_to,
-                                                   "retry_note": outcome.failure_summary}, by)
+                                                   "retry_note": summary}, by)
                 result.events.append(ev.path)
                 target = ledger.config.stage(view.intake.line, outcome.rework_to)
             used = view.attempts.get(target.name, 0)
@@ -373,6 +397,13 @@ def finish(ledger: Ledger, artifact: str, kind: str, reason: str, *,
 # -- cells and publishing (used by cells.py and packaging.py) ---------------------------
 
 
+def _artifact_of(cell: str) -> str:
+    try:
+        return parse_cell_id(cell)[0]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def record_cell_spawned(
     ledger: Ledger, cell: str, *, backend: str, budget: Budget, brief_path: str,
     brief: bytes, model: str | None = None, session: str | None = None,
@@ -381,11 +412,16 @@ def record_cell_spawned(
     """Record that a cell was launched; commits the brief alongside the event."""
     from .ledger import sha256
 
-    artifact, _ = parse_cell_id(cell)
+    artifact = _artifact_of(cell)
     with ledger.locked():
         chain, view = load(ledger, artifact)
         cv = view.cells.get(cell)
-        payload = {"kind": "cell_spawned", "cell": cell, "role": cv.role if cv else "?",
+        if cv is None:
+            raise IllegalTransition(
+                f"cell {cell} was never issued for {artifact}: start the stage first "
+                "(`gptme-factory start`), then spawn the cell it issues"
+            )
+        payload = {"kind": "cell_spawned", "cell": cell, "role": cv.role,
                    "backend": backend, "model": model, "budget": budget.model_dump(),
                    "brief": brief_path, "brief_digest": sha256(brief), "session": session,
                    "workdir": workdir}
@@ -399,7 +435,7 @@ def record_cell_finished(
     by: str | None = None,
 ) -> StoredRecord:
     """Record a cell's end and measured cost; a cell without a handoff fails its attempt."""
-    artifact, _ = parse_cell_id(cell)
+    artifact = _artifact_of(cell)
     note = runtime.last_progress(ledger, cell)
     with ledger.locked():
         chain, view = load(ledger, artifact)
@@ -419,9 +455,14 @@ def record_cell_finished(
 
 
 def record_published(ledger: Ledger, artifact: str, *, target: str, where: str,
-                     commit: str | None = None, by: str | None = None) -> StoredRecord:
-    """Record where a release package was published (the package gate needs it)."""
+                     commit: str | None = None, by: str | None = None,
+                     extra_files: Mapping[str, bytes] | None = None) -> StoredRecord:
+    """Record where a release package was published (the package gate needs it).
+
+    `extra_files` (the rendered package, under the ledger dir) are committed with the event.
+    """
     with ledger.locked():
         chain, view = load(ledger, artifact)
         return _record(ledger, chain, view, {"kind": "published", "target": target,
-                                             "where": where, "commit": commit}, by)
+                                             "where": where, "commit": commit}, by,
+                       extra_files)

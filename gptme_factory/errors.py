@@ -64,6 +64,17 @@ class InvalidRecord(FactoryError):
         super().__init__(f"invalid record in {source}:\n{lines}")
 
 
+class InvalidHandoff(InvalidRecord):
+    """A cell's handoff failed its contract; `problems` are `field: problem` lines to fix."""
+
+    def __init__(self, cell: str, problems: Iterable[str], status: str) -> None:
+        super().__init__(f"handoff from {cell}", problems)
+        self.cell = cell
+        self.status = status
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        self.args = (f"invalid handoff from {cell} ({status}):\n{lines}",)
+
+
 class ConfigError(FactoryError):
     """factory/factory.yaml is invalid; the message names the key."""
 

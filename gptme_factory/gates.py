@@ -19,15 +19,18 @@ A gate turns a submitted handoff into a verdict using evidence the factory gathe
 
 from __future__ import annotations
 
-import shutil
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
 
 from .checks import passed, run_checks, tail
 from .config import StageConfig
 from .contracts import BuilderPatch, Contract, OutcomeReport, ScoutMemo, VerifierReport
+from .errors import InvalidRecord
 from .ledger import Ledger
-from .records import CheckResult, Intake
+from .records import CheckResult, Intake, format_validation_error
 from .replay import ArtifactView
 
 
@@ -137,8 +140,10 @@ def planned_checks(view: ArtifactView, stage: StageConfig) -> list[str]:
     commands = list(stage.checks)
     for earlier in view.line.stages[: view.stage_index]:
         memo = view.handoffs.get(earlier.name) or {}
-        for item in memo.get("verification_plan", []):
-            commands.append(str(item["command"]))
+        plan = memo.get("verification_plan")
+        for item in plan if isinstance(plan, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("command"), str):
+                commands.append(item["command"])
     return list(dict.fromkeys(commands))
 
 
@@ -169,10 +174,9 @@ def evidence_gate(
             "no verification commands are planned (line checks or the scout memo's "
             "verification_plan); the factory will not pass a gate on claims alone"
         )
-    worktree = repo.worktree_base() / f"verify-{view.cell or 'gate'}"
-    if worktree.exists():
-        repo.worktree_remove(worktree)
-        shutil.rmtree(worktree, ignore_errors=True)
+    # A fresh directory per run: two advances racing on one artifact must not share (and
+    # remove) each other's checkout; the loser is refused later by the tip compare-and-swap.
+    worktree = repo.worktree_base() / f"verify-{view.cell or 'gate'}-{secrets.token_hex(4)}"
     worktree.parent.mkdir(parents=True, exist_ok=True)
     repo.worktree_add(worktree, commit)
     try:
@@ -233,7 +237,7 @@ def package_gate(view: ArtifactView) -> GateOutcome:
     if build and not v:
         return GateOutcome(False, ["verify has not passed on the built commit"],
                            "verify has not passed")
-    if not view.published:
+    if not view.published_current:
         return GateOutcome(False, ["not published yet"], "not published yet")
     where = view.published[-1].where
     return GateOutcome(True, commit=b.commit if b else None, notes=[f"published: {where}"])
@@ -257,5 +261,10 @@ def evaluate(
 
 def handoff_model(ledger: Ledger, stage: StageConfig, data: dict[str, Any]) -> Contract:
     """Re-validate a recorded handoff into its contract model."""
-    model = ledger.config.contract_model(ledger.config.contract_name(stage))
-    return model.model_validate(data)
+    name = ledger.config.contract_name(stage)
+    try:
+        return ledger.config.contract_model(name).model_validate(data)
+    except ValidationError as exc:  # factory.yaml changed the contract since the handoff
+        raise InvalidRecord(
+            f"the recorded {stage.name} handoff no longer satisfies {name} "
+            "(was factory.yaml changed?)", format_validation_error(exc)) from None

@@ -1,25 +1,33 @@
 """The one module that talks to git.
 
 Ledger commits go through plumbing, never through the user's index: new blobs are hashed
-from temporary files, only the trees on the changed paths are rebuilt (`ls-tree`/`mktree`),
-the commit is made with `commit-tree`, and `HEAD` moves with `update-ref NEW OLD`, a
-compare-and-swap. Only then are the temporary files renamed into place and just those paths
-refreshed in the real index, so the user's other staged and unstaged work is untouched and
-the cost grows with the depth and width of the changed directories, not the repo size.
+from temporary files kept in the git directory (so a killed writer never leaves a stray file
+or a half-made directory in the working tree), only the trees on the changed paths are
+rebuilt (`ls-tree`/`mktree`), the commit is made with `commit-tree`, and `HEAD` moves with
+`update-ref NEW OLD`, a compare-and-swap. Only then are the files renamed into place and just
+those paths refreshed in the real index, so the user's other staged and unstaged work is
+untouched and the cost grows with the depth and width of the changed directories, not the
+repo size.
 
-Writers are serialized by a `flock` on a file in the git directory; a small journal makes a
-writer killed half-way recoverable: the next writer finishes (or discards) its work, so an
-event is either fully committed or absent.
+Writers are serialized by a `flock` on a file in the git directory; a small journal, written
+before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
+`Ledger.open`) finishes its work if the commit landed and discards it otherwise, so an event
+is either fully committed (in HEAD, the working tree and the index) or absent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,7 @@ from .errors import GitError, LedgerConflict, NotAGitRepo
 ZERO_OID = "0" * 40
 _JOURNAL = "factory-pending.json"
 _LOCKFILE = "factory.lock"
+_TMPDIR = "factory-tmp"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,47 @@ def _git(
             hint = " (set an identity: git config user.name NAME; git config user.email EMAIL)"
         raise GitError(f"git {args[0]} failed: {msg}{hint}")
     return proc
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
+
+
+_LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
+
+
+def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
+    """The git id of a tree that holds exactly `files` (name -> bytes) as regular files.
+
+    Computed in Python, without git: `algo` is the repo's object format (`sha1`, or
+    `sha256` for 64-character ids). A content key: equal ids mean equal names and bytes.
+    """
+    body = bytearray()
+    # Git orders tree entries by name bytes (a subtree sorts as if its name ended in "/";
+    # there are none here).
+    for name in sorted(files, key=lambda n: n.encode("utf-8", "surrogateescape")):
+        data = files[name]
+        blob = hashlib.new(algo, b"blob %d\0" % len(data))
+        blob.update(data)
+        body += b"100644 " + name.encode("utf-8", "surrogateescape") + b"\0" + blob.digest()
+    tree = hashlib.new(algo, b"tree %d\0" % len(body))
+    tree.update(body)
+    return tree.hexdigest()
+
+
+def _check_relpath(rel: str) -> None:
+    parts = rel.split("/")
+    if (
+        not rel
+        or rel.startswith("/")
+        or "\0" in rel
+        or "\\" in rel
+        or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
+    ):
+        raise GitError(f"refusing to commit {rel!r}: not a plain path inside the repo")
 
 
 class GitRepo:
@@ -122,96 +172,139 @@ class GitRepo:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def recover(self) -> None:
+        """Finish or discard a write left half-done by a killed writer (cheap when none is)."""
+        if (self.git_dir / _JOURNAL).exists() or (self.git_dir / _TMPDIR).exists():
+            with self.exclusive():
+                pass
+
     def _recover(self) -> None:
         journal = self.git_dir / _JOURNAL
-        if not journal.exists():
-            return
-        try:
-            data = json.loads(journal.read_text())
-        except (OSError, ValueError):
-            journal.unlink(missing_ok=True)
-            return
-        committed = False
-        head = self.head()
-        if head is not None:
-            committed = (
-                _git(
-                    self.root, "merge-base", "--is-ancestor", data["commit"], head, check=False
-                ).returncode
+        tmpdir = self.git_dir / _TMPDIR
+        if journal.exists():
+            try:
+                data = json.loads(journal.read_text("utf-8"))
+                commit = str(data["commit"])
+                pairs = [(str(t), str(f)) for t, f in data["files"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                commit, pairs = "", []  # torn journal: HEAD never moved past it
+            head = self.head()
+            committed = bool(commit and head) and (
+                _git(self.root, "merge-base", "--is-ancestor", commit, head or "", check=False)
+                .returncode
                 == 0
             )
-        moved: list[str] = []
-        for tmp, final in data["files"]:
-            tmp_path, final_path = self.root / tmp, self.root / final
-            if committed and tmp_path.exists():
-                os.replace(tmp_path, final_path)
-            elif tmp_path.exists():
-                tmp_path.unlink()
             if committed:
-                moved.append(final)
-        if moved:
-            self._refresh_index(moved)
-        journal.unlink(missing_ok=True)
+                lost = []
+                for tmp, final in pairs:
+                    if Path(tmp).exists():
+                        self._place(Path(tmp), self.root / final)
+                    elif not (self.root / final).exists():
+                        lost.append(final)
+                if lost:  # the temporary copy is gone too: take the committed bytes
+                    self.git("checkout", "HEAD", "--", *lost)
+                self._refresh_index([final for _, final in pairs])
+            journal.unlink(missing_ok=True)
+        # Under the lock no other writer of this git dir is alive: anything left is garbage.
+        journal.with_name(journal.name + ".tmp").unlink(missing_ok=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    @staticmethod
+    def _place(tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # The git dir is on another file system: copy next to the target, then rename.
+            near = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            shutil.copyfile(tmp, near)
+            os.replace(near, final)
+            tmp.unlink()
 
     # -- committing ---------------------------------------------------------------------
 
     def commit_files(self, files: Mapping[str, bytes], message: str) -> str:
         """Commit `files` (repo-relative path -> content) as one commit on HEAD.
 
-        Must be called while holding `exclusive()`. Returns the new commit id. Raises
-        LedgerConflict if HEAD moved during the write (nothing is left behind then).
+        Must be called while holding `exclusive()`. Returns the new commit id (or the current
+        one when the files are already committed with that content). Raises LedgerConflict
+        if HEAD moved during the write (nothing is left behind then).
         """
+        for rel in files:
+            _check_relpath(rel)
+        tmpdir = self.git_dir / _TMPDIR
+        tmpdir.mkdir(exist_ok=True)
+        journal = self.git_dir / _JOURNAL
         tmp_pairs: list[tuple[str, str]] = []
         try:
-            for rel, content in files.items():
-                final = self.root / rel
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-                with open(tmp, "wb") as fh:
+            for i, (rel, content) in enumerate(files.items()):
+                tmp_path = tmpdir / f"{os.getpid()}-{i}"
+                with open(tmp_path, "wb") as fh:
                     fh.write(content)
                     fh.flush()
                     os.fsync(fh.fileno())
-                tmp_pairs.append((str(tmp.relative_to(self.root)), rel))
+                tmp_pairs.append((str(tmp_path), rel))
             oids = (
                 self.git("hash-object", "-w", "--no-filters", "--", *(t for t, _ in tmp_pairs))
                 .decode()
                 .split()
             )
-            old = self.head()
-            base_tree = self.git("rev-parse", f"{old}^{{tree}}").decode().strip() if old else None
+            old, base_tree = self._head_and_tree()
             changes = {rel: oid for (_, rel), oid in zip(tmp_pairs, oids, strict=True)}
             tree = self._write_tree(base_tree, changes)
-            args = ["commit-tree", tree]
-            if old:
-                args += ["-p", old]
-            new = self.git(*args, input=message.encode("utf-8")).decode().strip()
-            journal = self.git_dir / _JOURNAL
-            journal.write_text(json.dumps({"commit": new, "files": tmp_pairs}))
-            proc = _git(
-                self.root,
-                "update-ref",
-                "-m",
-                message.splitlines()[0],
-                "HEAD",
-                new,
-                old or ZERO_OID,
-                check=False,
-            )
-            if proc.returncode != 0:
-                journal.unlink(missing_ok=True)
-                raise LedgerConflict(
-                    "HEAD moved while the ledger was being written (another git command ran); "
-                    "nothing was recorded: retry"
+            if old is not None and tree == base_tree:
+                new = old  # already committed with this content: no empty commit
+            else:
+                args = ["commit-tree", tree]
+                if old:
+                    args += ["-p", old]
+                new = self.git(*args, input=message.encode("utf-8")).decode().strip()
+                pending = journal.with_name(journal.name + ".tmp")
+                pending.write_text(json.dumps({"commit": new, "files": tmp_pairs}))
+                os.replace(pending, journal)
+                proc = _git(
+                    self.root,
+                    "update-ref",
+                    "-m",
+                    message.splitlines()[0],
+                    "HEAD",
+                    new,
+                    old or ZERO_OID,
+                    check=False,
                 )
+                if proc.returncode != 0:
+                    journal.unlink(missing_ok=True)
+                    raise LedgerConflict(
+                        "HEAD moved while the ledger was being written (another git command "
+                        "ran); nothing was recorded: retry "
+                        f"({proc.stderr.decode('utf-8', 'replace').strip()})"
+                    )
         except BaseException:
-            for tmp, _ in tmp_pairs:
-                (self.root / tmp).unlink(missing_ok=True)
+            if journal.exists():
+                # Interrupted around update-ref: HEAD may or may not have moved. Recovery
+                # looks and finishes or discards; if it cannot, the next writer will.
+                with contextlib.suppress(Exception):
+                    self._recover()
+            else:
+                for tmp, _ in tmp_pairs:
+                    Path(tmp).unlink(missing_ok=True)
+                _rmdir_if_empty(tmpdir)
             raise
         for tmp, final in tmp_pairs:
-            os.replace(self.root / tmp, self.root / final)
+            self._place(Path(tmp), self.root / final)
         self._refresh_index([final for _, final in tmp_pairs])
-        (self.git_dir / _JOURNAL).unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+        _rmdir_if_empty(tmpdir)
         return new
+
+    def _head_and_tree(self) -> tuple[str | None, str | None]:
+        proc = _git(self.root, "rev-parse", "-q", "HEAD^{commit}", "HEAD^{tree}", check=False)
+        lines = proc.stdout.decode().split()
+        if proc.returncode != 0 or len(lines) != 2:
+            return None, None
+        return lines[0], lines[1]
 
     def _refresh_index(self, paths: list[str]) -> None:
         # The user's git command may hold index.lock for a moment: retry briefly.
@@ -282,6 +375,51 @@ class GitRepo:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""
         return self.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
 
+    # -- content keys for the status cache ---------------------------------------------
+
+    def tree_at_head(self, path: str) -> tuple[str, str] | None:
+        """(HEAD's commit id, the id of the tree at `path` in it), or None if either is missing.
+
+        The commit is resolved first and the path inside that commit, so the pair is
+        consistent even if HEAD moves meanwhile.
+        """
+        commit = self.head()
+        if commit is None:
+            return None
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{commit}:{path}", check=False)
+        tree = proc.stdout.decode().strip()
+        return (commit, tree) if proc.returncode == 0 and tree else None
+
+    def tree_entries(self, tree: str) -> dict[str, str]:
+        """Entry name -> object id of one tree (not recursive)."""
+        out = self.git("ls-tree", "-z", tree).decode("utf-8", "surrogateescape")
+        return {name: oid for oid, name in _LS_TREE_RE.findall(out)}
+
+    def start_changed_paths(self, commit: str, path: str) -> Callable[[], set[str] | None]:
+        """Start listing the tracked paths under `path` that differ from `commit`.
+
+        Returns a function that waits and gives the set of paths (None if git failed). This is `git diff-index COMMIT -- PATH`: git compares the index with the commit and
+        every tracked file's full stat data (mtime, ctime, size, inode, ...) with the index,
+        re-reading "racily clean" files, in C on all cores. It runs in the background so the
+        caller can work meanwhile. Untracked files are not reported.
+        """
+        env = dict(os.environ)
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        env["GIT_OPTIONAL_LOCKS"] = "0"  # a read: never take index.lock from the user
+        proc = subprocess.Popen(
+            ["git", "diff-index", "-z", "--name-only", "--no-renames", "--ignore-submodules",
+             commit, "--", path],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )
+
+        def wait() -> set[str] | None:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                return None
+            return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+
+        return wait
+
     # -- commits and worktrees for gates and cells ----------------------------------------
 
     def resolve_commit(self, rev: str) -> str | None:
@@ -320,3 +458,16 @@ class GitRepo:
     def worktree_base(self) -> Path:
         """Where the factory keeps linked worktrees: inside the git dir, out of the work tree."""
         return self.common_dir / "factory-worktrees"
+
+    # -- remotes, for publishing --------------------------------------------------------
+
+    def remote_url(self, name: str = "origin") -> str | None:
+        """The fetch URL of remote `name`, or None if there is no such remote."""
+        proc = _git(self.root, "remote", "get-url", "--", name, check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def push(self, remote: str, branch: str) -> None:
+        """Push local `branch` to the same name on `remote` (GitError with git's words)."""
+        if branch.startswith("-") or remote.startswith("-"):
+            raise GitError(f"refusing to push {branch!r} to {remote!r}: not a branch or remote")
+        self.git("push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}")

@@ -15,6 +15,7 @@ Writers hold the git-dir lock while they read the chain tip and commit (gitstore
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import os
@@ -26,22 +27,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from . import yamlio
-from .config import FactoryConfig, default_config, parse_config
 from .errors import ArtifactNotFound, InvalidRecord, LedgerConflict, NotAFactory, UsageError
 from .gitstore import GitRepo
-from .records import EVENT_ADAPTER, Event, Intake, format_validation_error
+
+if TYPE_CHECKING:
+    from .config import FactoryConfig
+    from .records import Event, Intake
+
+# pydantic, the record models and PyYAML are imported where they are used, not here: a warm
+# `status` (served from the status cache) and `--help` never need them (about 150 ms).
 
 LEDGER_DIR = "factory"
 CONFIG_FILE = "factory.yaml"
 INTAKE_FILE = "intake.yaml"
+BRIEFS_DIR = "briefs"  # cells' briefs, committed with their cell_spawned events (cells.py)
 RUNTIME_DIR = ".runtime"
 EVENT_FILE_RE = re.compile(r"^(\d{4,})-([a-z_]+)-([0-9a-f]{12})\.yaml$")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+_QUERY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+# Event header fields: the ledger fills them in; a payload may not (it could re-parent a chain).
+_HEADER_FIELDS = frozenset({"schema_version", "artifact", "seq", "parent", "at", "by"})
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def utcnow() -> datetime:
@@ -102,6 +113,11 @@ class Chain:
 
 def parse_record(raw: bytes, source: str, expect_intake: bool) -> Intake | Event:
     """Parse and validate one record file."""
+    from pydantic import ValidationError
+
+    from . import yamlio
+    from .records import EVENT_ADAPTER, Intake, format_validation_error
+
     data = yamlio.loads(raw, source)
     try:
         if expect_intake:
@@ -130,10 +146,16 @@ def link_chain(
             chain.problems.append(f"{rec.path}: file name says seq {seq}, record says {rec.record.seq}")  # type: ignore[union-attr]
         if rec.record.artifact != artifact:
             chain.problems.append(f"{rec.path}: artifact is {rec.record.artifact!r}, not {artifact!r}")
-        name_hash = EVENT_FILE_RE.match(Path(rec.path).name)
+        name_hash = EVENT_FILE_RE.match(rec.path.rpartition("/")[2])
         if name_hash and not rec.digest.startswith(name_hash.group(3)):
             chain.problems.append(
-                f"{rec.path}: content does not match the hash in its name (edited after it was written)"
+                f"{rec.path}: content does not match the hash in its name "
+                "(edited after it was written)"
+            )
+        if name_hash and name_hash.group(2) != rec.record.kind:
+            chain.problems.append(
+                f"{rec.path}: file name says kind {name_hash.group(2)}, "
+                f"record says {rec.record.kind}"
             )
     current = intake
     while True:
@@ -147,6 +169,11 @@ def link_chain(
                 "(two writers advanced this artifact concurrently)"
             )
         _, nxt = children[0]
+        if nxt.record.seq != len(chain.events) + 1:  # type: ignore[union-attr]
+            chain.problems.append(
+                f"{nxt.path}: seq {nxt.record.seq} does not follow its parent's "  # type: ignore[union-attr]
+                f"seq {len(chain.events)}"
+            )
         chain.events.append(nxt)
         current = nxt
     reachable = {intake.digest}
@@ -176,6 +203,11 @@ class Ledger:
     ) -> None:
         self.repo = repo
         self.rel = ledger_dir.strip("/")
+        if any(part in ("", ".", "..", ".git") for part in self.rel.split("/")):
+            raise UsageError(
+                f"ledger directory {ledger_dir!r} must be a plain path inside the repo "
+                "(like `factory`)"
+            )
         self.dir = repo.root / self.rel
         self.clock = clock
         self._lock_depth = 0
@@ -187,6 +219,7 @@ class Ledger:
         """Open the ledger of the repo containing `path`; NotAFactory if there is none."""
         repo = GitRepo.discover(path)
         ledger = cls(repo, ledger_dir or os.environ.get("GPTME_FACTORY_DIR") or LEDGER_DIR)
+        repo.recover()  # a writer killed after its commit: put its files in place first
         if not (ledger.dir / CONFIG_FILE).is_file():
             raise NotAFactory(
                 f"{repo.root} has no factory ledger ({ledger.rel}/{CONFIG_FILE} is missing): "
@@ -213,6 +246,9 @@ class Ledger:
         """factory/factory.yaml, validated."""
         path = self.dir / CONFIG_FILE
         source = self.relpath(path)
+        from . import yamlio
+        from .config import parse_config
+
         return parse_config(yamlio.loads(path.read_bytes(), source), source)
 
     # -- locking ------------------------------------------------------------------------
@@ -242,7 +278,7 @@ class Ledger:
             return sorted(
                 e.name
                 for e in os.scandir(self.artifacts_dir)
-                if e.is_dir() and not e.name.startswith(".")
+                if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
             )
         except FileNotFoundError:
             return []
@@ -250,9 +286,10 @@ class Ledger:
     def resolve(self, query: str) -> str:
         """Resolve an id or unambiguous prefix to an artifact id."""
         query = query.strip()
-        if not query or "/" in query or query.startswith(".") or "\0" in query:
+        if not _QUERY_RE.match(query):
             raise UsageError(
-                f"{query!r} is not an artifact id: ids are lowercase letters, digits and '-'"
+                f"{query!r} is not an artifact id: ids are lowercase letters, digits and '-' "
+                "(no '/', '..' or absolute paths)"
             )
         if (self.artifacts_dir / query / INTAKE_FILE).is_file():
             return query
@@ -261,22 +298,41 @@ class Ledger:
             return matches[0]
         raise ArtifactNotFound(query, matches)
 
-    def read(self, artifact: str, *, tolerant: bool = False) -> Chain:
+    def read(
+        self, artifact: str, *, tolerant: bool = False, raw: dict[str, bytes] | None = None
+    ) -> Chain:
         """Read, validate and link one artifact's records.
 
         Raises InvalidRecord on a bad file, unless `tolerant`: then bad files are skipped and
-        reported in `chain.problems` (what `verify` wants).
+        reported in `chain.problems` (what `verify` wants). `raw`, if given, receives the
+        name and exact bytes of every file read: what the status cache keys a summary by.
         """
+        if not _QUERY_RE.match(artifact):
+            raise UsageError(f"{artifact!r} is not an artifact id (no '/', '..' or absolute paths)")
         adir = self.artifacts_dir / artifact
         intake_path = adir / INTAKE_FILE
         if not intake_path.is_file():
             raise ArtifactNotFound(artifact)
         bad: list[str] = []
 
-        def load(path: Path, src: str, expect_intake: bool) -> StoredRecord | None:
-            raw = path.read_bytes()
+        def load(path: str, name: str, expect_intake: bool) -> StoredRecord | None:
+            src = f"{prefix}/{name}"
             try:
-                return StoredRecord(src, sha256(raw), parse_record(raw, src, expect_intake))
+                # never follow a symlink out of the ledger (git stores them as files too)
+                with open(path, "rb", opener=_open_nofollow) as fh:
+                    data = fh.read()
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                err = InvalidRecord(src, ["is a symlink, not a ledger record"])
+                if not tolerant:
+                    raise err from None
+                bad.extend(f"{src}: {p}" for p in err.problems)
+                return None
+            if raw is not None:
+                raw[name] = data
+            try:
+                return StoredRecord(src, sha256(data), parse_record(data, src, expect_intake))
             except InvalidRecord as exc:
                 if not tolerant:
                     raise
@@ -284,17 +340,23 @@ class Ledger:
                 return None
 
         prefix = f"{self.rel}/artifacts/{artifact}"
-        intake = load(intake_path, f"{prefix}/{INTAKE_FILE}", True)
+        intake = load(str(intake_path), INTAKE_FILE, True)
         if intake is None:
             raise InvalidRecord(f"{prefix}/{INTAKE_FILE}", [b.split(": ", 1)[1] for b in bad])
         events: list[tuple[int, StoredRecord]] = []
-        for entry in os.scandir(adir):
+        with os.scandir(adir) as entries:  # closed even when a strict read raises
+            listing = list(entries)
+        for entry in listing:
             m = EVENT_FILE_RE.match(entry.name)
-            if not m:
-                if tolerant and entry.is_file() and entry.name != INTAKE_FILE and not entry.name.startswith("."):
-                    bad.append(f"{prefix}/{entry.name}: not a ledger record name (unexpected file)")
+            regular = entry.is_file(follow_symlinks=False)
+            if not m or not regular:
+                known_dir = entry.name == BRIEFS_DIR and entry.is_dir(follow_symlinks=False)
+                if (tolerant and entry.name != INTAKE_FILE and not entry.name.startswith(".")
+                        and not known_dir):
+                    what = "file" if regular else "directory" if entry.is_dir() else "symlink"
+                    bad.append(f"{prefix}/{entry.name}: not a ledger record (unexpected {what})")
                 continue
-            rec = load(Path(entry.path), f"{prefix}/{entry.name}", False)
+            rec = load(entry.path, entry.name, False)
             if rec is not None:
                 events.append((int(m.group(1)), rec))
         events.sort(key=lambda x: (x[0], x[1].path))
@@ -325,9 +387,31 @@ class Ledger:
         by: str | None = None,
     ) -> Intake:
         """Record a new artifact's intake (state `idea`) in one commit."""
+        from pydantic import ValidationError
+
+        from . import yamlio
+        from .records import Intake, format_validation_error
+
+        demand = demand.strip()
+        consumers = [c.strip() for c in consumers if c.strip()]
+        acceptance = [a.strip() for a in acceptance if a.strip()]
+        missing = [
+            what
+            for what, value in (
+                ("a demand source (--demand)", demand),
+                ("a named consumer (--consumer)", consumers),
+                ("an acceptance criterion (--accept)", acceptance),
+            )
+            if not value
+        ]
+        if missing:
+            raise UsageError(f"intake needs {' and '.join(missing)}; nothing was written")
         line = line or self.config.default_line
         self.config.line(line)  # unknown line -> ConfigError before anything is written
         with self.locked():
+            from .lines import check_accepts_intake  # lazy: lines.py imports this module
+
+            check_accepts_intake(self, line)  # a parked or archived line refuses intake
             aid = self.new_artifact_id(title)
             data: dict[str, Any] = {
                 "artifact": aid,
@@ -367,6 +451,11 @@ class Ledger:
         The caller must hold `locked()` and must have read `chain` under that lock, so the tip
         cannot move in between. `payload` holds the event's kind and its own fields.
         """
+        from pydantic import ValidationError
+
+        from . import yamlio
+        from .records import EVENT_ADAPTER, format_validation_error
+
         if not self._lock_depth:
             raise RuntimeError("Ledger.append requires the writer lock (use Ledger.locked())")
         forks = [p for p in chain.problems if p.startswith("fork")]
@@ -375,9 +464,32 @@ class Ledger:
                 f"artifact {chain.artifact} has a fork; nothing was appended. {forks[0]}. "
                 "Keep one side: `git revert` the other side's commits, then retry"
             )
+        if chain.problems:
+            raise LedgerConflict(
+                f"artifact {chain.artifact} fails its integrity check; nothing was appended: "
+                f"{chain.problems[0]} (run `gptme-factory verify`)"
+            )
+        kind = payload.get("kind")
+        if not isinstance(kind, str) or not kind:
+            raise InvalidRecord("event", ["kind: required field is missing"])
+        owned = sorted(set(payload) & _HEADER_FIELDS)
+        if owned:
+            raise InvalidRecord(
+                f"{kind} event", [f"{f}: set by the ledger, not by the caller" for f in owned]
+            )
         seq = len(chain.events) + 1
+        stale = [
+            name
+            for name in os.listdir(self.artifacts_dir / chain.artifact)
+            if (m := EVENT_FILE_RE.match(name)) and int(m.group(1)) >= seq
+        ]
+        if stale:  # read before the lock was taken: appending would fork the chain
+            raise LedgerConflict(
+                f"artifact {chain.artifact} has moved on since it was read ({stale[0]}); "
+                "nothing was appended: read it again inside Ledger.locked()"
+            )
         data = {
-            "kind": payload["kind"],
+            "kind": kind,
             "schema_version": 1,
             "artifact": chain.artifact,
             "seq": seq,
@@ -389,7 +501,7 @@ class Ledger:
         try:
             event = EVENT_ADAPTER.validate_python(data)
         except ValidationError as exc:
-            raise InvalidRecord(f"{payload['kind']} event", format_validation_error(exc)) from None
+            raise InvalidRecord(f"{kind} event", format_validation_error(exc)) from None
         raw = yamlio.dumps(event.model_dump(mode="json", exclude_none=True))
         digest = sha256(raw)
         name = f"{seq:04d}-{event.kind}-{digest[:12]}.yaml"
@@ -405,10 +517,16 @@ class Ledger:
     # -- init ---------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path | str = ".", ledger_dir: str = LEDGER_DIR) -> tuple[Ledger, list[str]]:
+    def init(
+        cls, path: Path | str = ".", ledger_dir: str | None = None
+    ) -> tuple[Ledger, list[str]]:
         """Make the repo at `path` a factory. Returns the ledger and what changed (idempotent)."""
+        from . import yamlio
+        from .config import default_config
+
         repo = GitRepo.discover(path)
-        ledger = cls(repo, ledger_dir)
+        # the same default as `open`, or `init` and every later command disagree on the place
+        ledger = cls(repo, ledger_dir or os.environ.get("GPTME_FACTORY_DIR") or LEDGER_DIR)
         files: dict[str, bytes] = {}
         cfg_path = ledger.dir / CONFIG_FILE
         if not cfg_path.exists():
@@ -436,6 +554,7 @@ def commit_message(
 ) -> str:
     """`factory(<artifact>): <event> <detail>` plus machine-readable trailers."""
     scope = f"factory({artifact})" if artifact else "factory"
+    detail = " ".join(detail.split())  # a title with newlines must not break the subject
     subject = f"{scope}: {event}" + (f" {detail}" if detail else "")
     if len(subject) > 100:
         subject = subject[:97] + "..."

@@ -111,6 +111,8 @@ class Intake(Record):
 class EventBase(Record):
     """Header common to every event; the ledger fills it in when it appends."""
 
+    # Declared here so that `kind` leads every event file; each kind narrows it to a Literal.
+    kind: str
     schema_version: Literal[1] = 1
     artifact: ArtifactId
     seq: int = Field(ge=1, description="Position in the chain: intake is 0.")
@@ -349,5 +351,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = "required field is missing"
         elif err["type"] == "union_tag_invalid":
             msg = f"unknown kind: {msg}"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         lines.append(f"{loc}: {msg}")
     return lines

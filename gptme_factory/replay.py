@@ -82,6 +82,9 @@ class ArtifactView:
     cells: dict[str, CellView] = field(default_factory=dict)
     gates: dict[str, GatePassed] = field(default_factory=dict)
     published: list[Published] = field(default_factory=list)
+    # True once the current stage's handoff has been published (a package gate needs that:
+    # an older publication does not cover a newer package).
+    published_current: bool = False
     closed: Closed | None = None
     final_reason: str = ""
     last_kind: str = "intake"
@@ -164,6 +167,8 @@ def apply(view: ArtifactView, event: Event) -> None:
         cv = view.cells.get(event.cell)
         if cv is None or view.cell != event.cell or view.status != "running":
             raise _illegal(view, event, f"cell {event.cell} is not the running cell")
+        if event.role != cv.role:
+            raise _illegal(view, event, f"cell {event.cell} was issued for role {cv.role}")
         cv.backend, cv.model, cv.session = event.backend, event.model, event.session
         cv.workdir, cv.brief = event.workdir, event.brief
         cv.budget = event.budget.model_dump()
@@ -172,6 +177,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         _require_cell(view, event, event.cell)
         view.status = "submitted"
         view.handoffs[event.stage] = event.handoff
+        view.published_current = False
         if event.last_progress:
             view.cells[event.cell].last_progress = event.last_progress
     elif isinstance(event, ContractViolation):
@@ -196,6 +202,8 @@ def apply(view: ArtifactView, event: Event) -> None:
     elif isinstance(event, GatePassed):
         current = _require_stage(view, event, event.stage, "submitted")
         _require_cell(view, event, event.cell)
+        if event.state != current.produces:
+            raise _illegal(view, event, f"stage {current.name} produces {current.produces}")
         view.gates[event.stage] = event
         view.cell = None
         if current.approval:
@@ -209,6 +217,8 @@ def apply(view: ArtifactView, event: Event) -> None:
         if event.decision == "approve":
             _pass_stage(view, current, event.at)
         elif event.decision == "request_changes":
+            # The stage is redone: its passed gate no longer stands.
+            view.gates.pop(current.name, None)
             view.status, view.retry_note = "pending", f"review by {event.reviewer}: {event.comments}"
             view.first_pass = False
         else:
@@ -222,7 +232,7 @@ def apply(view: ArtifactView, event: Event) -> None:
     elif isinstance(event, Rework):
         current = _require_stage(view, event, event.from_stage, "pending")
         names = [s.name for s in view.line.stages]
-        if event.to_stage not in names or names.index(event.to_stage) > view.stage_index:
+        if event.to_stage not in names or names.index(event.to_stage) >= view.stage_index:
             raise _illegal(view, event, f"{event.to_stage} is not an earlier stage of the line")
         del current
         view.stage_index = names.index(event.to_stage)
@@ -232,6 +242,10 @@ def apply(view: ArtifactView, event: Event) -> None:
             view.gates.pop(st.name, None)
     elif isinstance(event, AttemptsExhausted):
         _require_stage(view, event, event.stage, "pending")
+        used = view.attempts.get(event.stage, 0)
+        if event.attempts != used:
+            why = f"stage {event.stage} used {used} attempts, not {event.attempts}"
+            raise _illegal(view, event, why)
         view.status = "blocked"
         view.blocked_reason = f"stage {event.stage} used its {event.attempts} attempts"
     elif isinstance(event, Published):
@@ -239,6 +253,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         if current.gate != "package":
             raise _illegal(view, event, "publishing belongs to a package stage")
         view.published.append(event)
+        view.published_current = True
     elif isinstance(event, Closed):
         if view.is_final:
             raise _illegal(view, event, f"the artifact is already {view.state}")

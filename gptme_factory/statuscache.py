@@ -1,83 +1,226 @@
-"""The status cache: board summaries keyed by a fingerprint of each artifact's files.
+"""The status cache: board summaries keyed by git content ids, so a warm `status` reads nothing.
 
-Kept in factory/.runtime/status-cache.json (gitignored). An artifact's fingerprint is the
-name, size, mtime and inode of every file in its directory, so any change to a record —
-a new event, an edit, a checkout or merge that rewrote a file — changes it, and that artifact
-alone is re-read. The factory config's own fingerprint guards the whole cache. A cache that
-fails to load is rebuilt; it can make `status` slower, never wrong.
+Kept in factory/.runtime/status-cache.json (gitignored). It can make `status` slower, never
+wrong. Each artifact's summary is stored with
+
+- the git tree id computed (gitstore.tree_id) from the exact bytes the summary was derived
+  from: the files `Ledger.read` parsed, names and contents — a content key, not a timestamp;
+- the inode, mtime and ctime of the artifact's directory, taken *before* those files were read.
+
+A later run uses a stored summary only when all of these hold, and re-reads the artifact
+otherwise (so the cost grows with what changed, not with the ledger):
+
+1. HEAD's tree for the artifact directory has the stored id: HEAD holds exactly those bytes;
+2. `git diff-index HEAD` lists no path in the directory: the index and every tracked file on
+   disk still hold HEAD's content. Git compares each file's full stat data (mtime, ctime,
+   size, inode, ...) with what it recorded and re-reads "racily clean" files, so an in-place
+   edit is caught even though it leaves the directory's mtime alone — which is why
+   per-directory mtimes alone are not enough. Git does this in C on every core, while Python
+   checks the directories; it is the dominant cost of a warm run;
+3. the directory's inode, mtime and ctime are unchanged: no file was added, removed or renamed
+   in it since the read (git does not look at untracked files; a new event file, a `git
+   checkout` or a deleted and re-created directory all change them). A directory changed
+   within RACY_NS of the read is never trusted: a second change in the same timestamp tick
+   would not move its mtime (git's "racily clean" rule);
+4. the factory config's bytes and the code that derives summaries are unchanged.
+
+Together: by (1) and (2) the tracked files hold exactly the bytes the summary came from, and by
+(3) no file has joined them. An untracked or uncommitted record makes (1) fail, so that
+artifact is simply re-read each time until it is committed. What this cannot see is what git
+is told not to look at: `update-index --assume-unchanged`/`--skip-worktree` on ledger files or
+`core.ignoreStat`; `status --no-cache` reads everything regardless.
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import os
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .board import ArtifactSummary, summarize_artifact
+from .gitstore import tree_id
 from .ledger import CONFIG_FILE, Ledger
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from .linestatus import HasLineAndTime, LineStatus
+
 CACHE_FILE = "status-cache.json"
-CACHE_VERSION = 1
+LINES_CACHE_FILE = "lines-cache.json"
+CACHE_VERSION = 2
 RACY_NS = 3_000_000_000
-
-
-def _fingerprint(path: str) -> tuple[str, int]:
-    parts = []
-    newest = 0
-    with os.scandir(path) as it:
-        for e in it:
-            st = e.stat(follow_symlinks=False)
-            newest = max(newest, st.st_mtime_ns)
-            parts.append(f"{e.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
-    parts.sort()
-    return "|".join(parts), newest
+# The modules whose code decides what a summary says: editing any of them drops the cache.
+_CODE = ("board.py", "config.py", "contracts.py", "gitstore.py", "ledger.py", "lines.py",
+         "linestatus.py", "records.py", "replay.py", "statuscache.py", "yamlio.py")
 
 
 def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
-    """Summaries for every artifact, re-reading only artifacts whose files changed."""
-    cache_path = ledger.runtime_dir / CACHE_FILE
-    cfg_fp = _file_fp(str(ledger.dir / CONFIG_FILE))
-    old: dict[str, Any] = {}
+    """Summaries for every artifact, sorted by id, re-reading only what may have changed."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
     try:
-        data = json.loads(cache_path.read_bytes())
-        if data.get("version") == CACHE_VERSION and data.get("config") == cfg_fp:
-            old = data["artifacts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        old = {}
-    new: dict[str, Any] = {}
+        return _cached_summaries(ledger)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
+    repo = ledger.repo
+    rel = f"{ledger.rel}/artifacts"
+    snap = repo.tree_at_head(rel)  # (commit, tree of factory/artifacts in it)
+    # git lstat()s every ledger file in the background while this process checks the rest.
+    wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
+    try:
+        ids = ledger.artifact_ids()
+        cache_path = ledger.runtime_dir / CACHE_FILE
+        key = _global_key(ledger)
+        old, old_top = _load(cache_path, key)
+        base = str(ledger.artifacts_dir)
+        stats: dict[str, list[int] | None] = {}
+        for aid in ids:
+            try:
+                ds = os.stat(f"{base}/{aid}")
+                stats[aid] = [ds.st_ino, ds.st_mtime_ns, ds.st_ctime_ns]
+            except OSError:
+                stats[aid] = None
+    finally:
+        changed = wait_changed() if wait_changed else None
+    dirty = {p[len(rel) + 1 :].partition("/")[0] for p in changed} if changed is not None else None
+    top = snap[1] if snap else None
+    same_top = bool(old) and old_top == top
+    heads: dict[str, str] | None = None
+
+    def head_of(aid: str) -> str | None:
+        nonlocal heads
+        if heads is None:
+            heads = repo.tree_entries(snap[1]) if snap else {}
+        return heads.get(aid)
+
+    new: dict[str, list[Any]] = {}
     out: list[ArtifactSummary] = []
-    changed = False
-    base = str(ledger.artifacts_dir)
-    # Like git's "racily clean" rule: a file modified within the last seconds may be edited
-    # again without its mtime changing, so such artifacts are re-read until they settle.
+    stored = False
     racy_after = time.time_ns() - RACY_NS
-    for artifact in ledger.artifact_ids():
-        fp, newest = _fingerprint(os.path.join(base, artifact))
-        if newest >= racy_after:
-            fp = ""
-        hit = old.get(artifact)
-        if hit is not None and fp and hit[0] == fp:
-            summary = ArtifactSummary(**hit[1])
-        else:
-            summary = summarize_artifact(ledger, artifact)
-            changed = True
-        new[artifact] = (fp, summary.to_json())
+    algo = "sha256" if snap and len(snap[0]) == 64 else "sha1"
+    for aid in ids:
+        st = stats[aid]
+        entry = old.get(aid)
+        # entry: [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
+        if entry is not None and st is not None and dirty is not None and entry[2] == st:
+            committed = entry[1] is True if same_top else entry[0] == head_of(aid)
+            if committed and aid not in dirty:
+                try:
+                    summary = ArtifactSummary.from_row(entry[3])
+                except (TypeError, ValueError):
+                    summary = None  # a damaged entry: read the artifact instead
+                if summary is not None and summary.artifact == aid:
+                    new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
+                    out.append(summary)
+                    continue
+        raw: dict[str, bytes] = {}
+        summary = summarize_artifact(ledger, aid, raw)
         out.append(summary)
-    if changed or len(new) != len(old):
-        _write(cache_path, {"version": CACHE_VERSION, "config": cfg_fp, "artifacts": new})
+        if summary.state == "broken" or st is None:
+            continue  # not cached: read (and reported) again every time
+        oid = tree_id(raw, algo)
+        if max(st[1], st[2]) >= racy_after:
+            st = None  # changed just now: check again next time
+        new[aid] = [oid, snap is not None and oid == head_of(aid), st, summary.to_row()]
+        stored = True
+    if stored or not same_top or old.keys() != new.keys():
+        _write_json(cache_path, {"key": key, "top": top, "artifacts": new})
     return out
 
 
-def _file_fp(path: str) -> str:
+def cached_line_statuses(
+    ledger: Ledger, summaries: Iterable[HasLineAndTime], now: datetime
+) -> list[LineStatus]:
+    """`lines.line_statuses`, with each line's replayed state cached by content.
+
+    The key hashes factory.yaml and every file under factory/lines/ (few and small: one per
+    park/unpark/archive), so it is exact; only a change there re-reads the streams.
+    """
+    from .linestatus import LineBase, statuses
+
+    h = hashlib.sha256(_global_key(ledger).encode())
+    # Exactly what `lines.line_bases` reads: factory/lines/<line>/<file>, symlinks followed.
+    for line_dir in _sorted_entries(str(ledger.dir / "lines")):
+        h.update(b"\0line\0" + os.fsencode(line_dir.name))
+        if not line_dir.is_dir():
+            continue
+        for entry in _sorted_entries(line_dir.path):
+            h.update(b"\0file\0" + os.fsencode(entry.name) + b"\0")
+            try:
+                with open(entry.path, "rb") as fh:
+                    h.update(fh.read())
+            except OSError as exc:
+                h.update(f"unreadable {exc.errno}".encode())
+    key = h.hexdigest()
+    path = ledger.runtime_dir / LINES_CACHE_FILE
+    bases: list[LineBase] | None = None
     try:
-        st = os.stat(path)
+        data = json.loads(path.read_bytes())
+        if data["key"] == key:
+            bases = [LineBase(**b) for b in data["lines"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        bases = None
+    if bases is None:
+        from .lines import line_bases
+
+        bases = line_bases(ledger)
+        _write_json(path, {"key": key, "lines": [b.__dict__ for b in bases]})
+    return statuses(bases, summaries, now)
+
+
+def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
     except OSError:
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        return []
 
 
-def _write(path: Any, data: dict[str, Any]) -> None:
+def _global_key(ledger: Ledger) -> str:
+    """What every entry depends on: cache format, ledger path, config bytes, summary code."""
+    parts = [str(CACHE_VERSION), ledger.rel]
+    try:
+        parts.append(hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest())
+    except OSError:
+        parts.append("-")
+    here = Path(__file__).parent
+    for name in _CODE:
+        try:
+            st = os.stat(here / name)
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{name}:-")
+    return "|".join(parts)
+
+
+def _load(path: Path, key: str) -> tuple[dict[str, list[Any]], str | None]:
+    """The entries of a cache file written with `key` (empty if missing or damaged).
+
+    Entries are checked one by one where they are used: a damaged one is a miss.
+    """
+    try:
+        data = json.loads(path.read_bytes())
+        if data["key"] != key or not isinstance(data["artifacts"], dict):
+            return {}, None
+        entries = {aid: e for aid, e in data["artifacts"].items()
+                   if isinstance(e, list) and len(e) == 4}
+        top = data["top"]
+        return entries, top if isinstance(top, str) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, None  # missing or damaged: rebuilt from the ledger
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -4,7 +4,10 @@ Checks: the config validates; every record parses and validates (unknown kinds, 
 fields, malformed YAML, aliases, bad UTF-8); every file's hash matches its name; every event's
 parent is in the chain (tampering or a missing parent); no two events share a parent (a fork
 from concurrent advances on two clones); the event sequence is a legal history of the line;
-every recorded handoff satisfies its contract.
+every recorded handoff satisfies its contract. Finally git, the audit trail, is asked about
+what the chain alone cannot see: a committed record edited or deleted in the working tree (the
+intake of an artifact with no events yet, or the last event of a chain), or edited by a later
+commit (records are append-only: a commit may add or revert one, never modify it).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from .errors import FactoryError, IllegalTransition
-from .ledger import Ledger
+from .errors import FactoryError, IllegalTransition, InvalidRecord
+from .ledger import INTAKE_FILE, Ledger
 from .records import HandoffSubmitted, format_validation_error
 from .replay import ArtifactView, apply
 
@@ -39,8 +42,12 @@ def _split(line: str, default: str) -> Problem:
 def verify_artifact(ledger: Ledger, artifact: str) -> list[Problem]:
     """Every problem with one artifact's records."""
     where = f"{ledger.rel}/artifacts/{artifact}"
+    if not (ledger.artifacts_dir / artifact / INTAKE_FILE).is_file():
+        return [Problem(where, f"no {INTAKE_FILE}: not an artifact (unexpected directory)")]
     try:
         chain = ledger.read(artifact, tolerant=True)
+    except InvalidRecord as exc:
+        return [Problem(exc.source, p) for p in exc.problems]
     except FactoryError as exc:
         return [Problem(where, str(exc).replace("\n", " "))]
     problems = [_split(p, where) for p in chain.problems]
@@ -85,11 +92,45 @@ def verify_ledger(ledger: Ledger) -> list[Problem]:
         return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))]
     adir = ledger.artifacts_dir
     if adir.is_dir():
-        for entry in os.scandir(adir):
-            if entry.is_file() and not entry.name.startswith("."):
+        with os.scandir(adir) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
+                    continue
+                what = "symlink" if entry.is_symlink() else "file"
                 problems.append(
-                    Problem(f"{ledger.rel}/artifacts/{entry.name}", "unexpected file in artifacts/")
+                    Problem(f"{ledger.rel}/artifacts/{entry.name}", f"unexpected {what} in artifacts/")
                 )
     for artifact in ledger.artifact_ids():
         problems += verify_artifact(ledger, artifact)
+    from .lines import verify_lines  # lines imports this module: import late
+
+    problems += verify_lines(ledger)
+    named = {p.where for p in problems}
+    problems += [p for p in _git_problems(ledger) if p.where not in named]
     return problems
+
+
+def _git_problems(ledger: Ledger) -> list[Problem]:
+    """Records changed against git: in the working tree, or by a commit after they were added."""
+    repo = ledger.repo
+    if repo.head() is None:
+        return []
+    rel = f"{ledger.rel}/artifacts"
+    out: dict[str, Problem] = {}
+    status = repo.git("diff-index", "--name-status", "--no-renames", "-z", "HEAD", "--", rel)
+    fields = status.decode("utf-8", "surrogateescape").split("\0")
+    for code, path in zip(fields[0::2], fields[1::2], strict=False):
+        if code == "M":
+            out[path] = Problem(path, "modified since it was committed (records are append-only)")
+        elif code == "D":
+            out[path] = Problem(path, "deleted since it was committed (records are append-only)")
+    log = repo.git(
+        "log", "--no-renames", "--diff-filter=M", "--name-only", "-z", "--format=", "HEAD",
+        "--", rel,
+    )
+    for path in log.decode("utf-8", "surrogateescape").split("\0"):
+        path = path.strip("\n")
+        if path and path not in out and (repo.root / path).exists():
+            out[path] = Problem(path, "modified by a commit after it was recorded "
+                                      "(records are append-only: `git log -p` shows who)")
+    return sorted(out.values(), key=lambda p: p.where)

@@ -30,6 +30,18 @@ COMMANDS: dict[str, str] = {
     "reject": "finish_cmd:reject",
     "abandon": "finish_cmd:abandon",
     "review": "review_cmd",
+    "package": "package_cmd",
+    "measure": "measure_cmd",
+    "metrics": "metrics_cmd",
+    "park": "line_cmd:park",
+    "unpark": "line_cmd:unpark",
+    "archive": "line_cmd:archive",
+    "doctor": "doctor_cmd",
+    "spawn": "spawn_cmd",
+    "progress": "progress_cmd",
+    "collect": "collect_cmd",
+    "run": "run_cmd",
+    "kill": "kill_cmd",
 }
 
 

@@ -1,4 +1,4 @@
-"""`gptme-factory close`, `reject`, `abandon`: end an artifact's life, with a reason."""
+"""`gptme-factory close`: done is not a handoff — name a successor or declare it terminal."""
 
 from __future__ import annotations
 
@@ -18,5 +18,6 @@ def command(artifact: str, successor: str | None, terminal: str | None, repo: st
 
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)
-    close(ledger, aid, successor=successor, terminal=terminal)
-    click.echo(f"{aid}: closed" + (f" -> {successor}" if successor else " (terminal)"))
+    record = close(ledger, aid, successor=successor, terminal=terminal).record
+    resolved = getattr(record, "successor", None)  # a prefix given, the full id recorded
+    click.echo(f"{aid}: closed" + (f" -> {resolved}" if resolved else " (terminal)"))

@@ -1,4 +1,4 @@
-"""`gptme-factory init`: make a brain repo a factory."""
+"""`gptme-factory init`: make a brain repo a factory (ledger, then gptme wiring)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,37 @@ from ._common import echo_json, json_option, repo_option
 
 
 @click.command("init")
+@click.option("--upgrade", is_flag=True,
+              help="Also update installed skill/lesson files you have not changed.")
+@click.option("--no-wire", is_flag=True,
+              help="Only create the ledger; leave gptme.toml, skills and lessons alone.")
 @repo_option
 @json_option
-def command(repo: str, as_json: bool) -> None:
-    """Create the factory ledger (factory/) in a git repo and commit it. Idempotent."""
+def command(upgrade: bool, no_wire: bool, repo: str, as_json: bool) -> None:
+    """Create the factory ledger (factory/) in a git repo, wire gptme, commit. Idempotent.
+
+    Wiring merges `[env] TOOL_MODULES` into gptme.toml (keeping your keys and comments) and
+    installs skills/factory-run/SKILL.md and lessons/factory/*.md, never overwriting a file
+    you changed.
+    """
     from ..ledger import Ledger
 
     ledger, changed = Ledger.init(repo)
+    report = None
+    if not no_wire:
+        from ..wiring import wire
+
+        report = wire(ledger, upgrade=upgrade)
     if as_json:
-        echo_json({"repo": str(ledger.repo.root), "changed": changed})
+        echo_json({"repo": str(ledger.repo.root), "changed": changed,
+                   "wiring": report.to_json() if report else None})
         return
-    if not changed:
+    wired = report.changes if report else []
+    if not changed and not wired:
         click.echo(f"{ledger.repo.root}: already a factory, nothing changed")
         return
-    click.echo(f"{ledger.repo.root}: factory initialized")
+    click.echo(f"{ledger.repo.root}: " + ("factory initialized" if changed else "factory wiring"))
     for path in changed:
         click.echo(f"  wrote {path}")
+    for path, what in wired:
+        click.echo(f"  {path}: {what}")

@@ -8,10 +8,14 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 
 
 @click.command("intake")
-@click.argument("title")
-@click.option("--demand", required=True, help="Where the demand comes from (gh:owner/repo#N, a task, a person).")
-@click.option("--consumer", "consumers", multiple=True, required=True, help="A named consumer (repeat for more).")
-@click.option("--accept", "acceptance", multiple=True, required=True, help="An acceptance criterion (repeat for more).")
+@click.argument("title", required=False)
+@click.option("--demand", default=None, help="Where the demand comes from (gh:owner/repo#N, a task, a person).")
+@click.option("--consumer", "consumers", multiple=True, help="A named consumer (repeat for more).")
+@click.option("--accept", "acceptance", multiple=True, help="An acceptance criterion (repeat for more).")
+@click.option("--from-issue", "from_issue", default=None, metavar="OWNER/REPO#N",
+              help="Take title, problem, criteria and consumer (its author) from a GitHub issue (gh).")
+@click.option("--from-task", "from_task", default=None, metavar="TASK",
+              help="Take them from a gptodo task file (tasks/TASK.md).")
 @click.option("--problem", default="", help="Why: the problem this solves.")
 @click.option("--line", default=None, help="Production line (default: the config's default_line).")
 @click.option(
@@ -22,28 +26,37 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @repo_option
 @json_option
 def command(
-    title: str,
-    demand: str,
+    title: str | None,
+    demand: str | None,
     consumers: tuple[str, ...],
     acceptance: tuple[str, ...],
     problem: str,
     line: str | None,
     classification: str,
+    from_issue: str | None,
+    from_task: str | None,
     repo: str,
     as_json: bool,
 ) -> None:
-    """Create an artifact in state `idea` and print its id."""
+    """Create an artifact in state `idea` and print its id.
+
+    Give TITLE, --demand, --consumer and --accept, or take them from a tracker with
+    --from-issue OWNER/REPO#N or --from-task TASK (explicit options still win).
+    """
+    from ..demand import intake_fields
+    from ..selfplay import is_self_play, ledger_self_names
+
     ledger = open_ledger(repo)
-    intake = ledger.create(
-        title=title,
-        demand=demand,
-        consumers=list(consumers),
-        acceptance=list(acceptance),
-        problem=problem,
-        line=line,
-        classification=classification,
+    fields = intake_fields(
+        ledger.repo.root, issue=from_issue, task=from_task, title=title, demand=demand,
+        consumers=list(consumers), acceptance=list(acceptance), problem=problem,
     )
+    intake = ledger.create(**fields, line=line, classification=classification)  # type: ignore[arg-type]
+    self_play = is_self_play(intake.consumers, ledger_self_names(ledger))
     if as_json:
-        echo_json({"artifact": intake.artifact, "state": "idea", "line": intake.line})
+        echo_json({"artifact": intake.artifact, "state": "idea", "line": intake.line,
+                   "self_play": self_play})
     else:
         click.echo(f"{intake.artifact}  idea")
+        if self_play:
+            click.echo("warning: self-play: every named consumer is the factory itself", err=True)

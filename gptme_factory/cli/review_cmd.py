@@ -9,19 +9,23 @@ from ._common import open_ledger, repo_option
 
 @click.command("review")
 @click.argument("artifact")
-@click.option("--approve", "decision", flag_value="approve", help="Approve and move on.")
-@click.option("--request-changes", "decision", flag_value="request_changes", help="Send it back.")
-@click.option("--reject", "decision", flag_value="reject", help="Reject the artifact.")
+@click.option("--approve", is_flag=True, help="Approve and move on.")
+@click.option("--request-changes", is_flag=True, help="Send the stage back (comments = retry note).")
+@click.option("--reject", is_flag=True, help="Reject the artifact.")
 @click.option("--reviewer", required=True, help="Who reviews (a person).")
 @click.option("--comments", default="", help="Review comments (the retry note on changes).")
 @repo_option
-def command(artifact: str, decision: str | None, reviewer: str, comments: str, repo: str) -> None:
-    """Review a stage that waits for approval."""
+def command(artifact: str, approve: bool, request_changes: bool, reject: bool, reviewer: str,
+            comments: str, repo: str) -> None:
+    """Review a stage that waits for approval: exactly one of --approve, --request-changes, --reject."""
     from ..engine import review
 
-    if decision is None:
+    chosen = [d for d, on in (("approve", approve), ("request_changes", request_changes),
+                              ("reject", reject)) if on]
+    if len(chosen) != 1:
+        # Two decisions at once must not silently become the last one given.
         raise click.UsageError("choose one of --approve, --request-changes, --reject")
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)
-    review(ledger, aid, reviewer, decision, comments)
-    click.echo(f"{aid}: {decision} by {reviewer}")
+    review(ledger, aid, reviewer, chosen[0], comments)
+    click.echo(f"{aid}: {chosen[0]} by {reviewer}")

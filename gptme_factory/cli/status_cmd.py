@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
 
 from ._common import echo_json, json_option, open_ledger, repo_option
 
+if TYPE_CHECKING:
+    from ..ledger import Ledger
+
 STATE_ORDER = ["idea", "designed", "patched", "verified", "published", "measured", "closed",
                "rejected", "abandoned", "broken"]
+
+
+def now_utc() -> datetime:
+    """The current time (for ages and idleness)."""
+    return datetime.now(timezone.utc)
 
 
 def age(iso: str, now: datetime) -> str:
@@ -23,23 +32,20 @@ def age(iso: str, now: datetime) -> str:
     return f"{secs}s"
 
 
-@click.command("status")
-@click.option("--no-cache", is_flag=True, help="Ignore the status cache (slower, same answer).")
-@repo_option
-@json_option
-def command(no_cache: bool, repo: str, as_json: bool) -> None:
-    """Show every artifact grouped by state, with its age and last event."""
-    from ..board import ArtifactSummary, load_summaries
+def board_text(ledger: Ledger, no_cache: bool) -> str:
+    """The whole board as plain text: artifacts by state, lines, running cells."""
+    from ..board import ArtifactSummary, load_line_statuses, load_summaries
+    from ..board_cells import observations, render_text
 
-    ledger = open_ledger(repo)
     summaries = load_summaries(ledger, use_cache=not no_cache)
-    if as_json:
-        echo_json({"artifacts": [s.to_json() for s in summaries]})
-        return
+    now = now_utc()
+    statuses = load_line_statuses(ledger, summaries, now, use_cache=not no_cache)
+    cells = observations(ledger, now)
+    cell_lines = render_text(cells, ledger.config.max_concurrent_cells) if cells else []
     if not summaries:
-        click.echo("no artifacts yet: `gptme-factory intake TITLE --demand ... --consumer ... --accept ...`")
-        return
-    now = datetime.now(timezone.utc)
+        return "\n".join([
+            "no artifacts yet: `gptme-factory intake TITLE --demand ... --consumer ... --accept ...`",
+            "lines", *(f"  {x.describe()}" for x in statuses), *cell_lines])
     groups: dict[str, list[ArtifactSummary]] = {}
     for s in summaries:
         groups.setdefault(s.state, []).append(s)
@@ -58,4 +64,39 @@ def command(no_cache: bool, repo: str, as_json: bool) -> None:
             )
             if s.problem:
                 lines.append(f"    ! {s.problem}")
-    click.echo("\n".join(lines))
+    lines.append("lines")
+    lines += [f"  {x.describe()}" for x in statuses]
+    lines += cell_lines
+    return "\n".join(lines)
+
+
+@click.command("status")
+@click.option("--no-cache", is_flag=True, help="Ignore the status cache (slower, same answer).")
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C (running cells live).")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+@repo_option
+@json_option
+def command(no_cache: bool, watch: bool, interval: float, repo: str, as_json: bool) -> None:
+    """Show every artifact grouped by state, the lines, and every running cell.
+
+    For each running cell: artifact, role, backend, elapsed time, budget left, its latest
+    progress note (or last meaningful output line) and whether it looks stalled.
+    """
+    ledger = open_ledger(repo)
+    if watch and not as_json:
+        from .status_watch import watch_board
+
+        watch_board(lambda: board_text(ledger, no_cache), interval)
+        return
+    if as_json:
+        from ..board import load_line_statuses, load_summaries
+        from ..board_cells import observations, to_json
+
+        summaries = load_summaries(ledger, use_cache=not no_cache)
+        echo_json({"artifacts": [s.to_json() for s in summaries],
+                   "lines": [x.to_json() for x in load_line_statuses(
+                       ledger, summaries, now_utc(), use_cache=not no_cache)],
+                   "cells": to_json(observations(ledger))})
+        return
+    click.echo(board_text(ledger, no_cache))

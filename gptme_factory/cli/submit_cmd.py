@@ -15,8 +15,14 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @repo_option
 @json_option
 def command(cell: str, file: str, repo: str, as_json: bool) -> None:
-    """Submit a handoff FILE (YAML or JSON; '-' reads stdin) for CELL's stage."""
+    """Submit a handoff FILE (YAML or JSON; '-' reads stdin) for CELL's stage.
+
+    Exit 0: accepted and committed. Exit 4: invalid, with one `field: problem` line per
+    problem to fix before submitting again. Exit 7: refused (wrong cell, artifact, role or
+    stage); nothing was recorded.
+    """
     from ..engine import submit
+    from ..errors import FactoryError
 
     if file == "-":
         raw = sys.stdin.buffer.read()
@@ -27,7 +33,15 @@ def command(cell: str, file: str, repo: str, as_json: bool) -> None:
         except OSError as exc:
             raise click.BadParameter(f"cannot read {file}: {exc.strerror}") from None
     ledger = open_ledger(repo)
-    stored = submit(ledger, cell, raw)
+    try:
+        stored = submit(ledger, cell, raw)
+    except FactoryError as exc:
+        if not as_json:
+            raise
+        # A program reading --json gets the verdict and the problems on stdout too.
+        echo_json({"accepted": False, "error": str(exc).splitlines()[0],
+                   "problems": list(getattr(exc, "problems", []))})
+        raise SystemExit(exc.exit_code) from None
     if as_json:
         echo_json({"accepted": True, "file": stored.path, "hash": stored.digest})
     else:

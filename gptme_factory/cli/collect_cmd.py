@@ -1,0 +1,52 @@
+"""`gptme-factory collect`: reap finished cells, enforce budgets, run the gates."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import echo_json, json_option, open_ledger, repo_option
+
+
+@click.command("collect")
+@click.argument("artifacts", nargs=-1)
+@click.option("--no-advance", is_flag=True, help="Record the cells' ends but run no gate.")
+@click.option("--grace", "grace_s", type=float, default=30.0, show_default=True,
+              help="Seconds a cell may linger after its handoff before it is stopped.")
+@repo_option
+@json_option
+def command(artifacts: tuple[str, ...], no_advance: bool, grace_s: float, repo: str,
+            as_json: bool) -> None:
+    """Stop cells past their budget and reap every cell that has ended (of ARTIFACTS, if given).
+
+    Reaping records cell_finished (outcome, reason, exit code, tokens and cost measured from
+    the cell's gptme log, output tail), removes the cell's worktree, and runs the stage's gate
+    on a submitted handoff.
+    """
+    from ..cells import collect
+
+    ledger = open_ledger(repo)
+    wanted = [ledger.resolve(a) for a in artifacts] or None
+    reaped, said = collect(ledger, wanted, advance=not no_advance, grace_s=grace_s)
+    if as_json:
+        echo_json({"stopped": said, "reaped": [{
+            "cell": r.cell, "artifact": r.artifact, "outcome": r.outcome, "reason": r.reason,
+            "wall_s": r.wall_s, "tokens": r.tokens, "cost_usd": r.cost_usd,
+            "gate": None if r.advanced is None else {
+                "stage": r.advanced.stage, "passed": r.advanced.passed,
+                "state": r.advanced.state, "reasons": r.advanced.reasons},
+            "gate_note": r.gate_note} for r in reaped]})
+        return
+    for line in said:
+        click.echo(line)
+    for r in reaped:
+        click.echo(f"{r.cell}: {r.outcome} after {r.wall_s:.1f} s"
+                   + (f" ({r.reason})" if r.reason else ""))
+        if r.advanced is not None:
+            verdict = "passed" if r.advanced.passed else "FAILED"
+            click.echo(f"  gate {r.advanced.stage} {verdict} -> {r.advanced.state}")
+            for reason in r.advanced.reasons:
+                click.echo(f"    - {reason}")
+        if r.gate_note:
+            click.echo(f"  {r.gate_note}")
+    if not reaped and not said:
+        click.echo("nothing to collect")

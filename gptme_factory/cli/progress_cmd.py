@@ -1,0 +1,24 @@
+"""`gptme-factory progress`: a cell reports what it just did (runtime only, no commit)."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import echo_json, json_option, open_ledger, repo_option
+
+
+@click.command("progress")
+@click.option("--cell", required=True, help="Your cell id, from your brief.")
+@click.argument("note", nargs=-1, required=True)
+@repo_option
+@json_option
+def command(cell: str, note: tuple[str, ...], repo: str, as_json: bool) -> None:
+    """Record NOTE as CELL's latest progress (shown by `status`; kept with its handoff)."""
+    from ..cells import progress
+
+    text = " ".join(note)
+    progress(open_ledger(repo), cell, text)
+    if as_json:
+        echo_json({"cell": cell, "note": text})
+    else:
+        click.echo(f"noted: {text}")

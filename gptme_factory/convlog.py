@@ -1,0 +1,175 @@
+"""A cell's own gptme conversation log: finding it, and reading its cost from it.
+
+gptodo does not record which gptme conversation a cell produced, so the factory finds it:
+gptme writes `<logs dir>/<name>/config.toml` with the `workspace` it ran in, and every cell
+runs in its own worktree, so the conversation whose workspace is the cell's workdir (and
+that was created after the cell was launched) is the cell's. When several match, the one
+whose first user message names the cell id wins.
+
+Cost is read from what gptme logged, never from what the cell says: per assistant message
+`metadata.usage` (input, cache read/creation, output tokens) and `metadata.cost` (USD).
+Models that report no usage (such as the offline `mock/echo`) get an estimate from the log
+itself: each assistant step is charged the characters of everything before it as input and
+its own characters as output, at 4 characters per token. `Usage.measured` tells which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CHARS_PER_TOKEN = 4
+_WORKSPACE_RE = re.compile(r'^workspace\s*=\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
+_FENCE_RE = re.compile(r"^\s*```")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and money a conversation used, and its latest words."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    measured: bool = False
+    steps: int = 0
+    last_line: str = ""
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.tokens_in + self.tokens_out
+
+
+def logs_dirs() -> list[Path]:
+    """Where gptme keeps conversation logs, in the order gptme itself looks."""
+    out: list[Path] = []
+    if os.environ.get("GPTME_LOGS_HOME"):
+        out.append(Path(os.environ["GPTME_LOGS_HOME"]))
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    out.append(Path(data) / "gptme" / "logs")
+    out.append(Path.home() / ".local" / "share" / "gptme" / "logs")
+    return list(dict.fromkeys(out))
+
+
+def _workspace_of(logdir: Path) -> str | None:
+    try:
+        text = (logdir / "config.toml").read_text("utf-8")
+    except OSError:
+        return None
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10: a plain path needs no unescaping
+        m = _WORKSPACE_RE.search(text)
+        return m.group(1) if m else None
+    try:
+        chat = tomllib.loads(text).get("chat", {})
+    except ValueError:
+        return None
+    ws = chat.get("workspace") if isinstance(chat, dict) else None
+    return ws if isinstance(ws, str) else None
+
+
+def _first_user_text(conv: Path, limit: int = 200) -> str:
+    try:
+        with open(conv, encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if i > limit:
+                    break
+                if '"role": "user"' in line or '"role":"user"' in line:
+                    return str(json.loads(line).get("content", ""))
+    except (OSError, ValueError):
+        pass
+    return ""
+
+
+def find_conversation(workdir: str | Path, since: float, cell: str = "",
+                      dirs: list[Path] | None = None) -> Path | None:
+    """The conversation log dir of the gptme run in `workdir` started after `since` (epoch s)."""
+    want = os.path.realpath(workdir)
+    matches: list[tuple[float, Path]] = []
+    for base in dirs or logs_dirs():
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if not entry.is_dir() or entry.stat().st_mtime < since - 5:
+                    continue
+            except OSError:
+                continue
+            ws = _workspace_of(Path(entry.path))
+            if ws is not None and os.path.realpath(ws) == want:
+                matches.append((entry.stat().st_mtime, Path(entry.path)))
+    if not matches:
+        return None
+    if len(matches) > 1 and cell:
+        named = [m for m in matches if cell in _first_user_text(m[1] / "conversation.jsonl")]
+        matches = named or matches
+    return sorted(matches)[0][1]
+
+
+def _meaningful(text: str) -> str:
+    """The last line of `text` worth showing: not blank, not a code fence."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line and not _FENCE_RE.match(line):
+            return line[:200]
+    return ""
+
+
+def read_usage(logdir: Path) -> Usage:
+    """Sum the usage gptme logged in `logdir/conversation.jsonl` (estimate if none)."""
+    tokens_in = tokens_out = steps = 0
+    cost: float | None = None
+    measured = False
+    context_chars = est_in = est_out = 0
+    last = ""
+    try:
+        fh = open(logdir / "conversation.jsonl", encoding="utf-8")
+    except OSError:
+        return Usage()
+    with fh:
+        for line in fh:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # a line being written right now
+            content = str(msg.get("content", ""))
+            if msg.get("role") == "assistant":
+                steps += 1
+                meta = msg.get("metadata") or {}
+                usage = meta.get("usage") or {}
+                if usage:
+                    measured = True
+                    tokens_in += sum(int(usage.get(k) or 0) for k in
+                                     ("input_tokens", "cache_read_tokens", "cache_creation_tokens"))
+                    tokens_out += int(usage.get("output_tokens") or 0)
+                if meta.get("cost") is not None:
+                    cost = (cost or 0.0) + float(meta["cost"])
+                est_in += context_chars // CHARS_PER_TOKEN
+                est_out += len(content) // CHARS_PER_TOKEN
+                last = _meaningful(content) or last
+            context_chars += len(content)
+    if not measured:
+        tokens_in, tokens_out = est_in, est_out
+    return Usage(tokens_in, tokens_out, cost, measured, steps, last)
+
+
+def strip_ansi(text: str) -> str:
+    """Terminal output without colour codes and carriage returns."""
+    return _ANSI_RE.sub("", text)
+
+
+def last_output_line(text: str) -> str:
+    """The last meaningful line of a cell's terminal output."""
+    noise = ("Thinking...", "EXIT_CODE=", "Goodbye!", "·")
+    for line in reversed(strip_ansi(text).splitlines()):
+        line = line.strip()
+        if line and not _FENCE_RE.match(line) and not line.startswith(noise):
+            return line[:200]
+    return ""

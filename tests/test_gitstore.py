@@ -1,0 +1,183 @@
+"""gitstore and init: plumbing commits that touch only the ledger files, on any branch."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gptme_factory.errors import GitError, NotAFactory, NotAGitRepo, UsageError
+from gptme_factory.gitstore import GitRepo
+from gptme_factory.ledger import Ledger
+from tests.conftest import git
+from tests.ledger_helpers import abandon, append_next, commit_count, git_state, new_artifact
+
+
+def test_init_creates_config_and_gitignore_in_one_commit(brain: Path) -> None:
+    before = commit_count(brain)
+    ledger, changed = Ledger.init(brain)
+    assert changed == ["factory/.gitignore", "factory/factory.yaml"]
+    assert commit_count(brain) == before + 1
+    assert git(brain, "show", "--name-only", "--format=%s", "HEAD").split() == [
+        "factory:", "init", "create", "the", "factory", "ledger",
+        "factory/.gitignore", "factory/factory.yaml",
+    ]
+    assert "Factory-Event: init" in git(brain, "log", "-1", "--format=%B")
+    assert "/.runtime/" in (brain / "factory/.gitignore").read_text()
+    assert (brain / "factory/factory.yaml").read_bytes().startswith(b"kind: factory_config\n")
+    assert git(brain, "status", "--porcelain") == ""  # index refreshed: nothing pending
+    assert Ledger.open(brain).config.default_line == ledger.config.default_line
+
+
+def test_init_is_idempotent(factory_repo: Path) -> None:
+    head = git(factory_repo, "rev-parse", "HEAD")
+    snapshot = {p: p.read_bytes() for p in (factory_repo / "factory").rglob("*") if p.is_file()}
+    _, changed = Ledger.init(factory_repo)
+    assert changed == []
+    assert git(factory_repo, "rev-parse", "HEAD") == head
+    assert {p: p.read_bytes() for p in (factory_repo / "factory").rglob("*") if p.is_file()} \
+        == snapshot
+    assert git(factory_repo, "status", "--porcelain") == ""
+
+
+def test_init_outside_git_writes_nothing(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(NotAGitRepo, match="not inside a git working tree"):
+        Ledger.init(plain)
+    assert list(plain.iterdir()) == []
+    with pytest.raises(NotAGitRepo, match="does not exist"):
+        Ledger.init(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_open_without_init_says_what_to_do(brain: Path) -> None:
+    with pytest.raises(NotAFactory, match="run `gptme-factory init`"):
+        Ledger.open(brain)
+
+
+@pytest.mark.parametrize("branch", ["master", "main", "feature/ledger-x"])
+def test_works_on_any_branch_name(tmp_path: Path, branch: str) -> None:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", branch)
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-q", "-m", "first")
+    ledger, _ = Ledger.init(repo)
+    aid = new_artifact(ledger)
+    assert git(repo, "symbolic-ref", "--short", "HEAD").strip() == branch
+    assert git(repo, "rev-list", "--count", branch).strip() == "3"
+    assert git(repo, "log", "-1", "--format=%s", branch).startswith(f"factory({aid}): intake")
+
+
+def test_works_in_repo_without_commits(tmp_path: Path) -> None:
+    repo = tmp_path / "unborn"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "trunk")
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    ledger, changed = Ledger.init(repo)
+    assert changed and commit_count(repo) == 1
+    assert git(repo, "log", "--format=%P").strip() == ""  # a root commit
+    assert git(repo, "symbolic-ref", "--short", "HEAD").strip() == "trunk"
+    aid = new_artifact(ledger)
+    assert commit_count(repo) == 2
+    # the user's staged file was not swept into either commit and is still staged
+    assert "staged.txt" not in git(repo, "log", "--name-only", "--format=")
+    assert git(repo, "status", "--porcelain") == "A  staged.txt\n"
+    assert (repo / f"factory/artifacts/{aid}/intake.yaml").is_file()
+
+
+def test_each_mutation_is_one_commit_with_only_its_files(ledger: Ledger) -> None:
+    root = ledger.repo.root
+    start = commit_count(root)
+    aid = new_artifact(ledger)
+    first = append_next(ledger, aid)
+    second = abandon(ledger, aid, "no longer needed")
+    assert commit_count(root) == start + 3
+    subjects = git(root, "log", f"-{3}", "--format=%s").splitlines()
+    assert subjects == [
+        f"factory({aid}): abandoned",
+        f"factory({aid}): stage_started [scout]",
+        f"factory({aid}): intake Fix login timeout",
+    ]
+    for rev, path, event, seq in (
+        ("HEAD", second.path, "abandoned", 2),
+        ("HEAD~1", first.path, "stage_started", 1),
+        ("HEAD~2", f"factory/artifacts/{aid}/intake.yaml", "intake", 0),
+    ):
+        assert git(root, "show", "--name-only", "--format=", rev).split() == [path]
+        trailers = git(root, "log", "-1", "--format=%(trailers:only,unfold)", rev)
+        assert trailers.strip().splitlines() == [
+            f"Factory-Artifact: {aid}",
+            f"Factory-Event: {event}",
+            f"Factory-Seq: {seq}",
+            f"Factory-Hash: {hashlib.sha256((root / path).read_bytes()).hexdigest()}",
+        ]
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_user_staged_unstaged_and_untracked_work_is_untouched(ledger: Ledger) -> None:
+    root = ledger.repo.root
+    (root / "new_staged.py").write_text("print('staged')\n")
+    git(root, "add", "new_staged.py")
+    (root / "README.md").write_text("# brain\nstaged edit\n")
+    git(root, "add", "README.md")
+    (root / "README.md").write_text("# brain\nstaged edit\nunstaged edit\n")
+    (root / "notes.txt").write_text("untracked\n")
+    (root / "factory" / "scratch.md").write_text("untracked inside factory/\n")
+    before = git_state(root)
+    assert "A  new_staged.py" in before["status"] and "MM README.md" in before["status"]
+    aid = new_artifact(ledger)
+    append_next(ledger, aid)
+    abandon(ledger, aid, "done with it")
+    assert git_state(root) == before
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == [
+        p for p in git(root, "show", "--name-only", "--format=", "HEAD").split()
+        if p.startswith(f"factory/artifacts/{aid}/")
+    ]
+    assert "README.md" not in git(root, "log", "-3", "--name-only", "--format=")
+
+
+def test_commit_files_skips_an_empty_commit_and_refuses_bad_paths(ledger: Ledger) -> None:
+    repo = ledger.repo
+    head = repo.head()
+    content = (repo.root / "factory/factory.yaml").read_bytes()
+    with repo.exclusive():
+        assert repo.commit_files({"factory/factory.yaml": content}, "factory: noop\n") == head
+        for bad in ("../outside.yaml", "/etc/x.yaml", "factory/../../x", "a//b", ".git/config",
+                    "factory/x\0y"):
+            with pytest.raises(GitError, match="not a plain path"):
+                repo.commit_files({bad: b"x: 1\n"}, "factory: bad\n")
+    assert repo.head() == head
+    assert not (repo.root.parent / "outside.yaml").exists()
+    assert git(repo.root, "status", "--porcelain") == ""
+
+
+def test_discover_from_subdirectory_and_log(ledger: Ledger) -> None:
+    sub = ledger.repo.root / "factory"
+    repo = GitRepo.discover(sub)
+    assert repo.root == ledger.repo.root
+    aid = new_artifact(ledger)
+    entries = repo.log(f"factory/artifacts/{aid}")
+    assert [e.trailers["Factory-Event"] for e in entries] == ["intake"]
+    assert entries[0].author == "Factory Test <test@factory.invalid>"
+    assert entries[0].time == "2026-01-02T03:04:05+00:00"
+
+
+def test_ledger_dir_from_env_is_used_by_init_and_open(
+    brain: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPTME_FACTORY_DIR", "ops/ledger")
+    ledger, changed = Ledger.init(brain)
+    assert changed == ["ops/ledger/.gitignore", "ops/ledger/factory.yaml"]
+    aid = new_artifact(Ledger.open(brain))
+    assert (brain / f"ops/ledger/artifacts/{aid}/intake.yaml").is_file()
+    assert not (brain / "factory").exists()
+    for bad in ("../outside", "ops/../..", ".git/x"):
+        monkeypatch.setenv("GPTME_FACTORY_DIR", bad)
+        with pytest.raises(UsageError, match="plain path inside the repo"):
+            Ledger.init(brain)
+    assert not (brain.parent / "outside").exists()

@@ -1,0 +1,243 @@
+"""The ledger: intake (demand first), ids and their resolution, the append-only hash chain."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gptme_factory import yamlio
+from gptme_factory.errors import (
+    ArtifactNotFound,
+    ConfigError,
+    InvalidRecord,
+    LedgerConflict,
+    UsageError,
+)
+from gptme_factory.ledger import Ledger, commit_message, sha256
+from gptme_factory.records import Intake
+from gptme_factory.verify import verify_ledger
+from tests.conftest import git
+from tests.ledger_helpers import DEMAND, abandon, append_next, commit_count, git_state, new_artifact
+
+ID_RE = re.compile(r"^[a-z0-9-]+-[0-9a-f]{6}$")
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"demand": ""}, "a demand source (--demand)"),
+        ({"demand": "   "}, "a demand source (--demand)"),
+        ({"consumers": []}, "a named consumer (--consumer)"),
+        ({"consumers": ["", " "]}, "a named consumer (--consumer)"),
+        ({"acceptance": []}, "an acceptance criterion (--accept)"),
+    ],
+)
+def test_intake_needs_demand_consumer_and_acceptance(
+    ledger: Ledger, override: dict[str, Any], needle: str
+) -> None:
+    root = ledger.repo.root
+    head, before = git(root, "rev-parse", "HEAD"), git_state(root)
+    with pytest.raises(UsageError, match=re.escape(needle)) as exc:
+        ledger.create(title="Fix login timeout", **{**DEMAND, **override})
+    assert "nothing was written" in str(exc.value)
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git_state(root) == before
+    assert not ledger.artifacts_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "needle"),
+    [
+        ({"line": "nope"}, ConfigError, "unknown line 'nope'"),
+        ({"classification": "hobby"}, InvalidRecord, "classification"),
+        ({"title": ""}, InvalidRecord, "title"),
+        ({"title": "x" * 501}, InvalidRecord, "title"),
+    ],
+)
+def test_intake_invalid_fields_write_nothing(
+    ledger: Ledger, override: dict[str, Any], error: type[Exception], needle: str
+) -> None:
+    count = commit_count(ledger.repo.root)
+    kwargs = {"title": "Fix it", **DEMAND, **override}
+    with pytest.raises(error, match=needle):
+        ledger.create(**kwargs)
+    assert commit_count(ledger.repo.root) == count
+    assert ledger.artifact_ids() == []
+
+
+def test_intake_record_and_ids(ledger: Ledger) -> None:
+    fixed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    ledger.clock = lambda: fixed
+    ids = {new_artifact(ledger, "Fix: Login Timeout!! (v2)") for _ in range(5)}
+    assert len(ids) == 5
+    for aid in ids:
+        assert ID_RE.match(aid) and aid.startswith("fix-login-timeout-v2-")
+    odd = ledger.create(title="日本語 / ../etc", **DEMAND).artifact
+    assert ID_RE.match(odd) and odd.startswith("etc-")
+    aid = sorted(ids)[0]
+    raw = (ledger.artifacts_dir / aid / "intake.yaml").read_bytes()
+    intake = Intake.model_validate(yamlio.loads(raw, "intake"))
+    assert raw == yamlio.dumps(intake.model_dump(mode="json"))  # the writer is byte-stable
+    assert (intake.created_at, intake.created_by, intake.line) == (fixed, "tester", "default")
+    assert sorted(ledger.artifact_ids()) == sorted([*ids, odd])
+
+
+def test_resolve_exact_prefix_ambiguous_unknown(ledger: Ledger) -> None:
+    a = ledger.create(title="alpha one", **DEMAND).artifact
+    b = ledger.create(title="alpha two", **DEMAND).artifact
+    assert ledger.resolve(a) == a
+    assert ledger.resolve("alpha-t") == b
+    assert ledger.resolve(a[:-2]) == a
+    with pytest.raises(ArtifactNotFound) as exc:
+        ledger.resolve("alpha")
+    assert exc.value.candidates == sorted([a, b])
+    assert a in str(exc.value) and b in str(exc.value) and "ambiguous" in str(exc.value)
+    with pytest.raises(ArtifactNotFound, match="no artifact matches 'beta'"):
+        ledger.resolve("beta")
+
+
+@pytest.mark.parametrize(
+    "query", ["../factory", "..", "a/b", "/etc/passwd", "x\0y", "", "  ", "UPPER", ".hidden"]
+)
+def test_resolve_and_read_refuse_path_like_ids(ledger: Ledger, query: str) -> None:
+    new_artifact(ledger)
+    with pytest.raises(UsageError, match="is not an artifact id"):
+        ledger.resolve(query)
+    with pytest.raises(UsageError):
+        ledger.read(query)
+
+
+def test_chain_links_parents_by_hash(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    first = append_next(ledger, aid)
+    second = append_next(ledger, aid)
+    chain = ledger.read(aid)
+    assert chain.problems == []
+    assert [e.path for e in chain.events] == [first.path, second.path]
+    assert first.record.parent == chain.intake.digest  # type: ignore[union-attr]
+    assert second.record.parent == first.digest  # type: ignore[union-attr]
+    name = Path(second.path).name
+    assert name == f"0002-cell_finished-{second.digest[:12]}.yaml"
+    assert second.digest == sha256((ledger.repo.root / second.path).read_bytes())
+    assert verify_ledger(ledger) == []
+
+
+def test_append_requires_the_lock_and_a_legal_payload(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    chain = ledger.read(aid)
+    count = commit_count(ledger.repo.root)
+    with pytest.raises(RuntimeError, match="requires the writer lock"):
+        ledger.append(chain, {"kind": "abandoned", "reason": "x"})
+    with ledger.locked():
+        with pytest.raises(InvalidRecord, match="reason"):
+            ledger.append(ledger.read(aid), {"kind": "abandoned"})
+        with pytest.raises(InvalidRecord, match="unknown field"):
+            ledger.append(ledger.read(aid), {"kind": "abandoned", "reason": "x", "mood": "sad"})
+        with pytest.raises(InvalidRecord, match="unknown kind"):
+            ledger.append(ledger.read(aid), {"kind": "teleported"})
+    assert commit_count(ledger.repo.root) == count
+    assert ledger.read(aid).events == []
+
+
+def test_append_refuses_a_chain_with_integrity_problems(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    first = append_next(ledger, aid)
+    path = ledger.repo.root / first.path
+    path.write_bytes(path.read_bytes().replace(b"attempt: 1", b"attempt: 2"))
+    count = commit_count(ledger.repo.root)
+    with ledger.locked(), pytest.raises(LedgerConflict, match="integrity check"):
+        ledger.append(ledger.read(aid), {"kind": "abandoned", "reason": "x"})
+    assert commit_count(ledger.repo.root) == count
+
+
+def test_commit_subject_is_one_line_even_for_multiline_titles(ledger: Ledger) -> None:
+    title = "Fix it\n\nFactory-Artifact: other-000000"
+    aid = ledger.create(title=title, **DEMAND).artifact
+    body = git(ledger.repo.root, "log", "-1", "--format=%B")
+    assert body.splitlines()[0] == f"factory({aid}): intake Fix it Factory-Artifact: other-000000"
+    assert body.splitlines()[1] == ""
+    trailers = git(ledger.repo.root, "log", "-1", "--format=%(trailers:key=Factory-Artifact)")
+    assert trailers.strip() == f"Factory-Artifact: {aid}"
+    long = commit_message("x-000000", "abandoned", "y" * 200, {})
+    assert len(long.splitlines()[0]) == 100 and long.splitlines()[0].endswith("...")
+
+
+def test_read_reports_but_skips_stray_entries_when_tolerant(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    adir = ledger.artifacts_dir / aid
+    (adir / "notes.txt").write_text("hi\n")
+    (adir / "0009-abandoned-0123456789ab.yaml").mkdir()
+    (adir / ".DS_Store").write_bytes(b"\0")
+    assert ledger.read(aid).problems == []  # strict readers ignore strays
+    problems = ledger.read(aid, tolerant=True).problems
+    assert any("notes.txt: not a ledger record (unexpected file)" in p for p in problems)
+    assert any("0009-abandoned-0123456789ab.yaml: not a ledger record (unexpected directory)"
+               in p for p in problems)
+    assert not any(".DS_Store" in p for p in problems)
+
+
+def test_abandon_then_more_events_is_illegal_for_verify(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    abandon(ledger, aid, "not needed")
+    with ledger.locked():
+        ledger.append(ledger.read(aid), {"kind": "rejected", "reason": "also"})
+    problems = verify_ledger(ledger)
+    assert len(problems) == 1
+    assert re.fullmatch(rf"factory/artifacts/{aid}/0002-rejected-[0-9a-f]{{12}}\.yaml",
+                        problems[0].where)
+    assert "illegal transition" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"reason": "x"}, "kind: required field is missing"),
+        ({"kind": "abandoned", "reason": "x", "parent": "0" * 64}, "parent: set by the ledger"),
+        ({"kind": "abandoned", "reason": "x", "artifact": "other-000000"}, "artifact: set by"),
+        ({"kind": "abandoned", "reason": "x", "seq": 7}, "seq: set by the ledger"),
+    ],
+)
+def test_append_owns_the_event_header(
+    ledger: Ledger, payload: dict[str, Any], needle: str
+) -> None:
+    aid = new_artifact(ledger)
+    count = commit_count(ledger.repo.root)
+    with ledger.locked(), pytest.raises(InvalidRecord, match=needle):
+        ledger.append(ledger.read(aid), payload)
+    assert commit_count(ledger.repo.root) == count
+
+
+def test_symlinks_are_never_followed(ledger: Ledger, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("kind: abandoned\nreason: outside\n")
+    aid = new_artifact(ledger)
+    adir = ledger.artifacts_dir / aid
+    (adir / "0001-abandoned-0123456789ab.yaml").symlink_to(secret)
+    assert ledger.read(aid).events == []
+    assert any("unexpected symlink" in p for p in ledger.read(aid, tolerant=True).problems)
+    other = new_artifact(ledger, "Other")
+    intake = ledger.artifacts_dir / other / "intake.yaml"
+    intake.unlink()
+    intake.symlink_to(adir / "intake.yaml")
+    with pytest.raises(InvalidRecord, match="is a symlink"):
+        ledger.read(other)
+    problems = verify_ledger(ledger)
+    assert {p.where for p in problems} == {
+        f"factory/artifacts/{aid}/0001-abandoned-0123456789ab.yaml",
+        f"factory/artifacts/{other}/intake.yaml",
+    }
+
+
+def test_append_refuses_a_chain_read_before_the_lock(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    stale = ledger.read(aid)  # read outside the lock ...
+    append_next(ledger, aid)  # ... and someone else appends meanwhile
+    count = commit_count(ledger.repo.root)
+    with ledger.locked(), pytest.raises(LedgerConflict, match="has moved on since it was read"):
+        ledger.append(stale, {"kind": "abandoned", "reason": "x"})
+    assert commit_count(ledger.repo.root) == count
+    assert verify_ledger(ledger) == []

@@ -1,0 +1,143 @@
+"""The status cache: faster, never wrong. Every `status` here is checked against a cold read.
+
+The cache does not trust anything changed in the last 3 s (racy), so the test that exercises
+warm hits waits that long once, then damages settled artifacts one way each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from gptme_factory.board import load_summaries
+from gptme_factory.cli import main
+from gptme_factory.ledger import Ledger
+from gptme_factory.statuscache import CACHE_FILE
+from tests.ledger_helpers import abandon, append_next, new_artifact
+
+
+def status(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """`status` through the cache, asserted equal to `status --no-cache`."""
+    cached = [s.to_json() for s in load_summaries(Ledger.open(ledger.repo.root))]
+    cold = [s.to_json() for s in load_summaries(Ledger.open(ledger.repo.root), use_cache=False)]
+    assert cached == cold
+    return {row["artifact"]: row for row in cached}
+
+
+def rewrite_in_place(path: Path, old: bytes, new: bytes, keep_mtime: bool = False) -> None:
+    """Edit a file without changing its inode or size (optionally restoring its mtime)."""
+    assert len(old) == len(new)
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        raw = fh.read()
+        assert old in raw
+        fh.seek(0)
+        fh.write(raw.replace(old, new))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(7)]
+    for aid in aids:
+        append_next(ledger, aid)
+    time.sleep(3.2)  # let every file leave the racy window
+    status(ledger)
+    cache_path = ledger.runtime_dir / CACHE_FILE
+    stamp = cache_path.stat().st_mtime_ns
+    rows = status(ledger)
+    assert cache_path.stat().st_mtime_ns == stamp  # a pure hit: the cache was not rewritten
+    assert {r["events"] for r in rows.values()} == {1}
+    files = {aid: ledger.read(aid).events[0].path for aid in aids}
+    root = ledger.repo.root
+
+    # 0: a committed event edited in place, same size, mtime restored (only git's stat sees it)
+    rewrite_in_place(root / files[aids[0]], b"by: tester", b"by: mallor", keep_mtime=True)
+    # 1: the intake edited in place, same size
+    rewrite_in_place(ledger.artifacts_dir / aids[1] / "intake.yaml", b"Artifact 1", b"Artifact X")
+    # 2: a stray (malformed) event file appears
+    (ledger.artifacts_dir / aids[2] / "0002-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    # 3: a real new event through the ledger
+    abandon(ledger, aids[3], "dropped")
+    # 4: an event file deleted
+    (root / files[aids[4]]).unlink()
+    # 5: the event replaced by a same-size file (new inode), old mtime set back
+    path = root / files[aids[5]]
+    st = path.stat()
+    tmp = path.with_name("x.tmp")
+    tmp.write_bytes(path.read_bytes().replace(b"by: tester", b"by: mallor"))
+    os.replace(tmp, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    rows = status(ledger)
+    assert "content does not match the hash" in (rows[aids[0]]["problem"] or "")
+    assert rows[aids[1]]["title"] == "Artifact X"
+    assert rows[aids[2]]["state"] == "broken" and "malformed YAML" in rows[aids[2]]["problem"]
+    assert (rows[aids[3]]["state"], rows[aids[3]]["events"]) == ("abandoned", 2)
+    assert (rows[aids[4]]["events"], rows[aids[4]]["status"]) == (0, "pending")
+    assert "content does not match the hash" in (rows[aids[5]]["problem"] or "")
+    assert (rows[aids[6]]["events"], rows[aids[6]]["problem"]) == (1, None)  # untouched
+
+
+def test_fresh_changes_show_immediately(ledger: Ledger) -> None:
+    aid = new_artifact(ledger, "Racy one")
+    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    assert status(ledger)[aid]["title"] == "Racy one"
+    rewrite_in_place(intake, b"Racy one", b"Racy two", keep_mtime=True)
+    assert status(ledger)[aid]["title"] == "Racy two"
+    append_next(ledger, aid)
+    assert status(ledger)[aid]["last_event"] == "stage_started"
+    other = new_artifact(ledger, "Second")
+    assert set(status(ledger)) == {aid, other}
+
+
+def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
+    a, b = new_artifact(ledger), new_artifact(ledger, "Gone soon")
+    status(ledger)
+    gone = ledger.artifacts_dir / b
+    for p in gone.iterdir():
+        p.unlink()
+    gone.rmdir()
+    assert set(status(ledger)) == {a}
+    cfg = ledger.dir / "factory.yaml"
+    cfg.write_text(cfg.read_text().replace("idea to measured outcome", "a new description"))
+    assert set(status(ledger)) == {a}
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"", b"not json", b"[]", b"{}", b'{"version": 1}', b'{"key": 1, "artifacts": 3}',
+                b'{"artifacts": {"x": [1, 2, 3, 4]}}']
+)
+def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) -> None:
+    aids = {new_artifact(ledger, f"A {i}") for i in range(3)}
+    status(ledger)
+    path = ledger.runtime_dir / CACHE_FILE
+    path.write_bytes(garbage)
+    assert set(status(ledger)) == aids
+    assert path.read_bytes() != garbage
+
+
+def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    runtime = ledger.runtime_dir
+    if runtime.exists():
+        for p in runtime.iterdir():
+            p.unlink()
+        runtime.rmdir()
+    runtime.write_text("a file where the cache dir should be\n")
+    assert set(status(ledger)) == {aid}
+    result = CliRunner().invoke(main, ["status", "--repo", str(ledger.repo.root)])
+    assert result.exit_code == 0 and aid in result.output
+
+
+def test_cache_stays_out_of_git(ledger: Ledger) -> None:
+    new_artifact(ledger)
+    status(ledger)
+    assert (ledger.runtime_dir / CACHE_FILE).is_file()
+    assert ledger.repo.git("status", "--porcelain", "--untracked-files=all").decode() == ""

@@ -1,0 +1,286 @@
+"""The `factory` gptme tool: functions called directly, `execute`, gptme's own discovery,
+and (slow) the real `gptme` CLI on `mock/echo` calling the functions through `ipython`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gptme_factory.ledger import Ledger
+from gptme_factory.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.tools import _functions as f
+from gptme_factory.tools.factory import ACTIONS, execute, tool
+from gptme_factory.verify import verify_ledger
+from tests.conftest import git
+
+
+@pytest.fixture
+def repo(factory_repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A factory repo with the sample project, as gptme's workspace (cwd)."""
+    paths = write_sample_project(factory_repo)
+    git(factory_repo, "add", *paths)
+    git(factory_repo, "commit", "-q", "-m", "add sample project")
+    monkeypatch.chdir(factory_repo)
+    return factory_repo
+
+
+def clean(repo: Path) -> None:
+    assert [str(p) for p in verify_ledger(Ledger.open(repo))] == []
+
+
+def scout_memo(aid: str) -> dict[str, Any]:
+    return {
+        "kind": "scout_memo", "artifact": aid,
+        "files": [{"path": f"{SAMPLE_DIR}/durations.py", "why": "parse_duration lives here"}],
+        "approach": "parse (number, unit) pairs with a regex and sum them",
+        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "criteria": [{"criterion": 0, "plan": "new test_compound"},
+                     {"criterion": 1, "plan": "existing tests"}],
+    }
+
+
+def intake() -> str:
+    r = f.factory_intake(DEMAND["title"], demand=DEMAND["demand"], consumers=DEMAND["consumers"],
+                         acceptance=DEMAND["acceptance"], problem=DEMAND["problem"])
+    assert r.ok, r
+    return r.artifact  # type: ignore[attr-defined,no-any-return]
+
+
+def test_intake_status_show_start_submit_advance(repo: Path) -> None:
+    aid = intake()
+    clean(repo)
+    status = f.factory_status()
+    assert aid in status and "scout:pending" in status and "factory_spawn" in status
+    started = f.factory_start(aid[:12])
+    assert started.ok and started.cell.startswith(f"{aid}.scout.")  # type: ignore[attr-defined]
+    cell = started.cell  # type: ignore[attr-defined]
+    assert f"cell {cell}" in f.factory_status()
+    assert f.factory_progress(cell, "read durations.py").ok
+    accepted = f.factory_submit(cell, scout_memo(aid))
+    assert accepted.ok and accepted.startswith("accepted: factory/artifacts/")
+    assert "factory_advance" in accepted
+    advanced = f.factory_advance(aid)
+    assert advanced.startswith(f"{aid}: gate scout passed -> state designed")
+    assert "stage build needs a cell" in advanced
+    shown = f.factory_show(aid)
+    assert "handoff [scout]:" in shown and "kind: scout_memo" in shown
+    handoff_event = Ledger.open(repo).read(aid).events[1].record
+    assert handoff_event.last_progress == "read durations.py"  # type: ignore[union-attr]
+    log = f.factory_log(aid)
+    assert "intake" in log and "handoff_submitted" in log and "gate_passed" in log
+    assert f.factory_verify().startswith("ledger ok: 1 artifact(s)")
+    clean(repo)
+
+
+def test_submit_accepts_yaml_text_and_file_path(repo: Path, tmp_path: Path) -> None:
+    import yaml
+
+    aid = intake()
+    cell = f.factory_start(aid).cell  # type: ignore[attr-defined]
+    path = tmp_path / "handoff.yaml"
+    path.write_text(yaml.safe_dump(scout_memo(aid)))
+    assert f.factory_submit(cell, str(path)).ok
+    aid2 = intake()
+    cell2 = f.factory_start(aid2).cell  # type: ignore[attr-defined]
+    assert f.factory_submit(cell2, json.dumps(scout_memo(aid2))).ok
+    clean(repo)
+
+
+def test_errors_are_sentences_not_tracebacks(repo: Path) -> None:
+    aid = intake()
+    missing = f.factory_show("no-such-artifact")
+    assert not missing.ok
+    assert missing.startswith("error: no artifact matches 'no-such-artifact'")
+    assert "gptme-factory status" in missing
+    bad_cell = f.factory_submit("not-a-cell", {"kind": "scout_memo"})
+    assert bad_cell.startswith("error: ") and "cell id" in bad_cell
+    cell = f.factory_start(aid).cell  # type: ignore[attr-defined]
+    invalid = f.factory_submit(cell, {**scout_memo(aid), "criteria": [], "bogus": 1})
+    assert not invalid.ok
+    assert "criteria" in invalid and "bogus" in invalid and "attempt(s) left" in invalid
+    assert f.factory_advance(aid).startswith("error: nothing to advance")
+    closing = f.factory_close(aid, terminal="done")
+    assert not closing.ok and closing.startswith("error: ")
+    assert f.factory_close(aid).startswith("error: done is not a handoff")
+    clean(repo)
+
+
+def test_no_ledger_says_run_init(brain: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(brain)
+    r = f.factory_status()
+    assert not r.ok and "gptme-factory init" in r
+
+
+def test_inside_a_cell_worktree_the_main_ledger_is_used(repo: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell's worktree holds a stale ledger copy on its branch: the tools never write there."""
+    from gptme_factory.tools._session import briefing_for
+
+    wt = repo / ".git" / "factory-worktrees" / "cell-x"
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
+    monkeypatch.chdir(wt)
+    aid = intake()  # created after the worktree: only the main ledger has it
+    assert (repo / "factory" / "artifacts" / aid).is_dir()
+    assert not (wt / "factory" / "artifacts" / aid).exists()
+    assert aid in f.factory_status()
+    assert briefing_for(wt) == ""  # cells get their brief, not the operator's board
+    assert aid in briefing_for(repo)
+
+
+def test_reply_shows_as_plain_text() -> None:
+    from IPython.lib.pretty import pretty
+
+    r = f.Reply("two\nlines", artifact="x")
+    assert repr(r) == "two\nlines" and pretty(r) == "two\nlines"
+    assert r.artifact == "x" and r.ok  # type: ignore[attr-defined]
+
+
+def test_reject_and_abandon(repo: Path) -> None:
+    a, b = intake(), intake()
+    assert f.factory_reject(a, "duplicate of #12") == f"{a} rejected: duplicate of #12"
+    assert f.factory_abandon(b, "consumer left").endswith("abandoned: consumer left")
+    assert "2 final" in f.factory_status()
+    assert a in f.factory_status(include_final=True) and a not in f.factory_status()
+    clean(repo)
+
+
+# -- execute: ```factory blocks and native tool calls -----------------------------------
+
+
+def run_execute(code: str | None = None, args: list[str] | None = None,
+                kwargs: dict[str, Any] | None = None) -> str:
+    msgs = list(execute(code, args, kwargs))
+    assert len(msgs) == 1 and msgs[0].role == "system"
+    return msgs[0].content
+
+
+def test_execute_block_and_native_payloads(repo: Path) -> None:
+    out = run_execute(
+        "action: intake\ntitle: Compound durations\ndemand: gh:acme/deploy-bot#17\n"
+        "consumers: [erik]\nacceptance: [2m30s parses, old tests pass]\n", ["factory"])
+    aid = out.split()[0]
+    assert f"{aid}  idea" in out
+    assert aid in run_execute("", ["status"])
+    assert f"{aid}: Compound durations" in run_execute(None, None, {"action": "show", "artifact": aid})
+    native = run_execute(None, None, {"action": "start", "artifact": aid, "payload": ""})
+    cell_id = re.search(r"cell (\S+)\. Do the work", native).group(1)  # type: ignore[union-attr]
+    payload = json.dumps({"handoff": {**scout_memo(aid)}})
+    assert run_execute(None, None, {"action": "submit", "cell": cell_id, "payload": payload}
+                       ).startswith("accepted: ")
+    clean(repo)
+
+
+def test_execute_errors(repo: Path) -> None:
+    assert run_execute("action: fly").startswith("error: unknown action 'fly'")
+    assert "missing demand, consumers, acceptance" in run_execute("action: intake\ntitle: x")
+    assert "unknown argument(s) colour" in run_execute("action: status\ncolour: red")
+    assert run_execute("action: [unclosed").startswith("error: the factory payload is not valid")
+    assert set(ACTIONS) >= {"intake", "status", "show", "spawn", "progress", "submit",
+                            "advance", "collect", "run", "close", "package", "measure"}
+
+
+# -- gptme's view of the tool -----------------------------------------------------------
+
+
+def test_gptme_discovers_one_factory_tool_with_documented_functions() -> None:
+    from gptme.tools import _discover_tools
+
+    found = [t for t in _discover_tools(["gptme.tools", "gptme_factory.tools"])
+             if t.name == "factory"]
+    assert found == [tool]
+    assert tool.execute is not None and tool.block_types == ["factory"]
+    for fn in tool.functions or []:
+        assert fn.name.startswith("factory_")
+        assert fn.description and len(fn.description) < 200, fn.name
+
+
+def test_ipython_tool_registers_the_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TOOL_MODULES as `init` writes it, gptme loads the tool and ipython gets the functions."""
+    from gptme.tools import clear_tools, get_tool, init_tools
+    from gptme.tools.python import registered_functions
+
+    monkeypatch.setenv("TOOL_MODULES", "gptme.tools,gptme_factory.tools")
+    clear_tools()
+    try:
+        init_tools(["ipython", "factory"])
+        assert get_tool("factory") is not None
+        assert {fn.name for fn in tool.functions or []} <= set(registered_functions)
+    finally:
+        clear_tools()
+
+
+# -- the real gptme CLI -----------------------------------------------------------------
+
+
+def gptme_env(home: Path, max_steps: int = 4) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GPTME_TIKTOKEN_TIMEOUT": "0", "GPTME_MAX_STEPS": str(max_steps),
+                "HOME": str(home)})
+    return env
+
+
+def run_gptme(repo: Path, prompt: str, name: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["gptme", "--model", "mock/echo", "--no-stream", "-n", "--name", name, prompt],
+        cwd=repo, env=gptme_env(home), capture_output=True, text=True, timeout=180,
+    )
+
+
+def conversation(home: Path, name: str) -> list[dict[str, Any]]:
+    path = Path(os.environ["XDG_DATA_HOME"]) / "gptme" / "logs" / name / "conversation.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_real_gptme_session_calls_factory_functions(factory_repo: Path,
+                                                   isolated_env: Path) -> None:
+    from click.testing import CliRunner
+
+    from gptme_factory.cli import main
+
+    repo = factory_repo
+    paths = write_sample_project(repo)
+    git(repo, "add", *paths)
+    git(repo, "commit", "-q", "-m", "add sample project")
+    res = CliRunner().invoke(main, ["init", "--repo", str(repo)])
+    assert res.exit_code == 0, res.output
+    (repo / "notes.txt").write_text("the user's unstaged work\n")
+    memo = scout_memo("AID")
+    prompt = f"""Drive the factory:
+```ipython
+r = factory_intake({DEMAND['title']!r}, demand={DEMAND['demand']!r}, consumers={DEMAND['consumers']!r}, acceptance={DEMAND['acceptance']!r})
+aid = r.artifact
+print(r)
+print(factory_status())
+s = factory_start(aid)
+memo = {json.dumps(memo)}
+memo["artifact"] = aid
+print(factory_submit(s.cell, memo))
+print(factory_advance(aid))
+```
+```complete
+```"""
+    proc = run_gptme(repo, prompt, "factory-e2e", isolated_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ledger = Ledger.open(repo)
+    [aid] = ledger.artifact_ids()
+    kinds = [e.record.kind for e in ledger.read(aid).events]
+    assert kinds == ["stage_started", "handoff_submitted", "gate_passed"]
+    assert verify_ledger(ledger) == []
+    subjects = git(repo, "log", "--format=%s", "-5").splitlines()
+    assert subjects[:4] == [f"factory({aid}): gate_passed [scout]",
+                            f"factory({aid}): handoff_submitted [scout]",
+                            f"factory({aid}): stage_started [scout]",
+                            f"factory({aid}): intake {DEMAND['title']}"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["?? notes.txt"]
+    msgs = conversation(isolated_env, "factory-e2e")
+    outputs = "\n".join(m["content"] for m in msgs
+                        if m["role"] == "system" and "Executed code block" in m["content"])
+    assert f"{aid}: gate scout passed -> state designed" in outputs
+    assert "error:" not in outputs and "Traceback" not in outputs

@@ -1,0 +1,238 @@
+"""verify: every kind of damage is reported against the file it is in; exit 0 only when clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from gptme_factory import yamlio
+from gptme_factory.cli import main
+from gptme_factory.ledger import Ledger, StoredRecord, sha256
+from gptme_factory.verify import Problem, verify_ledger
+from tests.conftest import git
+from tests.ledger_helpers import abandon, append_next, new_artifact
+
+
+@pytest.fixture
+def three(ledger: Ledger) -> tuple[Ledger, str, list[StoredRecord]]:
+    """An artifact with three legal events: started, finished (crashed), started again."""
+    aid = new_artifact(ledger)
+    events = [append_next(ledger, aid) for _ in range(3)]
+    assert verify_ledger(ledger) == []
+    return ledger, aid, events
+
+
+def cli_verify(ledger: Ledger, *extra: str) -> Any:
+    return CliRunner().invoke(main, ["verify", "--repo", str(ledger.repo.root), *extra])
+
+
+def forge(ledger: Ledger, aid: str, seq: int, kind: str, data: dict[str, Any]) -> str:
+    """Write an event file the way the ledger names it (correct hash), bypassing validation."""
+    raw = yamlio.dumps(data)
+    name = f"{seq:04d}-{kind}-{sha256(raw)[:12]}.yaml"
+    (ledger.artifacts_dir / aid / name).write_bytes(raw)
+    return f"factory/artifacts/{aid}/{name}"
+
+
+def header(ledger: Ledger, aid: str, kind: str) -> dict[str, Any]:
+    chain = ledger.read(aid)
+    return {"kind": kind, "schema_version": 1, "artifact": aid, "seq": len(chain.events) + 1,
+            "parent": chain.tip.digest, "at": "2026-01-02T03:04:05Z", "by": "tester"}
+
+
+def only(problems: list[Problem], where: str) -> list[str]:
+    return [p.message for p in problems if p.where == where]
+
+
+def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredRecord]]) -> None:
+    ledger, _, _ = three
+    new_artifact(ledger, "Another one")
+    result = cli_verify(ledger)
+    assert result.exit_code == 0, result.output
+    assert result.output == "ledger ok: 2 artifact(s)\n"
+    result = cli_verify(ledger, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"ok": True, "artifacts": 2, "problems": []}
+
+
+def test_edited_event_breaks_its_hash_and_its_childs_parent(
+    three: tuple[Ledger, str, list[StoredRecord]],
+) -> None:
+    ledger, _, events = three
+    middle = ledger.repo.root / events[1].path
+    middle.write_bytes(middle.read_bytes().replace(b"wall_s: 1.0", b"wall_s: 99.0"))
+    problems = verify_ledger(ledger)
+    assert only(problems, events[1].path) == [
+        "content does not match the hash in its name (edited after it was written)"
+    ]
+    assert len(only(problems, events[2].path)) == 1
+    assert "is not in the chain" in only(problems, events[2].path)[0]
+    result = cli_verify(ledger)
+    assert result.exit_code == 9
+    assert f"{events[1].path}: content does not match" in result.output
+    assert result.output.endswith("2 problem(s) in 1 artifact(s)\n")
+    data = json.loads(cli_verify(ledger, "--json").output)
+    assert data["ok"] is False and {p["where"] for p in data["problems"]} == {
+        events[1].path, events[2].path}
+
+
+def test_edited_and_renamed_event_still_breaks_the_parent_link(
+    three: tuple[Ledger, str, list[StoredRecord]],
+) -> None:
+    ledger, _, events = three
+    old = ledger.repo.root / events[0].path
+    raw = old.read_bytes().replace(b"by: tester", b"by: mallory")
+    old.unlink()
+    (old.parent / f"0001-stage_started-{sha256(raw)[:12]}.yaml").write_bytes(raw)
+    problems = verify_ledger(ledger)
+    assert [p.where for p in problems] == [events[1].path, events[2].path, events[0].path]
+    assert all("is not in the chain" in p.message for p in problems[:2])
+    assert problems[2].message.startswith("deleted since it was committed")
+
+
+def test_edited_intake_breaks_the_first_link(three: tuple[Ledger, str, list[StoredRecord]]) -> None:
+    ledger, aid, events = three
+    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
+    problems = verify_ledger(ledger)
+    assert problems and problems[0].where == events[0].path
+    assert "missing parent, or an earlier record was edited" in problems[0].message
+
+
+def test_missing_parent_after_deleting_a_middle_event(
+    three: tuple[Ledger, str, list[StoredRecord]],
+) -> None:
+    ledger, _, events = three
+    (ledger.repo.root / events[1].path).unlink()
+    problems = verify_ledger(ledger)
+    assert [p.where for p in problems] == [events[2].path, events[1].path]
+    assert f"its parent {events[1].digest[:12]} is not in the chain" in problems[0].message
+    assert problems[1].message.startswith("deleted since it was committed")
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "needle"),
+    [
+        ("teleported", {}, "unknown kind"),
+        ("abandoned", {"reason": "x", "mood": "sad"}, "mood: unknown field"),
+        ("abandoned", {}, "reason: required field is missing"),
+        ("stage_started", {"stage": "scout", "role": "scout", "cell": "bad cell", "attempt": 0},
+         "attempt: Input should be greater than or equal to 1"),
+        ("abandoned", {"reason": "x", "parent": "not-a-hash"}, "parent: expected a 64-character"),
+    ],
+)
+def test_schema_problems_name_the_file(
+    ledger: Ledger, kind: str, change: dict[str, Any], needle: str
+) -> None:
+    aid = new_artifact(ledger)
+    path = forge(ledger, aid, 1, kind, {**header(ledger, aid, kind), **change})
+    problems = verify_ledger(ledger)
+    assert any(needle in m for m in only(problems, path)), problems
+    result = cli_verify(ledger)
+    assert result.exit_code == 9 and path in result.output
+
+
+def test_malformed_yaml_alias_and_bad_utf8_name_the_file(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    adir = ledger.artifacts_dir / aid
+    bad = {
+        "0001-abandoned-000000000001.yaml": (b"kind: [unclosed\n", "malformed YAML"),
+        "0001-abandoned-000000000002.yaml": (b"a: &x 1\nb: *x\n", "anchors and aliases"),
+        "0001-abandoned-000000000003.yaml": (b"reason: \xff\n", "not valid UTF-8"),
+    }
+    for name, (raw, _) in bad.items():
+        (adir / name).write_bytes(raw)
+    problems = verify_ledger(ledger)
+    for name, (_, needle) in bad.items():
+        messages = only(problems, f"factory/artifacts/{aid}/{name}")
+        assert messages and needle in messages[0]
+
+
+def test_bad_intake_and_unexpected_files_and_dirs(ledger: Ledger) -> None:
+    good, broken = new_artifact(ledger), new_artifact(ledger, "Broken one")
+    (ledger.artifacts_dir / broken / "intake.yaml").write_bytes(b"kind: intake\ntitle: [\n")
+    (ledger.artifacts_dir / good / "notes.txt").write_text("hi\n")
+    (ledger.artifacts_dir / "README.md").write_text("hi\n")
+    (ledger.artifacts_dir / "empty-dir-000000").mkdir()
+    problems = verify_ledger(ledger)
+    assert {p.where for p in problems} == {
+        f"factory/artifacts/{broken}/intake.yaml",
+        f"factory/artifacts/{good}/notes.txt",
+        "factory/artifacts/README.md",
+        "factory/artifacts/empty-dir-000000",
+    }
+    assert "malformed YAML" in only(problems, f"factory/artifacts/{broken}/intake.yaml")[0]
+    assert only(problems, "factory/artifacts/empty-dir-000000") == [
+        "no intake.yaml: not an artifact (unexpected directory)"]
+
+
+def test_renamed_kind_and_wrong_seq_are_reported(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    ev = abandon(ledger, aid, "stop")
+    src = ledger.repo.root / ev.path
+    renamed = src.with_name(src.name.replace("abandoned", "rejected"))
+    src.rename(renamed)
+    problems = verify_ledger(ledger)
+    assert [str(p) for p in problems] == [
+        f"factory/artifacts/{aid}/{renamed.name}: file name says kind rejected, "
+        "record says abandoned",
+        f"{ev.path}: deleted since it was committed (records are append-only)"]
+    renamed.unlink()
+    git(ledger.repo.root, "rm", "-q", "--cached", ev.path)
+    git(ledger.repo.root, "commit", "-q", "-m", "drop the last event")  # a revert-like removal
+    path = forge(ledger, aid, 3, "abandoned", {**header(ledger, aid, "abandoned"),
+                                               "seq": 3, "reason": "skip"})
+    assert only(verify_ledger(ledger), path) == ["seq 3 does not follow its parent's seq 0"]
+
+
+def test_broken_config_is_named(ledger: Ledger) -> None:
+    (ledger.dir / "factory.yaml").write_text("kind: factory_config\nlines: 3\n")
+    problems = verify_ledger(ledger)
+    assert [p.where for p in problems] == ["factory/factory.yaml"]
+    assert cli_verify(ledger).exit_code == 9
+
+
+def test_verify_outside_a_factory(brain: Path) -> None:
+    result = CliRunner().invoke(main, ["verify", "--repo", str(brain)])
+    assert result.exit_code == 3
+    assert "run `gptme-factory init`" in result.output
+
+
+def test_copied_artifact_directory_is_reported(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    event = append_next(ledger, aid)
+    shutil.copytree(ledger.artifacts_dir / aid, ledger.artifacts_dir / "copy-000000")
+    problems = verify_ledger(ledger)
+    assert [str(p) for p in problems] == [
+        f"factory/artifacts/copy-000000/intake.yaml: artifact is {aid!r}, "
+        "but the directory is 'copy-000000'",
+        f"factory/artifacts/copy-000000/{Path(event.path).name}: artifact is {aid!r}, "
+        "not 'copy-000000'",
+    ]
+
+
+def test_edits_only_git_can_see(ledger: Ledger) -> None:
+    """An event-less intake, or the last event, edited: the chain is intact, git is not."""
+    lone = new_artifact(ledger, "Lonely")
+    intake = ledger.artifacts_dir / lone / "intake.yaml"
+    intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
+    aid = new_artifact(ledger)
+    last = abandon(ledger, aid, "dropped")
+    (ledger.repo.root / last.path).unlink()  # deleting the tip leaves a valid shorter chain
+    problems = verify_ledger(ledger)
+    assert [str(p) for p in problems] == [
+        f"{last.path}: deleted since it was committed (records are append-only)",
+        f"factory/artifacts/{lone}/intake.yaml: modified since it was committed "
+        "(records are append-only)",
+    ]
+    root = ledger.repo.root
+    git(root, "commit", "-q", "-am", "sneak the edit in")
+    problems = verify_ledger(ledger)
+    assert [str(p) for p in problems] == [
+        f"factory/artifacts/{lone}/intake.yaml: modified by a commit after it was recorded "
+        "(records are append-only: `git log -p` shows who)"]
