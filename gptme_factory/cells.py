@@ -269,10 +269,11 @@ def _outcome(rec: CellRecord, handed: bool, violated: bool, code: int | None) ->
     stop = rec.stop or {}
     if handed:
         return "handoff", stop.get("reason", "") if stop.get("outcome") == "handoff" else ""
+    if violated:
+        why = "its handoffs stayed invalid past the repair budget"
+        return "no_handoff", why + (f"; {stop['reason']}" if stop else "")
     if stop:
         return stop["outcome"], stop.get("reason", "")
-    if violated:
-        return "no_handoff", "its handoffs stayed invalid past the repair budget"
     if code is None:
         return "crashed", ("the process ended without an exit status and without a handoff "
                            "(killed outside the factory?)")
@@ -293,7 +294,7 @@ def reap(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Reaped | N
     if conv is None:
         found = convlog.find_conversation(rec.workdir, rec.started.timestamp(), rec.cell)
         conv = str(found) if found else None
-    usage = convlog.read_usage(Path(conv)) if conv else None
+    usage = convlog.read_usage(Path(conv), in_flight=rec.stop is not None) if conv else None
     code = backend.exit_code(rec)
     outcome, reason = _outcome(rec, handed, violated, code)
     notes = [reason] if reason else []

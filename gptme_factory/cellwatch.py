@@ -83,7 +83,7 @@ def observe(rec: CellRecord, now: datetime, *, stall_after_s: float,
     if conv is None:
         found = convlog.find_conversation(rec.workdir, started.timestamp(), rec.cell)
         conv = str(found) if found else None
-    usage = convlog.read_usage(Path(conv)) if conv else None
+    usage = convlog.read_usage(Path(conv), in_flight=alive) if conv else None
     activity = [started.timestamp(), _mtime(conv and os.path.join(conv, "conversation.jsonl"))]
     latest, source = "", ""
     if progress:

@@ -122,9 +122,15 @@ def _meaningful(text: str) -> str:
     return ""
 
 
-def read_usage(logdir: Path) -> Usage:
-    """Sum the usage gptme logged in `logdir/conversation.jsonl` (estimate if none)."""
+def read_usage(logdir: Path, in_flight: bool = False) -> Usage:
+    """Sum the usage gptme logged in `logdir/conversation.jsonl` (estimate if none).
+
+    gptme logs an assistant message only after its tool calls ran. With `in_flight` (the
+    cell is running, or was stopped mid-step) the estimate also charges the context logged
+    since the last assistant message: the request that produced the step still unlogged.
+    """
     tokens_in = tokens_out = steps = 0
+    pending = False
     cost: float | None = None
     measured = False
     context_chars = est_in = est_out = 0
@@ -154,8 +160,11 @@ def read_usage(logdir: Path) -> Usage:
                 est_in += context_chars // CHARS_PER_TOKEN
                 est_out += len(content) // CHARS_PER_TOKEN
                 last = _meaningful(content) or last
+            pending = msg.get("role") != "assistant"
             context_chars += len(content)
     if not measured:
+        if in_flight and pending:
+            est_in += context_chars // CHARS_PER_TOKEN
         tokens_in, tokens_out = est_in, est_out
     return Usage(tokens_in, tokens_out, cost, measured, steps, last)
 

@@ -10,12 +10,14 @@ trail are printed. Output goes through a `rich` console (plain lines when not a 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,18 +95,22 @@ def board_rows(ledger: Ledger, artifact: str) -> list[dict[str, str]]:
             status = view.status if not view.is_final else view.state
         else:
             status = "waiting" if not view.is_final else "-"
-        elapsed = ""
+        elapsed = left = ""
         note = ""
         if cell is not None:
             end = cell.finished_at or (now if status == "running" else None)
             if end is not None:
-                elapsed = f"{(end - cell.started_at).total_seconds():.0f}s"
+                spent = (end - cell.started_at).total_seconds()
+                elapsed = f"{spent:.0f}s"
+                budget = (cell.budget or {}).get("timeout_s")
+                if status == "running" and budget:
+                    left = f"{max(0.0, budget - spent):.0f}s"
             progress = last_progress(ledger, cell.cell)
             note = progress[0] if progress else (cell.last_progress or "")
         rows.append({"stage": st.name, "role": st.role, "status": status,
                      "attempts": str(view.attempts.get(st.name, 0)),
                      "cell": cell.cell.rsplit(".", 1)[-1] if cell else "", "elapsed": elapsed,
-                     "progress": note[:60]})
+                     "left": left, "progress": note[:60]})
     return rows
 
 
@@ -113,19 +119,19 @@ def board_table(ledger: Ledger, artifact: str, title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for col in ("stage", "role", "status", "attempts", "cell", "elapsed", "progress"):
+    for col in ("stage", "role", "status", "attempts", "cell", "elapsed", "left", "progress"):
         table.add_column(col)
     try:
         rows = board_rows(ledger, artifact)
     except FactoryError as exc:
-        table.add_row("?", "", f"unreadable: {exc}", "", "", "", "")
+        table.add_row("?", "", f"unreadable: {exc}", "", "", "", "", "")
         return table
     styles = {"passed": "green", "running": "yellow", "submitted": "cyan", "blocked": "red"}
     for r in rows:
         style = styles.get(r["status"], "")
         table.add_row(*(r[k] for k in ("stage", "role")),
                       f"[{style}]{r['status']}[/]" if style else r["status"],
-                      *(r[k] for k in ("attempts", "cell", "elapsed", "progress")))
+                      *(r[k] for k in ("attempts", "cell", "elapsed", "left", "progress")))
     return table
 
 
@@ -169,6 +175,11 @@ class LiveBoard:
         while not self._stop.wait(0.5):
             self.tick()
 
+    def say(self, message: str) -> None:
+        """A foreman event, printed above the live board (or between board lines)."""
+        self.console.print(f"[{time.monotonic() - self.started:5.1f}s] {message}",
+                           highlight=False, markup=False)
+
     def tick(self) -> None:
         """Print the board line if it changed (non-terminal mode)."""
         line = board_line(self.ledger, self.artifact)
@@ -210,22 +221,56 @@ def audit_trail(root: Path) -> str:
 # -- driving the line -------------------------------------------------------------------
 
 
-def drive(repo: DemoRepo, console: Any) -> Any:
-    """Run the artifact through the line with scripted cells (the cells engine does the work)."""
-    from .cells import run_line  # type: ignore[attr-defined]  # issue 5: the cells engine
+def drive(repo: DemoRepo, say: Callable[[str], None]) -> Any:
+    """Run the artifact through the line with scripted cells (the foreman does the work)."""
+    from .foreman import run_line
 
-    return run_line(repo.ledger, repo.artifact, scripted=True)
+    return run_line(repo.ledger, repo.artifact, scripted=True, on_event=say)
+
+
+def close_measured(repo: DemoRepo) -> str | None:
+    """Close a measured artifact as its outcome report says (successor or terminal)."""
+    from . import engine
+    from .board import load_view
+
+    view = load_view(repo.ledger, repo.artifact)
+    outcome = view.handoffs.get("measure") if view.state == "measured" else None
+    if not outcome:
+        return None
+    successor, terminal = outcome.get("successor"), outcome.get("terminal")
+    engine.close(repo.ledger, repo.artifact, successor=successor,
+                 terminal=None if successor else terminal)
+    return f"successor {successor}" if successor else f"terminal: {terminal}"
+
+
+@contextmanager
+def private_tmux() -> Iterator[None]:
+    """Cells get a tmux server of the demo's own (a private TMUX_TMPDIR), stopped at the end."""
+    saved = {k: os.environ.get(k) for k in ("TMUX_TMPDIR", "TMUX")}
+    tmpdir = tempfile.mkdtemp(prefix="gf-demo-tmux-")
+    os.environ["TMUX_TMPDIR"] = tmpdir
+    os.environ.pop("TMUX", None)
+    try:
+        yield
+    finally:
+        # Every cell has been reaped by now; this stops only the demo's own server.
+        subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def run_demo(console: Any, keep: Path | None = None,
-             driver: Callable[[DemoRepo, Any], Any] | None = None) -> int:
-    """The whole demo; returns an exit code (0 when the artifact reached `measured`/`closed`)."""
+             driver: Callable[[DemoRepo, Callable[[str], None]], Any] | None = None) -> int:
+    """The whole demo; returns an exit code (0 when the artifact went through the whole line)."""
     from .board import load_view
 
-    if shutil.which("gptme") is None or shutil.which("tmux") is None or shutil.which(
-        "gptodo"
-    ) is None:
-        console.print("the demo needs gptme, gptodo and tmux on PATH "
+    missing = [p for p in ("gptme", "gptodo", "tmux") if shutil.which(p) is None]
+    if missing:
+        console.print(f"the demo needs {', '.join(missing)} on PATH "
                       "(`gptme-factory doctor` says how to install them)")
         return 2
     tmp = None
@@ -245,8 +290,11 @@ def run_demo(console: Any, keep: Path | None = None,
                       f"  demand {DEMAND['demand']}; consumers {', '.join(DEMAND['consumers'])}")
         console.print("[bold]running the line[/]: scripted cells, each a real `gptme -n --model "
                       "mock/echo` spawned by gptodo in tmux")
-        with LiveBoard(console, repo.ledger, repo.artifact):
-            (driver or drive)(repo, console)
+        with private_tmux(), LiveBoard(console, repo.ledger, repo.artifact) as board:
+            (driver or drive)(repo, board.say)
+        closed = close_measured(repo)
+        if closed:
+            console.print(f"closed {repo.artifact} ({closed}): done is not a handoff")
         view = load_view(repo.ledger, repo.artifact)
         console.print(f"\n[bold]typed handoffs[/] (validated, in factory/artifacts/{repo.artifact}/)")
         console.print(handoffs_text(repo.ledger, repo.artifact), highlight=False, markup=False)
@@ -255,7 +303,7 @@ def run_demo(console: Any, keep: Path | None = None,
         elapsed = time.monotonic() - started
         console.print(f"\n{repo.artifact}: [bold]{view.state}[/] in {elapsed:.0f}s"
                       + (f"; kept in {root}" if keep else ""))
-        return 0 if view.state in ("measured", "closed") else 1
+        return 0 if view.state == "closed" else 1
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -109,6 +109,78 @@ def _check_relpath(rel: str) -> None:
         raise GitError(f"refusing to commit {rel!r}: not a plain path inside the repo")
 
 
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    return env
+
+
+def _cat(proc: subprocess.Popen[bytes], names: list[str]) -> list[tuple[str, str, bytes] | None]:
+    """Objects (id, type, content) from a running `git cat-file --batch`; None if missing."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"".join(n.encode() + b"\n" for n in names))
+    proc.stdin.flush()
+    out: list[tuple[str, str, bytes] | None] = []
+    for _ in names:
+        header = proc.stdout.readline().split()
+        if len(header) != 3:  # "<name> missing" (or ambiguous)
+            if not header:
+                raise GitError("git cat-file stopped unexpectedly")
+            out.append(None)
+            continue
+        size = int(header[2])
+        content = proc.stdout.read(size + 1)[:size]  # the object, then a newline
+        out.append((header[0].decode(), header[1].decode(), content))
+    return out
+
+
+_TREE_ENTRY_RES: dict[int, re.Pattern[bytes]] = {}
+
+
+def _tree_entries(content: bytes, raw_len: int) -> list[tuple[bytes, bytes, bytes]]:
+    """(mode, name, raw id) of every entry of a tree object."""
+    pattern = _TREE_ENTRY_RES.get(raw_len)
+    if pattern is None:
+        pattern = re.compile(rb"([0-7]+) ([^\0]+)\0(.{%d})" % raw_len, re.S)
+        _TREE_ENTRY_RES[raw_len] = pattern
+    entries: list[tuple[bytes, bytes, bytes]] = pattern.findall(content)
+    if sum(len(m) + len(n) + 2 + raw_len for m, n, _ in entries) != len(content):
+        raise GitError("could not parse a tree object")
+    return entries
+
+
+def _entry_re(name: bytes, raw_len: int) -> re.Pattern[bytes]:
+    # Entry by entry from the start (so a match is never inside a name or an id) up to `name`.
+    return re.compile(
+        rb"(?:[0-7]+ [^\0]+\0.{%d})*?([0-7]+) %s\0(.{%d})" % (raw_len, re.escape(name), raw_len),
+        re.S,
+    )
+
+
+def _find_entry(content: bytes, name: bytes, raw_len: int) -> tuple[bytes, bytes] | None:
+    """(mode, raw id) of entry `name` of a tree, or None."""
+    m = _entry_re(name, raw_len).match(content)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _edit_tree(
+    content: bytes | None, changes: Mapping[bytes, tuple[bytes, bytes]], raw_len: int
+) -> bytes:
+    """A tree's content with `changes` (name -> (mode, raw id)) added or replaced."""
+    if content and len(changes) == 1:
+        # The common case, one event in a big directory: splice it in place when the entry
+        # exists and stays a tree (or a file), so its sorting position is unchanged.
+        ((name, (mode, oid)),) = changes.items()
+        m = _entry_re(name, raw_len).match(content)
+        if m and (m.group(1) == b"40000") == (mode == b"40000"):
+            return content[: m.start(1)] + mode + b" " + name + b"\0" + oid + content[m.end():]
+    merged = {n: (m, o) for m, n, o in (_tree_entries(content, raw_len) if content else [])}
+    merged.update(changes)
+    # git orders entries by name bytes, a subtree as if its name ended with "/"
+    order = sorted(merged, key=lambda n: n + b"/" if merged[n][0] == b"40000" else n)
+    return b"".join(merged[n][0] + b" " + n + b"\0" + merged[n][1] for n in order)
+
+
 class GitRepo:
     """A non-bare git working tree, addressed by its top-level directory."""
 
@@ -251,9 +323,8 @@ class GitRepo:
                 .decode()
                 .split()
             )
-            old, base_tree = self._head_and_tree()
             changes = {rel: oid for (_, rel), oid in zip(tmp_pairs, oids, strict=True)}
-            tree = self._write_tree(base_tree, changes)
+            old, base_tree, tree = self._write_trees(changes, tmpdir)
             if old is not None and tree == base_tree:
                 new = old  # already committed with this content: no empty commit
             else:
@@ -299,13 +370,6 @@ class GitRepo:
         _rmdir_if_empty(tmpdir)
         return new
 
-    def _head_and_tree(self) -> tuple[str | None, str | None]:
-        proc = _git(self.root, "rev-parse", "-q", "HEAD^{commit}", "HEAD^{tree}", check=False)
-        lines = proc.stdout.decode().split()
-        if proc.returncode != 0 or len(lines) != 2:
-            return None, None
-        return lines[0], lines[1]
-
     def _refresh_index(self, paths: list[str]) -> None:
         # The user's git command may hold index.lock for a moment: retry briefly.
         for attempt in range(50):
@@ -320,31 +384,79 @@ class GitRepo:
             f"run `git update-index --add -- {' '.join(paths)}` ({proc.stderr.decode().strip()})"
         )
 
-    def _write_tree(self, base_tree: str | None, changes: Mapping[str, str]) -> str:
-        entries: dict[str, tuple[str, str, str]] = {}
-        if base_tree:
-            for line in self.git("ls-tree", "-z", base_tree).split(b"\0"):
-                if not line:
-                    continue
-                meta, name = line.decode("utf-8", "surrogateescape").split("\t", 1)
-                mode, kind, oid = meta.split()
-                entries[name] = (mode, kind, oid)
-        subdirs: dict[str, dict[str, str]] = {}
-        for rel, oid in changes.items():
-            head, sep, rest = rel.partition("/")
-            if sep:
-                subdirs.setdefault(head, {})[rest] = oid
-            else:
-                entries[head] = ("100644", "blob", oid)
-        for name, sub in subdirs.items():
-            existing = entries.get(name)
-            sub_base = existing[2] if existing and existing[1] == "tree" else None
-            entries[name] = ("040000", "tree", self._write_tree(sub_base, sub))
-        listing = b"".join(
-            f"{mode} {kind} {oid}\t{name}".encode("utf-8", "surrogateescape") + b"\0"
-            for name, (mode, kind, oid) in entries.items()
+    def _write_trees(
+        self, changes: Mapping[str, str], tmpdir: Path
+    ) -> tuple[str | None, str | None, str]:
+        """(HEAD, its tree, the new root tree) with `changes` (path -> blob id) applied.
+
+        One `git cat-file --batch` reads HEAD and the trees on the changed paths; the new
+        trees are built in Python (git's tree format) and written with one `git hash-object
+        -t tree`, whose ids are checked against ours. Three processes however deep the paths,
+        and a 10,000-entry directory is spliced in C (a regex), not listed and re-sorted.
+        """
+        raw_len = len(next(iter(changes.values()))) // 2
+        algo = "sha1" if raw_len == 20 else "sha256"
+        dirs: set[str] = {""}
+        for rel in changes:
+            parts = rel.split("/")[:-1]
+            dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        old_trees: dict[str, bytes] = {}  # dir -> content of its tree in HEAD
+        cat = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.root, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
         )
-        return self.git("mktree", "-z", input=listing).decode().strip()
+        try:
+            head_obj = _cat(cat, ["HEAD"])[0]
+            old = head_obj[0] if head_obj and head_obj[1] == "commit" else None
+            base_tree = head_obj[2][5:5 + 2 * raw_len].decode() if old and head_obj else None
+            level = [("", base_tree)] if base_tree else []
+            while level:
+                found = _cat(cat, [oid for _, oid in level])
+                nxt: list[tuple[str, str]] = []
+                for (path, _), obj in zip(level, found, strict=True):
+                    if obj is None or obj[1] != "tree":
+                        continue
+                    old_trees[path] = obj[2]
+                    for child in (d for d in dirs if d and d.rpartition("/")[0] == path):
+                        entry = _find_entry(obj[2], child.rpartition("/")[2].encode(), raw_len)
+                        if entry is not None and entry[0] == b"40000":
+                            nxt.append((child, entry[1].hex()))
+                level = nxt
+        finally:
+            cat.communicate()  # closes both pipes and reaps the process
+        # Build bottom-up: deepest directories first.
+        edits: dict[str, dict[bytes, tuple[bytes, bytes]]] = {d: {} for d in dirs}
+        for rel, oid in changes.items():
+            parent, _, name = rel.rpartition("/")
+            edits[parent][name.encode("utf-8", "surrogateescape")] = (b"100644", bytes.fromhex(oid))
+        new_trees: dict[str, bytes] = {}
+        root = ""
+        for d in sorted(dirs, key=lambda x: -x.count("/") if x else 1):
+            content = _edit_tree(old_trees.get(d), edits[d], raw_len)
+            digest = hashlib.new(algo, b"tree %d\0" % len(content))
+            digest.update(content)
+            if content != old_trees.get(d):
+                new_trees[digest.hexdigest()] = content
+            if d:
+                parent, _, name = d.rpartition("/")
+                edits[parent][name.encode("utf-8", "surrogateescape")] = (b"40000", digest.digest())
+            else:
+                root = digest.hexdigest()
+        if new_trees:
+            tree_files: list[Path] = []
+            try:
+                for i, content in enumerate(new_trees.values()):
+                    tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
+                    tree_file.write_bytes(content)
+                    tree_files.append(tree_file)
+                written = self.git("hash-object", "-w", "-t", "tree", "--no-filters", "--",
+                                   *map(str, tree_files)).decode().split()
+            finally:
+                for tree_file in tree_files:
+                    tree_file.unlink(missing_ok=True)
+            if written != list(new_trees):
+                raise GitError(f"git wrote trees {written}, expected {list(new_trees)}")
+        return old, base_tree, root
 
     # -- reading history ----------------------------------------------------------------
 

@@ -96,6 +96,7 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timesta
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_INT_TAG = "tag:yaml.org,2002:int"
 _KEY_TAGS_FOR_FULL_LOADER = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 # Documents whose depth bound is below this are built by `_build` (recursive: well under
 # Python's recursion limit); larger ones go through PyYAML's constructor directly.
@@ -135,7 +136,12 @@ def _build(loader: Any, node: yaml.Node, depth: int, seen: set[int]) -> Any:
     tag = node.tag
     kind = type(node)
     if kind is yaml.ScalarNode:
-        return node.value if tag == _STR_TAG else loader.construct_object(node)
+        value = node.value
+        if tag == _STR_TAG:
+            return value
+        if tag == _INT_TAG and value.isascii() and value.isdigit() and value[0] != "0":
+            return int(value)  # what construct_yaml_int gives for plain decimal digits
+        return loader.construct_object(node)
     if depth > MAX_DEPTH:
         raise _NeedsFullLoader
     if id(node) in seen:

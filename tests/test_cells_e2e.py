@@ -22,11 +22,10 @@ from gptme_factory.cells import SpawnOptions
 from gptme_factory.errors import CellError
 from gptme_factory.ledger import Ledger, sha256
 from gptme_factory.verify import verify_ledger
-from tests.cells_helpers import (  # noqa: F401 - fixtures
-    cell_env,
+from tests import cells_helpers
+from tests.cells_helpers import (
     events,
     no_cells_left,
-    sample,
     set_config,
     set_stage,
     tmux_sessions,
@@ -36,6 +35,8 @@ from tests.cells_helpers import (  # noqa: F401 - fixtures
 from tests.conftest import git
 
 pytestmark = pytest.mark.slow
+cell_env = cells_helpers.cell_env
+sample = cells_helpers.sample
 ECHO = scripted.SCRIPTED_MODEL
 
 

@@ -17,6 +17,7 @@ from gptme_factory.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample
 from gptme_factory.tools import _functions as f
 from gptme_factory.tools.factory import ACTIONS, execute, tool
 from gptme_factory.verify import verify_ledger
+from tests.cells_helpers import cell_env  # noqa: F401 - fixture
 from tests.conftest import git
 
 
@@ -284,3 +285,57 @@ print(factory_advance(aid))
                         if m["role"] == "system" and "Executed code block" in m["content"])
     assert f"{aid}: gate scout passed -> state designed" in outputs
     assert "error:" not in outputs and "Traceback" not in outputs
+
+
+# -- cells through the tool functions (real gptodo + tmux + gptme on mock/echo) ----------
+
+
+@pytest.fixture
+def cells_repo(repo: Path, cell_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`repo` with a private tmux server, and cells that run gptme on mock/echo."""
+    from gptme_factory import plugin as manifest
+
+    monkeypatch.setattr(manifest, "settings", manifest.Settings(model="mock/echo", timeout_s=120,
+                                                                max_tokens=50_000))
+    return repo
+
+
+@pytest.mark.slow
+def test_spawn_status_kill_collect_through_the_tools(cells_repo: Path) -> None:
+    from tests.cells_helpers import no_cells_left, wait_for
+
+    aid = intake()
+    spawned = f.factory_spawn(aid)
+    assert spawned.ok, spawned
+    cell = spawned.cell  # type: ignore[attr-defined]
+    assert cell.startswith(f"{aid}.scout.") and "budget 120 s, 50,000 tokens" in spawned
+    status = f.factory_status()
+    assert "running cells (1):" in status and f"- {cell} (scout)" in status
+    killed = f.factory_kill(cell, "the test stops it")
+    assert killed.ok and killed.startswith(f"{cell}: killed"), killed
+    # a second attempt: an unscripted mock/echo cell never hands off (gptme keeps auto-replying)
+    # and burns tokens, so the budget from [plugin.gptme_factory] stops it
+    second = f.factory_spawn(aid).cell  # type: ignore[attr-defined]
+    collected = wait_for(lambda: (t := f.factory_collect(aid)) and "over_budget" in t and t,
+                         timeout=90)
+    assert f"{second}: over_budget" in collected and "over its budget of 50,000" in collected
+    assert "stage scout needs a cell" in collected  # the attempt failed; the stage is pending
+    outcomes = [e.record.outcome for e in Ledger.open(cells_repo).read(aid).events  # type: ignore[union-attr]
+                if e.record.kind == "cell_finished"]
+    assert outcomes == ["killed", "over_budget"]
+    no_cells_left(Ledger.open(cells_repo))
+    clean(cells_repo)
+
+
+@pytest.mark.slow
+def test_run_returns_within_its_window_and_resumes(cells_repo: Path) -> None:
+    from tests.cells_helpers import no_cells_left
+
+    aid = intake()
+    out = f.factory_run(aid, max_wait_s=2)
+    assert out.ok and not out.done  # type: ignore[attr-defined]
+    assert f"{aid}: spawned {aid}.scout." in out and "still running after 2 s" in out
+    assert f"factory_run({aid!r}) to go on" in out
+    [cell] = [ln.split()[2] for ln in out.splitlines() if " spawned " in ln]
+    assert f.factory_kill(cell, "test over").ok
+    no_cells_left(Ledger.open(cells_repo))

@@ -52,7 +52,7 @@ class CommandBackend:
         out = spec.runtime_dir / "output" / f"{spec.cell}.output"
         out.parent.mkdir(parents=True, exist_ok=True)
         q = shlex.quote
-        wrapped = f"{command} > {q(str(out))} 2>&1 < /dev/null; echo EXIT_CODE=$? >> {q(str(out))}"
+        wrapped = f"( {command} ) > {q(str(out))} 2>&1 < /dev/null; echo EXIT_CODE=$? >> {q(str(out))}"
         proc = subprocess.run(
             ["bash", "-c", f"setsid bash -c {q(wrapped)} > /dev/null 2>&1 < /dev/null & echo $!"],
             cwd=spec.workdir, capture_output=True, text=True, check=False)

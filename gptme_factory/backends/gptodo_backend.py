@@ -105,7 +105,7 @@ class GptodoBackend:
         """`gptodo kill` the session, then every process left of the pane's tree."""
         from gptodo.subagent import kill_session
 
-        tree = proctree.descendants(rec.pid) if proctree.alive(rec.pid, rec.pid_start) else []
+        tree = proctree.descendants(rec.pid) if rec.pid and proctree.alive(rec.pid, rec.pid_start) else []
         if rec.session:
             kill_session(rec.session, Path(rec.brain))
         proctree.kill_tree(rec.pid, rec.pid_start, extra=tree)

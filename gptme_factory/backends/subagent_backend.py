@@ -23,7 +23,7 @@ START_WAIT_S = 20.0
 
 
 def agent_id(cell: str) -> str:
-    """gptme's subagent id for a cell (conversation names avoid dots)."""
+    """The gptme subagent id of a cell (conversation names avoid dots)."""
     return "factory-" + cell.replace(".", "-")
 
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "unpark": "line_cmd:unpark",
     "archive": "line_cmd:archive",
     "doctor": "doctor_cmd",
+    "demo": "demo_cmd",
     "spawn": "spawn_cmd",
     "progress": "progress_cmd",
     "collect": "collect_cmd",

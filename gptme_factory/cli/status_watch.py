@@ -19,6 +19,11 @@ def watch_board(render: Callable[[], str], interval: float = 1.0) -> None:
         return Text(f"{render()}\n\n{stamp}  refreshing every {interval:g}s — Ctrl-C to stop")
 
     try:
+        if not console.is_terminal:  # a pipe or a log: print each frame, no cursor tricks
+            while True:
+                console.print(frame(), highlight=False)
+                console.file.flush()
+                time.sleep(max(0.1, interval))
         with Live(frame(), console=console, refresh_per_second=4, screen=False) as live:
             while True:
                 time.sleep(max(0.1, interval))

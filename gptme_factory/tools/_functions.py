@@ -363,14 +363,48 @@ def factory_kill(cell: str, reason: str = "") -> str:
     return f"{cell}: killed" + (f" ({res.reason})" if res is not None and res.reason else "")
 
 
+def _run_window(max_wait_s: float | None) -> float:
+    """How long factory_run may block: under gptme's ipython cell timeout, which kills the cell."""
+    raw = os.environ.get("GPTME_IPYTHON_TIMEOUT", "600")
+    try:
+        cell_timeout = float(raw)
+    except ValueError:
+        cell_timeout = 600.0
+    limit = max(30.0, cell_timeout - 60) if cell_timeout > 0 else float("inf")
+    return min(max_wait_s, limit) if max_wait_s is not None else min(540.0, limit)
+
+
 @_adapter
-def factory_run(artifact: str, model: str | None = None) -> str:
-    """Drive the artifact through its remaining stages with bounded cells, advancing each gate."""
+def factory_run(artifact: str, model: str | None = None, until: str | None = None,
+                publish: str | None = None, max_wait_s: float | None = None) -> str:
+    """Drive the artifact through its remaining stages with bounded cells (spawn, collect, gate, next stage); resumable.
+
+    Returns when the artifact is done, blocked or waits for a person, or after max_wait_s
+    (default 540 s, under gptme's ipython timeout): cells keep running; call it again to go
+    on. until: stop once that stage passed. publish: note|pr|release to publish the release
+    package when the package gate needs it (default: stop and let a person decide).
+    """
+    import time
+
     from ..plugin import settings
 
-    run = _optional("foreman", "run", "running the line")
+    cells = _cells()
+    foreman = _optional("foreman", "Foreman", "running the line")
     ledger = _ledger()
-    return str(run(ledger, ledger.resolve(artifact), model=model or settings.model))
+    aid = ledger.resolve(artifact)
+    opts = cells.SpawnOptions(model=model or settings.model, timeout_s=settings.timeout_s,
+                              max_tokens=settings.max_tokens, max_cost_usd=settings.max_cost_usd)
+    events: list[str] = []
+    deadline = time.monotonic() + _run_window(max_wait_s)
+    run = foreman(ledger, [aid], until=until, opts=opts, publish=publish,
+                  on_event=events.append, should_stop=lambda: time.monotonic() > deadline)
+    stopped = run.run()
+    lines = events[-40:]
+    if not stopped:
+        lines.append(f"still running after {_run_window(max_wait_s):.0f} s; the cells keep "
+                     f"working: factory_status() to watch, factory_run({aid!r}) to go on")
+    lines.append(f"next: {next_step(_summary_of(ledger, aid))}")
+    return Reply("\n".join(lines), artifact=aid, done=bool(stopped))
 
 
 # -- packaging, measuring, lines -------------------------------------------------------

@@ -24,9 +24,8 @@ def briefing_for(workspace: Path | str) -> str:
     from ..errors import FactoryError, NotAFactory, NotAGitRepo
     from ..ledger import Ledger
     from ..plugin import settings
-    from ._render import briefing
-
     from ._functions import brain_path
+    from ._render import briefing
 
     try:
         root, in_cell = brain_path(os.environ.get("GPTME_FACTORY_REPO") or workspace)

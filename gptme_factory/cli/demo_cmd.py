@@ -1,0 +1,25 @@
+"""`gptme-factory demo`: the whole line, offline, in a temporary brain repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("demo")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Build the brain repo in DIR (new or empty) and keep it.")
+def command(keep: Path | None) -> None:
+    """Run a whole production line offline: scout, build, verify, package, measure.
+
+    Creates a brain repo with a small sample project and a real demand, then drives it with
+    scripted cells — the real `gptme` CLI on the offline `mock/echo` model, spawned through
+    gptodo and tmux — showing the live board, the typed handoffs and the `git log` audit
+    trail. No model key, no network; about a minute.
+    """
+    from rich.console import Console
+
+    from ..demo import run_demo
+
+    raise SystemExit(run_demo(Console(soft_wrap=True), keep=keep))

@@ -1,0 +1,70 @@
+"""The offline demo: the whole line with scripted cells on real gptme (mock/echo), gptodo, tmux."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from gptme_factory.cli import main
+from gptme_factory.demo import board_line, prepare, run_demo
+from gptme_factory.ledger import Ledger
+from gptme_factory.verify import verify_ledger
+from tests.conftest import git
+
+
+def test_prepare_makes_a_wired_brain_repo_with_demand(tmp_path: Path) -> None:
+    repo = prepare(tmp_path / "brain")
+    root = repo.root
+    assert (root / "sample" / "durations.py").is_file()
+    assert (root / "skills" / "factory-run" / "SKILL.md").is_file()
+    assert "gptme_factory.tools" in (root / "gptme.toml").read_text()
+    assert git(root, "config", "user.email").strip() == "demo@gptme-factory.invalid"
+    assert git(root, "status", "--porcelain") == ""
+    assert repo.artifact in Ledger.open(root).artifact_ids()
+    assert board_line(repo.ledger, repo.artifact) == (
+        "scout:pending  build:waiting  verify:waiting  package:waiting  measure:waiting")
+
+
+def test_keep_dir_must_be_new_or_empty(tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    res = CliRunner().invoke(main, ["demo", "--keep", str(tmp_path / "full")])
+    assert res.exit_code == 2 and "not empty" in res.output
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_line(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=200, soft_wrap=True)
+    keep = tmp_path / "brain"
+    code = run_demo(console, keep=keep)
+    text = out.getvalue()
+    assert code == 0, text
+    ledger = Ledger.open(keep)
+    [aid] = ledger.artifact_ids()
+    assert verify_ledger(ledger) == []
+    # the live board went through every stage
+    assert "scout:running" in text and "build:running" in text and "measure:running" in text
+    assert "scout:passed  build:passed  verify:passed  package:passed  measure:passed" in text
+    # every typed handoff is printed
+    for stage, kind in (("scout", "scout_memo"), ("build", "builder_patch"),
+                        ("verify", "verifier_report"), ("package", "release_package"),
+                        ("measure", "outcome_report")):
+        assert f"--- [{stage}] {kind}" in text
+    # the audit trail is git history: one commit per event, ending with the close
+    subjects = git(keep, "log", "--format=%s").splitlines()
+    assert subjects[0] == f"factory({aid}): closed"
+    for stage in ("scout", "build", "verify", "package", "measure"):
+        assert f"factory({aid}): gate_passed [{stage}]" in subjects
+        assert f"factory({aid}): gate_passed [{stage}]" in text
+    assert sum(s.startswith(f"factory({aid}): cell_spawned") for s in subjects) == 5
+    assert f"{aid}: closed in " in text
+    # a real gptme ran each cell: its conversation log recorded the scripted actions
+    events = ledger.read(aid).events
+    finished = [e.record for e in events if e.record.kind == "cell_finished"]
+    assert [f.outcome for f in finished] == ["handoff"] * 5  # type: ignore[union-attr]
+    assert all(f.conversation for f in finished)  # type: ignore[union-attr]
