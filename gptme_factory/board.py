@@ -1,8 +1,9 @@
 """The board: one summary line per artifact, for `status`.
 
-A summary is derived by reading and replaying an artifact's chain. `load_summaries` is the
-entry point `status` uses; it goes through the status cache (statuscache.py) so a warm run
-re-reads only the artifacts whose files changed.
+A summary is derived by reading and replaying an artifact's chain. `load_summaries` and
+`load_line_statuses` are the entry points `status` uses; they go through the status cache
+(statuscache.py) so a warm run re-reads only the artifacts whose files changed. This module
+imports the replay (and with it pydantic and the models) only when an artifact is read.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ if TYPE_CHECKING:
 
     from .linestatus import LineStatus
     from .replay import ArtifactView
-
-# replay (and through it pydantic and the models) is imported only when an artifact is read:
-# a warm `status` served from the cache never needs it.
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,11 @@ class ArtifactSummary:
         """Inverse of `to_row`; ValueError if `row` does not hold one value per field."""
         if len(row) != len(_FIELDS):
             raise ValueError("not a summary row")
-        return cls(*row)
+        # What the frozen dataclass's __init__ does, without 12 object.__setattr__ calls:
+        # a warm `status` builds 10,000 of these.
+        obj = object.__new__(cls)
+        obj.__dict__.update(zip(_FIELDS, row, strict=True))
+        return obj
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArtifactSummary))

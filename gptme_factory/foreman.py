@@ -23,7 +23,7 @@ from typing import Any
 from . import cells, cellstate, engine
 from .cells import SpawnOptions
 from .cellwatch import Observation
-from .errors import CellError, IllegalTransition, UsageError
+from .errors import CellError, IllegalTransition, LedgerConflict, UsageError
 from .ledger import Ledger
 from .replay import ArtifactView
 
@@ -199,8 +199,12 @@ class Foreman:
         aid = view.intake.artifact
         try:
             res = engine.advance(self.ledger, aid)
+        except LedgerConflict:
+            return  # another process advanced it meanwhile: the next tick sees the result
         except IllegalTransition as exc:
             if "not published yet" not in str(exc):
+                if "nothing to advance" in str(exc):
+                    return  # another process advanced it meanwhile
                 raise
             if not self.publish:
                 self._stop(view, WAITING, str(exc))

@@ -3,11 +3,16 @@
 Ledger commits go through plumbing, never through the user's index: new blobs are hashed
 from temporary files kept in the git directory (so a killed writer never leaves a stray file
 or a half-made directory in the working tree), only the trees on the changed paths are
-rebuilt (`ls-tree`/`mktree`), the commit is made with `commit-tree`, and `HEAD` moves with
-`update-ref NEW OLD`, a compare-and-swap. Only then are the files renamed into place and just
-those paths refreshed in the real index, so the user's other staged and unstaged work is
-untouched and the cost grows with the depth and width of the changed directories, not the
-repo size.
+rebuilt — read through one `cat-file --batch`, edited in Python (git's tree format; in a big
+directory the one changed entry is spliced in place) and written with one `hash-object -t
+tree`, whose ids must match ours — the commit is made with `commit-tree`, and `HEAD` moves
+with `update-ref NEW OLD`, a compare-and-swap. Only then are the files renamed into place and
+just those paths refreshed in the real index, so the user's other staged and unstaged work is
+untouched. Six git processes per commit, however deep the paths; the cost grows with the
+changed directories (and the index, which `update-index` rewrites), not the number of commits.
+
+For the status cache, `tree_at_head`, `tree_entries`, `start_changed_paths` and `tree_id` give
+content keys: git tree ids, and the paths whose index or working-tree state differs from HEAD.
 
 Writers are serialized by a `flock` on a file in the git directory; a small journal, written
 before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
@@ -490,17 +495,16 @@ class GitRepo:
     # -- content keys for the status cache ---------------------------------------------
 
     def tree_at_head(self, path: str) -> tuple[str, str] | None:
-        """(HEAD's commit id, the id of the tree at `path` in it), or None if either is missing.
+        """(HEAD's commit id, the id of the tree at `path`), or None if either is missing.
 
-        The commit is resolved first and the path inside that commit, so the pair is
-        consistent even if HEAD moves meanwhile.
+        One `rev-parse`, which resolves its arguments in order: if HEAD moves meanwhile, the
+        tree may be newer than the commit, never older (the status cache relies on that).
         """
-        commit = self.head()
-        if commit is None:
+        proc = _git(self.root, "rev-parse", "HEAD^{commit}", f"HEAD:{path}", check=False)
+        ids = proc.stdout.decode().split()
+        if proc.returncode != 0 or len(ids) != 2:
             return None
-        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{commit}:{path}", check=False)
-        tree = proc.stdout.decode().strip()
-        return (commit, tree) if proc.returncode == 0 and tree else None
+        return ids[0], ids[1]
 
     def tree_entries(self, tree: str) -> dict[str, str]:
         """Entry name -> object id of one tree (not recursive)."""
@@ -519,7 +523,9 @@ class GitRepo:
         env.setdefault("GIT_TERMINAL_PROMPT", "0")
         env["GIT_OPTIONAL_LOCKS"] = "0"  # a read: never take index.lock from the user
         proc = subprocess.Popen(
-            ["git", "diff-index", "-z", "--name-only", "--no-renames", "--ignore-submodules",
+            # full stat comparison even where the user's config relaxes it
+            ["git", "-c", "core.checkStat=default", "-c", "core.trustctime=true",
+             "diff-index", "-z", "--name-only", "--no-renames", "--ignore-submodules",
              commit, "--", path],
             cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
         )

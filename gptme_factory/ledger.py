@@ -218,6 +218,16 @@ class Ledger:
     def open(cls, path: Path | str = ".", ledger_dir: str | None = None) -> Ledger:
         """Open the ledger of the repo containing `path`; NotAFactory if there is none."""
         repo = GitRepo.discover(path)
+        if repo.root.is_relative_to(repo.worktree_base()):
+            # A cell's worktree holds a stale copy of the ledger (writing there would lose
+            # the event, or commit it onto a builder's branch): the ledger is the brain's.
+            main = repo.common_dir.parent
+            if repo.common_dir.name != ".git" or not (main / ".git").exists():
+                raise NotAFactory(
+                    f"{repo.root} is a factory cell's worktree, not the brain repo: pass "
+                    "--repo BRAIN (the brain repo named in your brief)"
+                )
+            repo = GitRepo.discover(main)
         ledger = cls(repo, ledger_dir or os.environ.get("GPTME_FACTORY_DIR") or LEDGER_DIR)
         repo.recover()  # a writer killed after its commit: put its files in place first
         if not (ledger.dir / CONFIG_FILE).is_file():
@@ -275,11 +285,12 @@ class Ledger:
     def artifact_ids(self) -> list[str]:
         """Every artifact directory name, sorted."""
         try:
-            return sorted(
-                e.name
-                for e in os.scandir(self.artifacts_dir)
-                if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-            )
+            with os.scandir(self.artifacts_dir) as entries:
+                return sorted(
+                    e.name
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+                )
         except FileNotFoundError:
             return []
 

@@ -26,9 +26,16 @@ otherwise (so the cost grows with what changed, not with the ledger):
 
 Together: by (1) and (2) the tracked files hold exactly the bytes the summary came from, and by
 (3) no file has joined them. An untracked or uncommitted record makes (1) fail, so that
-artifact is simply re-read each time until it is committed. What this cannot see is what git
-is told not to look at: `update-index --assume-unchanged`/`--skip-worktree` on ledger files or
-`core.ignoreStat`; `status --no-cache` reads everything regardless.
+artifact is simply re-read each time until it is committed. HEAD is resolved once, before its
+tree, and (2) compares with that commit, so a concurrent commit cannot pair an old tree with a
+new working tree. A cache file copied from elsewhere (say, force-added to a clone) is useless,
+not harmful: its inodes do not match. What this cannot see is what git is told not to look at:
+`update-index --assume-unchanged`/`--skip-worktree` on ledger files or `core.ignoreStat`;
+`status --no-cache` reads everything regardless.
+
+Why not cheaper: an in-place edit changes only the file's own inode, so every ledger file must
+be looked at (about 90,000 `lstat`s at 10,000 artifacts, ~0.1 s of CPU) unless a daemon watches
+the tree. Git does those in C, on all cores, while Python does the rest.
 """
 
 from __future__ import annotations
@@ -75,26 +82,7 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
     repo = ledger.repo
     rel = f"{ledger.rel}/artifacts"
     snap = repo.tree_at_head(rel)  # (commit, tree of factory/artifacts in it)
-    # git lstat()s every ledger file in the background while this process checks the rest.
-    wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
-    try:
-        ids = ledger.artifact_ids()
-        cache_path = ledger.runtime_dir / CACHE_FILE
-        key = _global_key(ledger)
-        old, old_top = _load(cache_path, key)
-        base = str(ledger.artifacts_dir)
-        stats: dict[str, list[int] | None] = {}
-        for aid in ids:
-            try:
-                ds = os.stat(f"{base}/{aid}")
-                stats[aid] = [ds.st_ino, ds.st_mtime_ns, ds.st_ctime_ns]
-            except OSError:
-                stats[aid] = None
-    finally:
-        changed = wait_changed() if wait_changed else None
-    dirty = {p[len(rel) + 1 :].partition("/")[0] for p in changed} if changed is not None else None
     top = snap[1] if snap else None
-    same_top = bool(old) and old_top == top
     heads: dict[str, str] | None = None
 
     def head_of(aid: str) -> str | None:
@@ -103,6 +91,38 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
             heads = repo.tree_entries(snap[1]) if snap else {}
         return heads.get(aid)
 
+    # git lstat()s every ledger file in the background while this process does the rest of
+    # the checks (1, 3 and 4 of the module docstring) and builds the candidate summaries.
+    wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
+    try:
+        cache_path = ledger.runtime_dir / CACHE_FILE
+        key = _global_key(ledger)
+        old, old_top = _load(cache_path, key)
+        same_top = bool(old) and old_top == top
+        ids = ledger.artifact_ids()
+        stats = _dir_stats(str(ledger.artifacts_dir), ids)
+        candidates: dict[str, ArtifactSummary] = {}
+        for aid in ids if snap else ():
+            entry, st = old.get(aid), stats[aid]
+            # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
+            if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
+                continue
+            if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
+                continue
+            try:
+                summary = ArtifactSummary.from_row(entry[3])
+            except (TypeError, ValueError):
+                continue  # a damaged entry: read the artifact instead
+            if summary.artifact == aid:
+                candidates[aid] = summary
+    finally:
+        changed = wait_changed() if wait_changed else None
+    if changed is None:
+        candidates = {}  # git could not say what changed: trust nothing
+    else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
+        for path in changed:
+            candidates.pop(path[len(rel) + 1 :].partition("/")[0], None)
+
     new: dict[str, list[Any]] = {}
     out: list[ArtifactSummary] = []
     stored = False
@@ -110,19 +130,12 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
     algo = "sha256" if snap and len(snap[0]) == 64 else "sha1"
     for aid in ids:
         st = stats[aid]
-        entry = old.get(aid)
-        # entry: [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
-        if entry is not None and st is not None and dirty is not None and entry[2] == st:
-            committed = entry[1] is True if same_top else entry[0] == head_of(aid)
-            if committed and aid not in dirty:
-                try:
-                    summary = ArtifactSummary.from_row(entry[3])
-                except (TypeError, ValueError):
-                    summary = None  # a damaged entry: read the artifact instead
-                if summary is not None and summary.artifact == aid:
-                    new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
-                    out.append(summary)
-                    continue
+        hit = candidates.get(aid)
+        if hit is not None:
+            entry = old[aid]
+            new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
+            out.append(hit)
+            continue
         raw: dict[str, bytes] = {}
         summary = summarize_artifact(ledger, aid, raw)
         out.append(summary)
@@ -165,7 +178,7 @@ def cached_line_statuses(
     path = ledger.runtime_dir / LINES_CACHE_FILE
     bases: list[LineBase] | None = None
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(path.read_bytes().decode())
         if data["key"] == key:
             bases = [LineBase(**b) for b in data["lines"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -176,6 +189,24 @@ def cached_line_statuses(
         bases = line_bases(ledger)
         _write_json(path, {"key": key, "lines": [b.__dict__ for b in bases]})
     return statuses(bases, summaries, now)
+
+
+def _dir_stats(base: str, names: list[str]) -> dict[str, list[int] | None]:
+    """[inode, mtime, ctime] of each directory `base/name` (None if it cannot be stat'ed)."""
+    out: dict[str, list[int] | None] = {}
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY) if names else -1
+    try:
+        stat = os.stat
+        for name in names:
+            try:  # relative to the parent's fd: a one-component lookup, not a path walk
+                st = stat(name, dir_fd=fd, follow_symlinks=False)
+                out[name] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+            except OSError:
+                out[name] = None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return out
 
 
 def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
@@ -206,14 +237,15 @@ def _global_key(ledger: Ledger) -> str:
 def _load(path: Path, key: str) -> tuple[dict[str, list[Any]], str | None]:
     """The entries of a cache file written with `key` (empty if missing or damaged).
 
-    Entries are checked one by one where they are used: a damaged one is a miss.
+    Entries are checked one by one where they are used: a damaged one is a miss. (The bytes
+    are decoded here: `json.loads(bytes)` decodes with "surrogatepass", which is ~50x slower
+    than plain UTF-8 on a few MB.)
     """
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(path.read_bytes().decode())
         if data["key"] != key or not isinstance(data["artifacts"], dict):
             return {}, None
-        entries = {aid: e for aid, e in data["artifacts"].items()
-                   if isinstance(e, list) and len(e) == 4}
+        entries: dict[str, list[Any]] = data["artifacts"]  # each entry is checked where used
         top = data["top"]
         return entries, top if isinstance(top, str) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

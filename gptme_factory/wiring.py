@@ -180,7 +180,7 @@ def _describe(paths: list[str]) -> str:
         n = sum(p.startswith(top) for p in paths)
         if n:
             parts.append(f"{n} {noun}{'s' if n > 1 else ''}")
-    return "gptme wiring: " + (", ".join(parts) or "record installed files")
+    return ", ".join(parts) or "record of installed files"
 
 
 def wire(ledger: Ledger, *, upgrade: bool = False) -> WiringReport:

@@ -252,6 +252,8 @@ def test_failed_launch_fails_the_attempt_and_cleans_up(ledger: Ledger, cell_env:
     assert view(ledger, aid).status == "pending"
     assert cellstate.load_all(ledger.runtime_dir) == []
     assert git(ledger.repo.root, "worktree", "list").count("\n") == 1
+    assert not list((ledger.artifacts_dir / aid).glob("briefs/*"))  # no stray brief
+    assert git(ledger.repo.root, "status", "--porcelain") == ""
     assert [str(p) for p in verify_ledger(ledger)] == []
 
 
@@ -281,3 +283,42 @@ def test_command_backend_and_reap_without_a_model(ledger: Ledger, cell_env: Path
     v = view(ledger, aid)
     assert v.status == "pending" and "crashed" in v.retry_note
     assert engine.load(ledger, aid)[1].attempts["scout"] == 1
+
+
+def test_spawn_and_collect_through_the_cli(ledger: Ledger, cell_env: Path) -> None:
+    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gptme_factory", *args, "--repo",
+                               str(ledger.repo.root)], capture_output=True, text=True)
+
+    proc = cli("spawn", aid, "--backend", "command", "--command", "echo working on {cell}",
+               "--timeout", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["role"] == "scout" and rec["timeout_s"] == 30 and rec["backend"] == "command"
+    again = cli("spawn", aid, "--backend", "command", "--command", "true")
+    assert again.returncode == 7 and "is running" in again.stderr  # one cell per stage
+    deadline = time.monotonic() + 20
+    reaped: list[dict[str, object]] = []
+    while not reaped and time.monotonic() < deadline:
+        out = cli("collect", "--json")
+        assert out.returncode == 0, out.stderr
+        reaped = json.loads(out.stdout)["reaped"]
+        time.sleep(0.1)
+    assert [(r["cell"], r["outcome"]) for r in reaped] == [(rec["cell"], "no_handoff")]
+    fin = events(ledger, aid, "cell_finished")[0]
+    assert f"working on {rec['cell']}" in fin.output_tail and fin.exit_code == 0
+    assert cli("collect").stdout.strip() == "nothing to collect"
+
+
+def test_a_cell_worktree_reaches_the_brain_ledger(ledger: Ledger) -> None:
+    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    wt = ledger.repo.worktree_base() / f"{aid}.scout.ab12"
+    ledger.repo.worktree_add(wt, ledger.repo.head() or "HEAD")
+    assert Ledger.open(wt).dir == ledger.dir  # never the stale copy in the worktree
+    proc = subprocess.run([sys.executable, "-m", "gptme_factory", "progress", "--cell",
+                           f"{aid}.scout.ab12", "hi"], cwd=wt, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not (wt / "factory" / ".runtime").exists()
+    assert (ledger.runtime_dir / "progress" / f"{aid}.scout.ab12.json").is_file()

@@ -144,7 +144,7 @@ def user_work(repo: Path) -> dict[str, str]:
     [
         ("BEFORE", "hash-object", False),
         ("AFTER", "hash-object", False),
-        ("BEFORE", "mktree", False),
+        ("BEFORE", "cat-file", False),
         ("AFTER", "commit-tree", False),
         ("BEFORE", "update-ref", False),
         ("AFTER", "update-ref", True),  # HEAD moved; files not yet in place

@@ -17,8 +17,10 @@ from gptme_factory.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample
 from gptme_factory.tools import _functions as f
 from gptme_factory.tools.factory import ACTIONS, execute, tool
 from gptme_factory.verify import verify_ledger
-from tests.cells_helpers import cell_env  # noqa: F401 - fixture
+from tests import cells_helpers
 from tests.conftest import git
+
+cell_env = cells_helpers.cell_env
 
 
 @pytest.fixture

@@ -100,7 +100,8 @@ def test_wire_installs_commits_only_its_files_and_is_idempotent(ledger_with_work
     committed = git(root, "diff", "--name-only", head, "HEAD").split()
     assert sorted(committed) == sorted(["gptme.toml", f"factory/{RECORD_FILE}", *shipped])
     assert git(root, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
-    assert git(root, "log", "-1", "--format=%s").strip().startswith("factory: wire gptme wiring")
+    assert git(root, "log", "-1", "--format=%s").strip() == (
+        f"factory: wire gptme.toml, 1 skill file, {len(shipped) - 1} lessons")
     assert user_work(root) == before  # the user's staged and unstaged work is untouched
     for rel, content in shipped.items():
         assert (root / rel).read_bytes() == content

@@ -25,11 +25,15 @@ def age(iso: str, now: datetime) -> str:
     """A short age like 5m, 3h, 2d."""
     if not iso:
         return "?"
-    secs = max(0, int((now - datetime.fromisoformat(iso)).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
+    secs = int((now - datetime.fromisoformat(iso)).total_seconds())
+    # unrolled: `status` calls this twice per artifact
+    if secs >= 86400:
+        return f"{secs // 86400}d"
+    if secs >= 3600:
+        return f"{secs // 3600}h"
+    if secs >= 60:
+        return f"{secs // 60}m"
+    return f"{max(secs, 0)}s"
 
 
 def board_text(ledger: Ledger, no_cache: bool) -> str:

@@ -24,7 +24,7 @@ def briefing_for(workspace: Path | str) -> str:
     from ..errors import FactoryError, NotAFactory, NotAGitRepo
     from ..ledger import Ledger
     from ..plugin import settings
-    from ._functions import brain_path
+    from ._base import brain_path
     from ._render import briefing
 
     try:
