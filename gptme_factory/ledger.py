@@ -580,6 +580,14 @@ def commit_message(
 def _event_detail(event: Event) -> str:
     stage = getattr(event, "stage", None)
     cell = getattr(event, "cell", None)
+    # The subject should tell the story on its own in `git log --oneline`.
+    for field in ("outcome", "decision", "to_stage", "successor", "target"):
+        value = getattr(event, field, None)
+        if value:
+            where = stage or cell
+            return f"{value} [{where}]" if where else str(value)
+    if getattr(event, "terminal", None):
+        return "terminal"
     if stage:
         return f"[{stage}]"
     if cell:

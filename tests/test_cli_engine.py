@@ -306,7 +306,7 @@ def test_close_terminal(repo: Path) -> None:
     assert cli(repo, "review", aid, "--approve", "--reviewer", "erik").exit_code == 0
     result = cli(repo, "close", aid, "--terminal", "the demand is met")
     assert (result.exit_code, result.stdout) == (0, f"{aid}: closed (terminal)\n")
-    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({aid}): closed"
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({aid}): closed terminal"
     assert_clean(repo)
 
 

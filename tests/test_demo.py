@@ -57,7 +57,7 @@ def test_demo_runs_the_whole_line(tmp_path: Path) -> None:
         assert f"--- [{stage}] {kind}" in text
     # the audit trail is git history: one commit per event, ending with the close
     subjects = git(keep, "log", "--format=%s").splitlines()
-    assert subjects[0] == f"factory({aid}): closed"
+    assert subjects[0] == f"factory({aid}): closed terminal"
     for stage in ("scout", "build", "verify", "package", "measure"):
         assert f"factory({aid}): gate_passed [{stage}]" in subjects
         assert f"factory({aid}): gate_passed [{stage}]" in text

@@ -137,7 +137,7 @@ def test_full_line_to_closed(sample: tuple[Ledger, str]) -> None:
     assert state(ledger, aid)[0] == "closed"
     clean(ledger)
     subjects = git(ledger.repo.root, "log", "--format=%s").splitlines()
-    assert subjects[0] == f"factory({aid}): closed"
+    assert subjects[0] == f"factory({aid}): closed terminal"
     assert any(s.startswith(f"factory({aid}): gate_passed [verify]") for s in subjects)
 
 

@@ -91,8 +91,8 @@ def test_intake_to_closed_with_gh_evidence_and_cost(
         "measured in person with `gptme-factory measure`")
     assert [str(p) for p in verify_ledger(ledger)] == []
     subjects = git(root, "log", "--format=%s", "-5").splitlines()
-    assert subjects[1].startswith(f"factory({aid}): cell_finished [")  # long: truncated
-    assert subjects[:1] + subjects[2:] == [f"factory({aid}): closed",
+    assert subjects[1].startswith(f"factory({aid}): cell_finished handoff [")  # long: truncated
+    assert subjects[:1] + subjects[2:] == [f"factory({aid}): closed terminal",
                         f"factory({aid}): gate_passed [measure]",
                         f"factory({aid}): handoff_submitted [measure]",
                         f"factory({aid}): stage_started [measure]"]
