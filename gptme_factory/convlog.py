@@ -177,7 +177,14 @@ def strip_ansi(text: str) -> str:
 def last_output_line(text: str) -> str:
     """The last meaningful line of a cell's terminal output."""
     noise = ("Thinking...", "EXIT_CODE=", "Goodbye!", "·")
-    for line in reversed(strip_ansi(text).splitlines()):
+    lines = strip_ansi(text).splitlines()
+    # A crash ends in a traceback; the line that says what went wrong is gptme's last ERROR.
+    for line in reversed(lines[-80:]):
+        _, sep, msg = line.partition("ERROR")
+        msg = msg.strip()
+        if sep and len(msg) > 20 and not msg.startswith(("Fatal error occurred", "at ")):
+            return f"error: {msg}"[:200]
+    for line in reversed(lines):
         line = line.strip()
         if line and not _FENCE_RE.match(line) and not line.startswith(noise):
             return line[:200]
