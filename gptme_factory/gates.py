@@ -19,7 +19,9 @@ A gate turns a submitted handoff into a verdict using evidence the factory gathe
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,7 @@ from .checks import passed, run_checks, tail
 from .config import StageConfig
 from .contracts import BuilderPatch, Contract, OutcomeReport, ScoutMemo, VerifierReport
 from .errors import InvalidRecord
+from .gitstore import GitRepo
 from .ledger import Ledger
 from .records import CheckResult, Intake, format_validation_error
 from .replay import ArtifactView
@@ -176,7 +179,9 @@ def evidence_gate(
         )
     # A fresh directory per run: two advances racing on one artifact must not share (and
     # remove) each other's checkout; the loser is refused later by the tip compare-and-swap.
-    worktree = repo.worktree_base() / f"verify-{view.cell or 'gate'}-{secrets.token_hex(4)}"
+    _sweep_gate_worktrees(repo)
+    worktree = (repo.worktree_base() /
+                f"verify-{view.cell or 'gate'}-{os.getpid()}-{secrets.token_hex(4)}")
     worktree.parent.mkdir(parents=True, exist_ok=True)
     repo.worktree_add(worktree, commit)
     try:
@@ -223,6 +228,24 @@ def evidence_gate(
         )
     return GateOutcome(True, checks=results, commit=commit, tree=tree,
                        notes=[f"{len(results)} check(s) passed on tree {tree[:12]}"])
+
+
+def _sweep_gate_worktrees(repo: GitRepo) -> None:
+    """Remove gate worktrees left by an `advance` that was killed (its pid is gone)."""
+    base = repo.worktree_base()
+    if not base.is_dir():
+        return
+    for path in base.glob("verify-*-*-*"):
+        pid = path.name.rsplit("-", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            repo.worktree_remove(path)
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, another user's
 
 
 def package_gate(view: ArtifactView) -> GateOutcome:

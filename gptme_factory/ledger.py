@@ -581,8 +581,8 @@ def _event_detail(event: Event) -> str:
     stage = getattr(event, "stage", None)
     cell = getattr(event, "cell", None)
     # The subject should tell the story on its own in `git log --oneline`.
-    for field in ("outcome", "decision", "to_stage", "successor", "target"):
-        value = getattr(event, field, None)
+    for name in ("outcome", "decision", "to_stage", "successor", "target"):
+        value = getattr(event, name, None)
         if value:
             where = stage or cell
             return f"{value} [{where}]" if where else str(value)

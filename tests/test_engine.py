@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,28 @@ def test_close_requires_finished_line(sample: tuple[Ledger, str], tmp_path: Path
     with pytest.raises(IllegalTransition, match="abandoned"):
         engine.start_stage(ledger, aid)
     clean(ledger)
+
+
+def test_gate_worktrees_left_by_a_killed_advance_are_swept(sample: tuple[Ledger, str]) -> None:
+    import subprocess
+    import sys
+
+    from gptme_factory.gates import _sweep_gate_worktrees
+
+    ledger, _ = sample
+    repo = ledger.repo
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    base = repo.worktree_base()
+    base.mkdir(parents=True, exist_ok=True)
+    stale = base / f"verify-x.verify.ab12-{dead.pid}-beef0001"
+    live = base / f"verify-x.verify.ab12-{os.getpid()}-beef0002"
+    head = repo.head()
+    assert head
+    repo.worktree_add(stale, head)
+    repo.worktree_add(live, head)
+    _sweep_gate_worktrees(repo)
+    assert not stale.exists()
+    assert live.exists()  # this process is alive: its gate may be running
+    assert str(stale) not in git(repo.root, "worktree", "list")
+    repo.worktree_remove(live)

@@ -50,9 +50,11 @@ class FactoryGroup(click.Group):
     """A click group that loads command modules on demand and maps FactoryError to exits."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted (no module is imported)."""
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the command's module on demand."""
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
@@ -62,6 +64,7 @@ class FactoryGroup(click.Group):
         return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a FactoryError becomes `error: ...` and its exit code."""
         from ..errors import FactoryError
 
         try:
