@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cellstate, engine, runtime, worktrees
+from . import cellstate, engine, runtime, watchdog, worktrees
 from .backends import Backend, LaunchSpec, get_backend
 from .brief import BriefContext, render_brief, render_prompt
 from .cellstate import CellRecord
@@ -168,6 +168,8 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
                 brief=brief, model=opts.model, session=rec.session, workdir=str(wd.path),
                 by=opts.by)
             committed = True
+            rec.extra["watchdog_pid"] = watchdog.launch(ledger.repo.root, started.cell)
+            cellstate.save(ledger.runtime_dir, rec)
         except BaseException as exc:
             _abort_launch(ledger, started.cell, backend, rec, wd, exc)
             if brief_abs is not None and not committed:

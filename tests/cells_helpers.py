@@ -31,8 +31,12 @@ def tmux_sessions() -> list[str]:
     return proc.stdout.split() if proc.returncode == 0 else []
 
 
-def gptme_processes(marker: str) -> list[int]:
-    """Live processes whose command line mentions `marker` (a per-test path)."""
+def gptme_processes(marker: str, *, watchdogs: bool = False) -> list[int]:
+    """Live processes whose command line mentions `marker` (a per-test path).
+
+    Cell watchdogs (gptme_factory.watchdog) are factory processes, not cells: they are left
+    out unless `watchdogs` is set.
+    """
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
@@ -40,6 +44,8 @@ def gptme_processes(marker: str) -> list[int]:
         try:
             cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
+            continue
+        if "gptme_factory.watchdog" in cmd and not watchdogs:
             continue
         if marker in cmd and proctree.alive(int(name)):
             found.append(int(name))
@@ -93,6 +99,11 @@ def no_cells_left(ledger: Ledger) -> None:
     assert cellstate.load_all(ledger.runtime_dir) == []
     assert tmux_sessions() == []
     assert gptme_processes(str(ledger.repo.root)) == []
+    # each cell's watchdog notices within a poll that its cell was reaped, and exits
+    deadline = time.monotonic() + 15
+    while gptme_processes(str(ledger.repo.root), watchdogs=True) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gptme_processes(str(ledger.repo.root), watchdogs=True) == []
 
 
 def set_stage(ledger: Ledger, stage: str, **fields: Any) -> Ledger:
