@@ -14,6 +14,7 @@ from tests import cells_helpers
 from tests.cells_helpers import events, view
 
 cell_env = cells_helpers.cell_env
+pytestmark = pytest.mark.slow
 
 
 def _wait(pred, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
