@@ -16,7 +16,7 @@ _OPTIONS = [
     click.option("--backend", type=click.Choice(["gptodo", "subagent", "command"]),
                  default="gptodo", show_default=True,
                  help="gptodo spawn (tmux), gptme's subagent API, or a command template."),
-    click.option("--model", "-m", default=None, help="Model for the cell, e.g. anthropic/claude-sonnet-4-6."),
+    click.option("--model", "-m", default=None, help="Model for the cell, e.g. anthropic/claude-sonnet-4-5."),
     click.option("--timeout", "timeout_s", type=float, default=None,
                  help="Wall-clock budget per cell in seconds (default: stage or factory budget)."),
     click.option("--max-tokens", type=int, default=None, help="Token budget per cell."),
