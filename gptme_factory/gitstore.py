@@ -577,6 +577,15 @@ class GitRepo:
         """Where the factory keeps linked worktrees: inside the git dir, out of the work tree."""
         return self.common_dir / "factory-worktrees"
 
+    def is_cell_worktree(self) -> bool:
+        """True for one of the factory's cell/gate worktrees (not the brain's own checkout)."""
+        return self.git_dir != self.common_dir and self.root.is_relative_to(self.worktree_base())
+
+    def main_worktree(self) -> Path | None:
+        """The main working tree this linked worktree belongs to (None for a bare repo)."""
+        main = self.common_dir.parent
+        return main if self.common_dir.name == ".git" and (main / ".git").exists() else None
+
     # -- remotes, for publishing --------------------------------------------------------
 
     def remote_url(self, name: str = "origin") -> str | None:

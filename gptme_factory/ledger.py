@@ -218,11 +218,11 @@ class Ledger:
     def open(cls, path: Path | str = ".", ledger_dir: str | None = None) -> Ledger:
         """Open the ledger of the repo containing `path`; NotAFactory if there is none."""
         repo = GitRepo.discover(path)
-        if repo.root.is_relative_to(repo.worktree_base()):
+        if repo.is_cell_worktree():
             # A cell's worktree holds a stale copy of the ledger (writing there would lose
             # the event, or commit it onto a builder's branch): the ledger is the brain's.
-            main = repo.common_dir.parent
-            if repo.common_dir.name != ".git" or not (main / ".git").exists():
+            main = repo.main_worktree()
+            if main is None:
                 raise NotAFactory(
                     f"{repo.root} is a factory cell's worktree, not the brain repo: pass "
                     "--repo BRAIN (the brain repo named in your brief)"

@@ -21,8 +21,6 @@ from pydantic import (
     ValidationError,
 )
 
-SCHEMA_VERSION = 1
-
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _CELL_RE = re.compile(r"^([a-z0-9-]+)\.([a-z][a-z0-9_-]*)\.([0-9a-f]{4,12})$")

@@ -98,6 +98,15 @@ def through_scout(ledger: Ledger, aid: str) -> None:
     assert engine.advance(ledger, aid).passed
 
 
+def built_head(ledger: Ledger, aid: str, source: str) -> str:
+    """Run a build stage that passes its patch gate; the commit to verify."""
+    b = engine.start_stage(ledger, aid)
+    engine.submit(ledger, b.cell, build(ledger, b, source))
+    res = engine.advance(ledger, aid)
+    assert res.passed and res.outcome is not None and res.outcome.commit, res.reasons
+    return res.outcome.commit
+
+
 def test_full_line_to_closed(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     through_scout(ledger, aid)
@@ -145,11 +154,9 @@ def test_full_line_to_closed(sample: tuple[Ledger, str]) -> None:
 def test_failing_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     through_scout(ledger, aid)
-    b = engine.start_stage(ledger, aid)
-    engine.submit(ledger, b.cell, build(ledger, b, BROKEN_SOURCE))
-    head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
+    head = built_head(ledger, aid, BROKEN_SOURCE)
     v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, report(aid, head, 1, "fail"))  # type: ignore[arg-type]
+    engine.submit(ledger, v.cell, report(aid, head, 1, "fail"))
     res = engine.advance(ledger, aid)
     assert not res.passed
     assert state(ledger, aid) == ("designed", "build", "pending")
@@ -159,7 +166,7 @@ def test_failing_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     engine.submit(ledger, b2.cell, build(ledger, b2, FIXED_SOURCE))
     head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
     v2 = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v2.cell, report(aid, head, 0, "pass"))  # type: ignore[arg-type]
+    engine.submit(ledger, v2.cell, report(aid, head, 0, "pass"))
     assert engine.advance(ledger, aid).passed
     _, view = engine.load(ledger, aid)
     assert view.state == "verified" and not view.first_pass
@@ -195,11 +202,9 @@ def test_claimed_files_must_match_diff(sample: tuple[Ledger, str]) -> None:
 def test_verifier_with_only_presence_evidence_is_rejected(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     through_scout(ledger, aid)
-    b = engine.start_stage(ledger, aid)
-    engine.submit(ledger, b.cell, build(ledger, b, FIXED_SOURCE))
-    head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
+    head = built_head(ledger, aid, FIXED_SOURCE)
     v = engine.start_stage(ledger, aid)
-    lazy = report(aid, head, 0, "pass", command=f"test -f {SAMPLE_DIR}/durations.py")  # type: ignore[arg-type]
+    lazy = report(aid, head, 0, "pass", command=f"test -f {SAMPLE_DIR}/durations.py")
     engine.submit(ledger, v.cell, lazy)
     res = engine.advance(ledger, aid)
     assert not res.passed
@@ -211,11 +216,9 @@ def test_verifier_with_only_presence_evidence_is_rejected(sample: tuple[Ledger, 
 def test_verifier_claiming_pass_over_failing_tests_is_rejected(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     through_scout(ledger, aid)
-    b = engine.start_stage(ledger, aid)
-    engine.submit(ledger, b.cell, build(ledger, b, BROKEN_SOURCE))
-    head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
+    head = built_head(ledger, aid, BROKEN_SOURCE)
     v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, report(aid, head, 0, "pass"))  # type: ignore[arg-type]
+    engine.submit(ledger, v.cell, report(aid, head, 0, "pass"))
     res = engine.advance(ledger, aid)
     assert not res.passed
     assert any("claims" in r and "observed" in r for r in res.reasons)
@@ -226,14 +229,12 @@ def test_timed_out_check_is_a_failure(ledger: Ledger, sample: tuple[Ledger, str]
     s = engine.start_stage(ledger, aid)
     engine.submit(ledger, s.cell, scout_memo(aid, command="sleep 30"))
     engine.advance(ledger, aid)
-    b = engine.start_stage(ledger, aid)
-    engine.submit(ledger, b.cell, build(ledger, b, FIXED_SOURCE))
-    head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
+    head = built_head(ledger, aid, FIXED_SOURCE)
     cfg = ledger.config
     stage = cfg.stage("default", "verify")
     object.__setattr__(stage, "check_timeout_s", 1.0)
     v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, report(aid, head, 0, "pass", command="sleep 30"))  # type: ignore[arg-type]
+    engine.submit(ledger, v.cell, report(aid, head, 0, "pass", command="sleep 30"))
     res = engine.advance(ledger, aid)
     assert not res.passed
     check = res.outcome.checks[0]  # type: ignore[union-attr]

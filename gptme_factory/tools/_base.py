@@ -46,9 +46,8 @@ def brain_path(start: str | Path) -> tuple[Path, bool]:
     from ..gitstore import GitRepo
 
     repo = GitRepo.discover(start)
-    if repo.git_dir != repo.common_dir and repo.root.is_relative_to(repo.common_dir):
-        return repo.common_dir.parent, True
-    return repo.root, False
+    main = repo.main_worktree() if repo.is_cell_worktree() else None
+    return (main, True) if main is not None else (repo.root, False)
 
 
 def open_ledger() -> Ledger:
