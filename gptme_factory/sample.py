@@ -1,7 +1,8 @@
 """A small sample project with real tests, for the offline demo and end-to-end tests.
 
-`write_sample_project` puts a tiny Python module (`durations`) and its pytest tests into a
-directory of the brain repo. The demand that goes with it — accept compound durations such as
+`write_sample_project` puts a tiny Python module (`durations`) and its tests into a
+directory of the brain repo. The tests use the standard library's `unittest`, so the demo's
+checks run with nothing but Python (a plain `pip install gptme-factory` has no pytest). The demand that goes with it — accept compound durations such as
 "2m30s" — needs a real code change, and `FIXED_SOURCE`/`BROKEN_SOURCE` are a correct and a
 wrong implementation that scripted builder cells write.
 """
@@ -54,28 +55,29 @@ def parse_duration(text: str) -> int:
     raise ValueError(f"not a duration: {text!r}")
 '''
 
-TESTS = '''from durations import parse_duration
-import pytest
+TESTS = '''import unittest
+
+from durations import parse_duration
 
 
-def test_seconds():
-    assert parse_duration("90s") == 90
+class ParseDuration(unittest.TestCase):
+    def test_seconds(self):
+        self.assertEqual(parse_duration("90s"), 90)
 
+    def test_minutes(self):
+        self.assertEqual(parse_duration("5m"), 300)
 
-def test_minutes():
-    assert parse_duration("5m") == 300
-
-
-def test_garbage():
-    with pytest.raises(ValueError):
-        parse_duration("soon")
+    def test_garbage(self):
+        with self.assertRaises(ValueError):
+            parse_duration("soon")
 '''
 
 NEW_TEST = '''
 
-def test_compound():
-    assert parse_duration("2m30s") == 150
-    assert parse_duration("1h2m3s") == 3723
+class Compound(unittest.TestCase):
+    def test_compound(self):
+        self.assertEqual(parse_duration("2m30s"), 150)
+        self.assertEqual(parse_duration("1h2m3s"), 3723)
 '''
 
 DEMAND = {
@@ -92,7 +94,7 @@ DEMAND = {
     ],
 }
 
-CHECK_COMMAND = f"cd {SAMPLE_DIR} && python -m pytest -q -p no:cacheprovider"
+CHECK_COMMAND = f"cd {SAMPLE_DIR} && python3 -B -m unittest -q"
 
 
 def write_sample_project(root: Path) -> list[str]:
@@ -102,7 +104,6 @@ def write_sample_project(root: Path) -> list[str]:
     files = {
         "durations.py": ORIGINAL_SOURCE,
         "test_durations.py": TESTS,
-        "conftest.py": "import sys, pathlib\nsys.path.insert(0, str(pathlib.Path(__file__).parent))\n",
     }
     for name, text in files.items():
         (d / name).write_text(text)

@@ -129,7 +129,7 @@ def scout(ctx: BriefContext) -> str:
     return "\n".join([
         progress(ctx, "reading sample/durations.py"),
         f"grep -n 'def parse_duration' {SAMPLE_DIR}/durations.py",
-        progress(ctx, "plan ready: regex over (number, unit) pairs; verify with pytest"),
+        progress(ctx, "plan ready: regex over (number, unit) pairs; verify with unittest"),
         submit(ctx, scout_memo(ctx)),
     ])
 

@@ -277,6 +277,9 @@ def loads(raw: bytes, source: str, max_bytes: int = MAX_RECORD_BYTES) -> dict[st
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:
+            # PyYAML >= 6.0.4 stops deep documents itself; say it in our words, as for any depth.
+            raise InvalidRecord(source, [f"nested deeper than {MAX_DEPTH} levels"]) from None
         raise InvalidRecord(source, [f"malformed YAML{where}: {problem}"]) from None
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
         # Scalar constructors raise plain errors: `!!int x`, `!!bool maybe`, `!!float ?`.

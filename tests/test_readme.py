@@ -28,9 +28,23 @@ def test_every_command_is_documented() -> None:
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     blocks = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)
     main_cmd, test_cmd = blocks[0].strip(), blocks[1].strip()
-    assert main_cmd.endswith("gptme-factory demo")
-    assert test_cmd.endswith("python3 -m pytest")
+    assert main_cmd.endswith("pip install -c constraints.txt -e . && gptme-factory demo")
+    assert test_cmd.endswith("pip install -c constraints.txt -e '.[test]' && python3 -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install -q -e '.[test]'" in ci
+    # CI installs exactly as the README says, runs the same pytest, and the main job in a new venv
+    assert "pip install -q -c constraints.txt -e '.[test]'" in ci
     assert re.search(r"^python3 -m pytest", ci, flags=re.M)
+    assert "pip install -q -c constraints.txt -e ." in ci and "gptme-factory demo" in ci
     assert "apt-get install" in ci and "tmux" in ci and "git" in ci
+
+
+def test_constraints_pin_every_installed_dependency() -> None:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[name.lower().replace("_", "-")] = version
+    for needed in ("gptme", "gptodo", "click", "pyyaml", "pydantic", "pytest", "hypothesis",
+                   "gitpython", "rich", "tomlkit", "mypy", "ruff"):
+        assert needed in pins, f"constraints.txt does not pin {needed}"

@@ -25,6 +25,8 @@ def _command_markdown(name: str, cmd: click.Command, ctx: click.Context) -> list
         lines += [help_text.split("\n\n")[0].replace("\n", " "), ""]
     rows = []
     for param in cmd.get_params(sub):
+        if not isinstance(param, click.Option):
+            continue  # arguments are in the usage line (click >= 8.5 gives them help records)
         record = param.get_help_record(sub)
         if record is None:
             continue
