@@ -18,11 +18,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gptme_factory import yamlio
-from gptme_factory.config import default_config
-from gptme_factory.ledger import INTAKE_FILE, Ledger, sha256, slugify
-from gptme_factory.records import EVENT_ADAPTER, Intake
-from gptme_factory.replay import ArtifactView, apply
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.records import EVENT_ADAPTER, Intake
+from gptme_factory.ledger.store import INTAKE_FILE, Ledger, sha256, slugify
+from gptme_factory.line.replay import ArtifactView, apply
 
 BASE_TIME = datetime(2025, 6, 1, tzinfo=timezone.utc)
 WORDS = ["login", "timeout", "cache", "parser", "export", "sync", "retry", "search", "upload",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gptme_factory import engine
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import DEMAND, FIXED_SOURCE, write_sample_project
+from gptme_factory.demo.sample import DEMAND, FIXED_SOURCE, write_sample_project
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
 from tests.conftest import git
 from tests.test_engine import build, report, scout_memo
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gptme_factory.ledger import Chain, Ledger, StoredRecord
-from gptme_factory.replay import replay
+from gptme_factory.ledger.store import Chain, Ledger, StoredRecord
+from gptme_factory.line.replay import replay
 
 DEMAND: dict[str, Any] = {
     "demand": "gh:acme/app#42",

@@ -11,23 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import (
-    board_cells,
-    cells,
-    cellstate,
-    convlog,
-    engine,
-    proctree,
-    scripted,
-    taskfile,
-)
-from gptme_factory.brief import BriefContext, render_brief, render_prompt
-from gptme_factory.cellstate import CellRecord
-from gptme_factory.cellwatch import observe
+from gptme_factory.cells import convlog, proctree, taskfile
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import state as cellstate
+from gptme_factory.cells.brief import BriefContext, render_brief, render_prompt
+from gptme_factory.cells.state import CellRecord
+from gptme_factory.cells.watch import observe
+from gptme_factory.demo import scripted
 from gptme_factory.errors import HandoffRefused, InvalidRecord, UsageError
-from gptme_factory.ledger import Ledger
-from gptme_factory.schemas import contract_schema
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.schemas import contract_schema
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.views import cellboard as board_cells
 from tests import cells_helpers
 from tests.cells_helpers import events, view
 from tests.conftest import git

@@ -16,12 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import cells, engine, foreman, scripted, taskfile
-from gptme_factory.brief import BriefContext
-from gptme_factory.cells import SpawnOptions
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import taskfile
+from gptme_factory.cells.brief import BriefContext
+from gptme_factory.cells.spawn import SpawnOptions
+from gptme_factory.demo import scripted
+from gptme_factory.demo.scripted import run_scripted
 from gptme_factory.errors import CellError
-from gptme_factory.ledger import Ledger, sha256
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger, sha256
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
 from tests import cells_helpers
 from tests.cells_helpers import (
     events,
@@ -63,7 +67,7 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     said: list[str] = []
     t0 = time.monotonic()
-    stopped = foreman.run_line(ledger, aid, scripted=True, until="verify", on_event=said.append)
+    stopped = run_scripted(ledger, aid, until="verify", on_event=said.append)
     elapsed = time.monotonic() - t0
     assert [s.kind for s in stopped] == ["done"], said
     v = view(ledger, aid)
@@ -107,7 +111,7 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
 def test_builder_fails_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     said: list[str] = []
-    stopped = foreman.run_line(ledger, aid, scripted="sample-rework", until="verify",
+    stopped = run_scripted(ledger, aid, "sample-rework", until="verify",
                                on_event=said.append)
     assert [s.kind for s in stopped] == ["done"], said
     v = view(ledger, aid)
@@ -321,7 +325,7 @@ def test_foreman_resumes_a_stage_left_without_a_process(sample: tuple[Ledger, st
     ledger, aid = sample
     engine.start_stage(ledger, aid)  # a foreman died between start and launch
     said: list[str] = []
-    stopped = foreman.run_line(ledger, aid, scripted=True, until="scout", on_event=said.append)
+    stopped = run_scripted(ledger, aid, until="scout", on_event=said.append)
     assert [s.kind for s in stopped] == ["done"]
     assert any("never launched" in m for m in said)
     assert [f.outcome for f in events(ledger, aid, "cell_finished")] == ["crashed", "handoff"]

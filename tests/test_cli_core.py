@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, cli, commit_count, new_artifact
 

@@ -16,9 +16,9 @@ import yaml
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
-from gptme_factory.config import default_config
-from gptme_factory.ledger import Ledger, sha256
-from gptme_factory.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
+from gptme_factory.demo.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
+from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.store import Ledger, sha256
 from tests.conftest import git
 from tests.test_engine import build, scout_memo
 
@@ -217,7 +217,7 @@ def test_advance_passes_and_fails_with_exit_10(repo: Path, ledger: Ledger) -> No
     assert (result.exit_code, result.stdout) == (0, f"{aid}: gate scout passed -> state designed\n")
     # a builder that claims success without committing anything: the patch gate fails
     started = json.loads(cli(repo, "start", aid, "--json").stdout)
-    from gptme_factory.engine import StartedStage
+    from gptme_factory.line.engine import StartedStage
 
     patch = build(ledger, StartedStage(**started), FIXED_SOURCE, commit=False)
     assert cli(repo, "submit", "--cell", started["cell"], "-", input=json.dumps(patch)).exit_code == 0
@@ -361,7 +361,7 @@ def test_full_default_line_through_the_cli(repo: Path, ledger: Ledger) -> None:
     aid = intake(repo, accept=("parse_duration('2m30s') == 150", "old tests pass"))
     through_scout(repo, aid)
     started = json.loads(cli(repo, "start", aid, "--json").stdout)
-    from gptme_factory.engine import StartedStage
+    from gptme_factory.line.engine import StartedStage
 
     patch = build(ledger, StartedStage(**started), FIXED_SOURCE)
     assert cli(repo, "submit", "--cell", started["cell"], "-", input=yaml.safe_dump(patch)).exit_code == 0

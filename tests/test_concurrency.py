@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import append_next, commit_count, git_state, new_artifact
 
@@ -29,7 +29,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
 from tests.ledger_helpers import next_payload
 repo, aid, ready, go = sys.argv[1:5]
 ledger = Ledger.open(repo)

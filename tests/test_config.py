@@ -10,10 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gptme_factory import engine
 from gptme_factory.cli import main
-from gptme_factory.config import FactoryConfig, default_config, parse_config
-from gptme_factory.contracts import ScoutMemo
+from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, FIXED_SOURCE, write_sample_project
 from gptme_factory.errors import (
     ConfigError,
     HandoffRefused,
@@ -21,9 +19,11 @@ from gptme_factory.errors import (
     InvalidHandoff,
     InvalidRecord,
 )
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import CHECK_COMMAND, DEMAND, FIXED_SOURCE, write_sample_project
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.config import FactoryConfig, default_config, parse_config
+from gptme_factory.ledger.contracts import ScoutMemo
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.test_engine import build, report
 

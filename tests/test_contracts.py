@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from gptme_factory import engine
 from gptme_factory.cli import main
-from gptme_factory.config import BUILTIN_ROLES, default_config
-from gptme_factory.contracts import (
+from gptme_factory.errors import InvalidHandoff
+from gptme_factory.ledger.config import BUILTIN_ROLES, default_config
+from gptme_factory.ledger.contracts import (
     BUILTIN_CONTRACTS,
     BuilderPatch,
     OutcomeReport,
@@ -30,12 +30,12 @@ from gptme_factory.contracts import (
     VerifierReport,
     build_contract,
 )
-from gptme_factory.errors import InvalidHandoff
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger, sha256
-from gptme_factory.records import format_validation_error
-from gptme_factory.schemas import schema_for
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.records import format_validation_error
+from gptme_factory.ledger.schemas import schema_for
+from gptme_factory.ledger.store import Ledger, sha256
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

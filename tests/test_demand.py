@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptme_factory.cli import main
-from gptme_factory.demand import parse_acceptance
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.outcomes.demand import parse_acceptance
 from tests import fake_gh
 
 ISSUE_BODY = """The deploy bot rejects `--timeout 2m30s`.

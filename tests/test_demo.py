@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from gptme_factory.cli import main
-from gptme_factory.demo import board_line, prepare, run_demo
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.demo.run import board_line, prepare, run_demo
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 
 
@@ -21,7 +21,7 @@ def test_prepare_makes_a_wired_brain_repo_with_demand(tmp_path: Path) -> None:
     root = repo.root
     assert (root / "sample" / "durations.py").is_file()
     assert (root / "skills" / "factory-run" / "SKILL.md").is_file()
-    assert "gptme_factory.tools" in (root / "gptme.toml").read_text()
+    assert "gptme_factory.plugin.tools" in (root / "gptme.toml").read_text()
     assert git(root, "config", "user.email").strip() == "demo@gptme-factory.invalid"
     assert git(root, "status", "--porcelain") == ""
     assert repo.artifact in Ledger.open(root).artifact_ids()

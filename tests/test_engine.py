@@ -8,10 +8,7 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import engine
-from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import (
+from gptme_factory.demo.sample import (
     BROKEN_SOURCE,
     CHECK_COMMAND,
     DEMAND,
@@ -20,7 +17,10 @@ from gptme_factory.sample import (
     SAMPLE_DIR,
     write_sample_project,
 )
-from gptme_factory.verify import verify_ledger
+from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 
 
@@ -321,7 +321,7 @@ def test_gate_worktrees_left_by_a_killed_advance_are_swept(sample: tuple[Ledger,
     import subprocess
     import sys
 
-    from gptme_factory.gates import _sweep_gate_worktrees
+    from gptme_factory.line.gates import _sweep_gate_worktrees
 
     ledger, _ = sample
     repo = ledger.repo

@@ -20,10 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import gitstore, statuscache, yamlio
-from gptme_factory.board import load_line_statuses, load_summaries
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger import gitstore, yamlio
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.views import statuscache
+from gptme_factory.views.summary import load_line_statuses, load_summaries
 
 # -- yamlio -------------------------------------------------------------------------------
 
@@ -269,7 +270,7 @@ def test_checkout_of_an_older_commit_and_back(
 
 
 def test_line_statuses_follow_a_park(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gptme_factory.lines import line_statuses, park
+    from gptme_factory.line.lifecycle import line_statuses, park
 
     settle(ledger, monkeypatch)
     now = datetime.now(timezone.utc)

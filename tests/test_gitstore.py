@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gptme_factory.errors import GitError, NotAFactory, NotAGitRepo, UsageError
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.store import Ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, commit_count, git_state, new_artifact
 

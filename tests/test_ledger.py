@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import yamlio
 from gptme_factory.errors import (
     ArtifactNotFound,
     ConfigError,
@@ -17,9 +16,10 @@ from gptme_factory.errors import (
     LedgerConflict,
     UsageError,
 )
-from gptme_factory.ledger import Ledger, commit_message, sha256
-from gptme_factory.records import Intake
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.records import Intake
+from gptme_factory.ledger.store import Ledger, commit_message, sha256
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import DEMAND, abandon, append_next, commit_count, git_state, new_artifact
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gptme_factory import lines
 from gptme_factory.cli import main
 from gptme_factory.errors import ConfigError, IllegalTransition, LedgerConflict
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
-from gptme_factory.lines import LineRefusesIntake, genesis, line_statuses, verify_lines
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import lifecycle as lines
+from gptme_factory.line.lifecycle import LineRefusesIntake, genesis, line_statuses, verify_lines
 from tests.conftest import git
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -135,7 +135,7 @@ def test_cli_park_unpark_archive_and_refused_intake(factory_repo: Path) -> None:
 
 def test_idle_line_is_flagged(clocked: tuple[Ledger, Clock]) -> None:
     ledger, clock = clocked
-    from gptme_factory.board import load_summaries
+    from gptme_factory.views.summary import load_summaries
 
     assert line_statuses(ledger, [], T0)[0].idle is False  # no intake yet: no reference time
     ledger.create(title="Once", **DEMAND)  # type: ignore[arg-type]
@@ -170,8 +170,8 @@ def test_verify_lines_names_tampering_forks_and_strays(clocked: tuple[Ledger, Cl
     assert verify_lines(ledger) == []
     # a second writer on another clone appended after the same parent: a fork
     rival = second.event.model_copy(update={"because": "something else"})
-    from gptme_factory import yamlio
-    from gptme_factory.ledger import sha256
+    from gptme_factory.ledger import yamlio
+    from gptme_factory.ledger.store import sha256
 
     raw = yamlio.dumps(rival.model_dump(mode="json"))
     (root / f"factory/lines/default/0002-line_unparked-{sha256(raw)[:12]}.yaml").write_bytes(raw)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gptme_factory import engine
 from gptme_factory.cli import main
 from gptme_factory.errors import IllegalTransition, InvalidRecord, UsageError
-from gptme_factory.ledger import Ledger
-from gptme_factory.measure import measure, parse_adoption
-from gptme_factory.packaging import publish
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.outcomes.measure import measure, parse_adoption
+from gptme_factory.outcomes.packaging import publish
 from tests import fake_gh
 from tests.conftest import git
 from tests.flow_helpers import add_origin, sample_artifact, to_package

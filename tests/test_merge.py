@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from gptme_factory.cli import main
 from gptme_factory.errors import LedgerConflict
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 

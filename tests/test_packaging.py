@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gptme_factory import engine
 from gptme_factory.cli import main
 from gptme_factory.errors import IllegalTransition, UsageError
-from gptme_factory.ghcli import GhError
-from gptme_factory.ledger import Ledger
-from gptme_factory.packaging import publish, render
-from gptme_factory.records import GatePassed, HandoffSubmitted
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.records import GatePassed, HandoffSubmitted
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.outcomes.ghcli import GhError
+from gptme_factory.outcomes.packaging import publish, render
 from tests import fake_gh
 from tests.conftest import git
 from tests.flow_helpers import add_origin, sample_artifact, to_package
@@ -200,7 +200,7 @@ def test_package_before_the_release_package_is_refused(ledger: Ledger) -> None:
 
 
 def test_parallel_artifacts_never_share_a_file(ledger: Ledger) -> None:
-    from gptme_factory.packaging import package_paths
+    from gptme_factory.outcomes.packaging import package_paths
 
     a, b = package_paths("fix-a-111111", "fix"), package_paths("fix-b-222222", "fix")
     assert not set(a.values()) & set(b.values())

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import plugin as manifest
-from gptme_factory.ledger import Ledger
-from gptme_factory.tools._session import briefing_for, session_start
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.plugin import manifest as manifest
+from gptme_factory.plugin.tools._session import briefing_for, session_start
 
 LIGHT_PROBE = r"""
 import json, sys
@@ -40,11 +40,11 @@ def test_manifest_import_is_light() -> None:
                           check=True, cwd=Path(__file__).parent)
     data = json.loads(proc.stdout)
     assert data["name"] == "gptme_factory"
-    assert data["tool_modules"] == ["gptme_factory.tools"]
+    assert data["tool_modules"] == ["gptme_factory.plugin.tools"]
     new = data["new"]
     assert not [m for m in new if m == "git" or m.startswith(("git.", "pydantic", "yaml"))], new
     ours = sorted(m for m in new if m.startswith("gptme_factory"))
-    assert ours == ["gptme_factory", "gptme_factory.plugin"], ours
+    assert ours == ["gptme_factory", "gptme_factory.plugin", "gptme_factory.plugin.manifest"], ours
     assert not [p for p in data["opened"] if not p.endswith((".pth", "RECORD", "METADATA"))
                 and "dist-info" not in p and "__pycache__" not in p], data["opened"]
 
@@ -113,7 +113,7 @@ def test_briefing_is_silent_without_a_ledger(brain: Path, tmp_path: Path) -> Non
 
 
 def test_briefing_names_active_artifacts_and_running_cells(ledger: Ledger) -> None:
-    from gptme_factory import engine
+    from gptme_factory.line import engine
 
     assert briefing_for(ledger.repo.root) == ""  # a ledger with nothing active says nothing
     a = ledger.create(title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],

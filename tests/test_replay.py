@@ -10,14 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import engine
-from gptme_factory.config import (
-    FINAL_STATES,
-    PROGRESS_STATES,
-    LineConfig,
-    StageConfig,
-    default_config,
-)
 from gptme_factory.errors import (
     FactoryError,
     HandoffRefused,
@@ -26,10 +18,18 @@ from gptme_factory.errors import (
     InvalidRecord,
     UsageError,
 )
-from gptme_factory.ledger import Ledger
-from gptme_factory.records import EVENT_ADAPTER, EVENT_KINDS, Budget, Event, Intake
-from gptme_factory.replay import ArtifactView, apply, replay
-from gptme_factory.verify import verify_artifact
+from gptme_factory.ledger.config import (
+    FINAL_STATES,
+    PROGRESS_STATES,
+    LineConfig,
+    StageConfig,
+    default_config,
+)
+from gptme_factory.ledger.records import EVENT_ADAPTER, EVENT_KINDS, Budget, Event, Intake
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.replay import ArtifactView, apply, replay
+from gptme_factory.line.verify import verify_artifact
 from tests.conftest import git
 
 AID = "art-1"

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
-from gptme_factory.tools import _functions as f
-from gptme_factory.tools.factory import ACTIONS, execute, tool
-from gptme_factory.verify import verify_ledger
+from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.plugin.tools import _functions as f
+from gptme_factory.plugin.tools.factory import ACTIONS, execute, tool
 from tests import cells_helpers
 from tests.conftest import git
 
@@ -123,7 +123,7 @@ def test_no_ledger_says_run_init(brain: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_inside_a_cell_worktree_the_main_ledger_is_used(repo: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A cell's worktree holds a stale ledger copy on its branch: the tools never write there."""
-    from gptme_factory.tools._session import briefing_for
+    from gptme_factory.plugin.tools._session import briefing_for
 
     wt = repo / ".git" / "factory-worktrees" / "cell-x"
     git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
@@ -194,7 +194,7 @@ def test_execute_errors(repo: Path) -> None:
 def test_gptme_discovers_one_factory_tool_with_documented_functions() -> None:
     from gptme.tools import _discover_tools
 
-    found = [t for t in _discover_tools(["gptme.tools", "gptme_factory.tools"])
+    found = [t for t in _discover_tools(["gptme.tools", "gptme_factory.plugin.tools"])
              if t.name == "factory"]
     assert found == [tool]
     assert tool.execute is not None and tool.block_types == ["factory"]
@@ -208,7 +208,7 @@ def test_ipython_tool_registers_the_functions(monkeypatch: pytest.MonkeyPatch) -
     from gptme.tools import clear_tools, get_tool, init_tools
     from gptme.tools.python import registered_functions
 
-    monkeypatch.setenv("TOOL_MODULES", "gptme.tools,gptme_factory.tools")
+    monkeypatch.setenv("TOOL_MODULES", "gptme.tools,gptme_factory.plugin.tools")
     clear_tools()
     try:
         init_tools(["ipython", "factory"])
@@ -295,7 +295,7 @@ print(factory_advance(aid))
 @pytest.fixture
 def cells_repo(repo: Path, cell_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`repo` with a private tmux server, and cells that run gptme on mock/echo."""
-    from gptme_factory import plugin as manifest
+    from gptme_factory.plugin import manifest as manifest
 
     monkeypatch.setattr(manifest, "settings", manifest.Settings(model="mock/echo", timeout_s=120,
                                                                 max_tokens=50_000))

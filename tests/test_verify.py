@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory import yamlio
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger, StoredRecord, sha256
-from gptme_factory.verify import Problem, verify_ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.store import Ledger, StoredRecord, sha256
+from gptme_factory.line.verify import Problem, verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 

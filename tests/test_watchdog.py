@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import cells, cellstate, proctree
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.cells import proctree
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import state as cellstate
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests import cells_helpers
 from tests.cells_helpers import events, view
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import yamlio
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.ledger import parse_record
-from gptme_factory.records import EVENT_ADAPTER, Intake
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.records import EVENT_ADAPTER, Intake
+from gptme_factory.ledger.store import parse_record
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 AID = "fix-login-timeout-8c1f2a"

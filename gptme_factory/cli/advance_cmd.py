@@ -13,7 +13,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(artifact: str, repo: str, as_json: bool) -> None:
     """Evaluate the gate of ARTIFACT's current stage on its handoff (exit 10 if it failed)."""
-    from ..engine import advance
+    from ..line.engine import advance
 
     ledger = open_ledger(repo)
     res = advance(ledger, ledger.resolve(artifact))

@@ -14,7 +14,7 @@ from ._common import open_ledger, repo_option
 @repo_option
 def command(artifact: str, successor: str | None, terminal: str | None, repo: str) -> None:
     """Close a finished artifact: name a --successor or declare it --terminal."""
-    from ..engine import close
+    from ..line.engine import close
 
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)

@@ -22,7 +22,7 @@ def command(artifacts: tuple[str, ...], no_advance: bool, grace_s: float, repo: 
     the cell's gptme log, output tail), removes the cell's worktree, and runs the stage's gate
     on a submitted handoff.
     """
-    from ..cells import collect
+    from ..cells.spawn import collect
 
     ledger = open_ledger(repo)
     wanted = [ledger.resolve(a) for a in artifacts] or None

@@ -43,8 +43,8 @@ def command(
     Give TITLE, --demand, --consumer and --accept, or take them from a tracker with
     --from-issue OWNER/REPO#N or --from-task TASK (explicit options still win).
     """
-    from ..demand import intake_fields
-    from ..selfplay import is_self_play, ledger_self_names
+    from ..outcomes.demand import intake_fields
+    from ..outcomes.selfplay import is_self_play, ledger_self_names
 
     ledger = open_ledger(repo)
     fields = intake_fields(

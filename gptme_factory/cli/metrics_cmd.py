@@ -44,7 +44,7 @@ def command(line: str | None, since: datetime | None, per_artifact: bool, repo: 
     contract-violation rates, cost per published artifact, adoption rate, self-play share,
     queue depth per stage and output classification (definitions: docs/metrics.md).
     """
-    from ..metrics import metrics
+    from ..outcomes.metrics import metrics
 
     ledger = open_ledger(repo)
     report = metrics(ledger, line=line, since=since.date() if since else None,

@@ -21,8 +21,8 @@ def command(cell: str, file: str, repo: str, as_json: bool) -> None:
     problem to fix before submitting again. Exit 7: refused (wrong cell, artifact, role or
     stage); nothing was recorded.
     """
-    from ..engine import submit
     from ..errors import FactoryError
+    from ..line.engine import submit
 
     if file == "-":
         raw = sys.stdin.buffer.read()

@@ -12,7 +12,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(repo: str, as_json: bool) -> None:
     """Re-validate every record and hash; report tampering, forks, gaps. Exit 0 only if clean."""
-    from ..verify import verify_ledger
+    from ..line.verify import verify_ledger
 
     ledger = open_ledger(repo)
     problems = verify_ledger(ledger)

@@ -1,0 +1,71 @@
+"""An artifact's full derived record, for `show` (JSON and text)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from ..ledger import yamlio
+from ..ledger.store import Ledger
+from ..line.replay import replay
+
+
+def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
+    """Everything the ledger says about one artifact, as plain data."""
+    chain = ledger.read(artifact)
+    intake = chain.intake.record
+    line = ledger.config.line(intake.line)  # type: ignore[union-attr]
+    view = replay(intake, line, chain.models())  # type: ignore[arg-type]
+    stage = view.stage
+    return {
+        "artifact": artifact,
+        "intake": intake.model_dump(mode="json"),
+        "state": view.state,
+        "stage": stage.name if stage else None,
+        "status": view.status,
+        "cell": view.cell,
+        "attempts": view.attempts,
+        "retry_note": view.retry_note or None,
+        "blocked_reason": view.blocked_reason or None,
+        "final_reason": view.final_reason or None,
+        "handoffs": view.handoffs,
+        "gates": {k: g.model_dump(mode="json") for k, g in view.gates.items()},
+        "cells": {k: asdict(c) for k, c in view.cells.items()},
+        "cost": {"usd": round(view.cost_usd, 6), "tokens": view.tokens},
+        "published": [p.model_dump(mode="json") for p in view.published],
+        "closed": view.closed.model_dump(mode="json") if view.closed else None,
+        "events": [
+            {"seq": e.record.seq, "kind": e.record.kind, "at": e.record.at.isoformat(),  # type: ignore[union-attr]
+             "by": e.record.by, "file": e.path}  # type: ignore[union-attr]
+            for e in chain.events
+        ],
+        "problems": chain.problems,
+    }
+
+
+def render_artifact(record: dict[str, Any]) -> str:
+    """Human-readable text of `artifact_record`."""
+    intake = record["intake"]
+    lines = [
+        f"{record['artifact']}: {intake['title']}",
+        f"  state {record['state']}  stage {record['stage'] or '-'} ({record['status']})"
+        + (f"  cell {record['cell']}" if record["cell"] else ""),
+        f"  line {intake['line']}  demand {intake['demand']}  consumers {', '.join(intake['consumers'])}",
+        "  acceptance:",
+        *(f"    [{i}] {a}" for i, a in enumerate(intake["acceptance"])),
+    ]
+    for key in ("retry_note", "blocked_reason", "final_reason"):
+        if record[key]:
+            lines.append(f"  {key.replace('_', ' ')}: {record[key]}")
+    if record["cells"]:
+        lines.append(f"  cost: ${record['cost']['usd']:.4f}, {record['cost']['tokens']} tokens")
+    lines.append("  events:")
+    for e in record["events"]:
+        lines.append(f"    #{e['seq']:<3} {e['kind']:<20} {e['at']}  by {e['by']}")
+    for stage, handoff in record["handoffs"].items():
+        lines.append(f"  handoff [{stage}]:")
+        body = yamlio.dumps(handoff).decode().rstrip("\n")
+        lines += [f"    {ln}" for ln in body.splitlines()]
+    for p in record["problems"]:
+        lines.append(f"  ! {p}")
+    return "\n".join(lines)
