@@ -185,3 +185,15 @@ def test_doctor_passes_after_init_and_says_how_to_fix(brain: Path) -> None:
     checks = {c["name"]: c for c in json.loads(bad.output)["checks"]}
     assert not checks["gptme.toml"]["ok"] and not checks["plugin enabled"]["ok"]
     assert 'add "gptme_factory" to [plugins] enabled' in checks["plugin enabled"]["fix"]
+
+
+def test_merge_replaces_the_tool_module_of_older_versions() -> None:
+    from gptme_factory.plugin.wiring import merge_gptme_toml, tool_modules_ok
+
+    old = '[env]\nTOOL_MODULES = "gptme.tools,gptme_factory.tools"  # keep\n'
+    assert not tool_modules_ok(old)
+    text, did = merge_gptme_toml(old)
+    assert 'TOOL_MODULES = "gptme.tools,gptme_factory.plugin.tools"  # keep' in text
+    assert did == ["[env] TOOL_MODULES: added gptme_factory.plugin.tools "
+                   "(replacing gptme_factory.tools)"]
+    assert tool_modules_ok(text)

@@ -30,6 +30,8 @@ from ..ledger.store import Ledger, commit_message
 GPTME_TOML = "gptme.toml"
 RECORD_FILE = "installed.yaml"
 TOOL_MODULES = ("gptme.tools", "gptme_factory.plugin.tools")
+# Where the factory's tools lived before 0.2 (`init` replaces it in an existing gptme.toml).
+OLD_TOOL_MODULE = "gptme_factory.tools"
 PLUGIN_NAME = "gptme_factory"
 DATA_DIRS = ("skills", "lessons")
 
@@ -108,7 +110,7 @@ def merge_gptme_toml(text: str | None) -> tuple[str, list[str]]:
     else:
         current = env.get("TOOL_MODULES")
         parts = [p.strip() for p in str(current or "").split(",") if p.strip()]
-        wanted = list(parts)
+        wanted = [p for p in parts if p != OLD_TOOL_MODULE]
         if TOOL_MODULES[0] not in wanted:
             wanted.insert(0, TOOL_MODULES[0])
         for mod in TOOL_MODULES[1:]:
@@ -122,7 +124,8 @@ def merge_gptme_toml(text: str | None) -> tuple[str, list[str]]:
                 value.trivia.comment_ws = old.trivia.comment_ws
             env["TOOL_MODULES"] = value
             added = ", ".join(m for m in wanted if m not in parts)
-            did.append(f"[env] TOOL_MODULES: added {added}")
+            dropped = f" (replacing {OLD_TOOL_MODULE})" if OLD_TOOL_MODULE in parts else ""
+            did.append(f"[env] TOOL_MODULES: added {added}{dropped}")
     plugins = doc.get("plugins")
     enabled = plugins.get("enabled") if plugins is not None else None
     if enabled and PLUGIN_NAME not in [str(e) for e in enabled]:
