@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE))
 import ledgergen
 
 from gptme_factory.ledger.store import Ledger
-from gptme_factory.views.summary import load_line_statuses, load_summaries
+from gptme_factory.views.status import load_line_statuses, load_summaries
 
 BIN = Path(sys.executable).parent
 TARGETS = "warm status <= 1 s and >= 20x faster than gptodo list; cold <= 1.5x the floor; " \

@@ -84,7 +84,7 @@ def view(ledger: Ledger, aid: str) -> ArtifactView:
 
 def events(ledger: Ledger, aid: str, kind: str) -> list[Any]:
     """The artifact's events of one kind, in order."""
-    return [e.record for e in ledger.read(aid).events if e.record.kind == kind]
+    return [e.event for e in ledger.read(aid).events if e.event.kind == kind]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from gptme_factory.line.intake import intake as new_intake
+
 PKG = Path(__file__).resolve().parents[1] / "gptme_factory"
 ADAPTER_LIBS = ("click", "rich", "gptme")
 ADAPTERS = ("cli/", "plugin/", "demo/", "__main__.py")
@@ -59,7 +61,7 @@ def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> No
 
     ledger = Ledger.open(factory_repo)
     for title in ("One", "Two"):
-        ledger.create(title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+        new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
     # The cache does not trust directories changed in the last seconds (racy); no wait here.
     setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
     cold = modules_after(["status", "--repo", str(factory_repo)], setup)

@@ -18,6 +18,7 @@ from gptme_factory.ledger.config import FactoryConfig, default_config
 from gptme_factory.ledger.gitstore import GitRepo
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
 from gptme_factory.line.verify import verify_ledger
 from gptme_factory.outcomes.metrics import metrics, percentile
 from gptme_factory.outcomes.selfplay import is_self_play, ledger_self_names
@@ -40,7 +41,7 @@ class Clock:
 
 
 def intake(ledger: Ledger, title: str, consumers: list[str], **kw: Any) -> str:
-    return ledger.create(title=title, demand="gh:acme/app#1", consumers=consumers,
+    return new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=consumers,
                          acceptance=["app.txt says fixed"], **kw).artifact
 
 

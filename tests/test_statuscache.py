@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from gptme_factory.cli import main
 from gptme_factory.ledger.store import Ledger
+from gptme_factory.views.status import load_summaries
 from gptme_factory.views.statuscache import CACHE_FILE
-from gptme_factory.views.summary import load_summaries
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 

@@ -1,11 +1,13 @@
 """The foreman loop: drive artifacts through their line, one bounded cell per stage.
 
-Each tick: enforce budgets and reap finished cells (which runs their gates), then for every
-artifact decide from the ledger alone — spawn the current stage's cell, wait for the
-running one, advance a submitted handoff whose cell is gone, or stop: line complete, the
-`until` stage passed, blocked (attempts or repairs spent), waiting for a person's review or
-for the package to be published. Rework needs nothing special: a failed gate puts the stage
-back to pending with its retry note and the next tick spawns the next attempt.
+Each tick: enforce budgets, then for every finished cell run its gate (unlocked) and record,
+as one commit, the verdict, the cell's end and what follows — the next stage's cell, a
+rework's next attempt, a publication the package gate needs. Then for every artifact decide
+from the ledger alone: spawn the current stage's cell, wait for the running one, advance a
+submitted handoff whose cell is gone, or stop: line complete, the `until` stage passed,
+blocked (attempts or repairs spent), waiting for a person's review or for the package to be
+published. Rework needs nothing special: a failed gate puts the stage back to pending with
+its retry note, and the next cell is the next attempt.
 
 The foreman keeps no state of its own. Stopping it (Ctrl-C, a crash) leaves cells running
 and the ledger consistent; running it again resumes from the ledger and the runtime cell
@@ -20,13 +22,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import CellError, IllegalTransition, LedgerConflict, UsageError
+from ..errors import CellCapacity, LedgerConflict, NothingToAdvance, NotPublished, UsageError
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
-from . import spawn as cells
+from ..outcomes.packaging import publish
+from . import reaper
 from . import state as cellstate
-from .spawn import SpawnOptions
+from .spawn import SpawnOptions, spawn
 from .watch import Observation
 
 DONE = "done"
@@ -77,7 +80,7 @@ class Foreman:
 
     def __init__(self, ledger: Ledger, artifacts: Iterable[str], *, until: str | None = None,
                  opts: SpawnOptions | None = None, poll_s: float = 1.0,
-                 grace_s: float = cells.DEFAULT_GRACE_S,
+                 grace_s: float = reaper.DEFAULT_GRACE_S,
                  on_event: Callable[[str], None] | None = None,
                  on_tick: Callable[[list[Observation]], None] | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -119,35 +122,42 @@ class Foreman:
             time.sleep(min(0.1, self.poll_s))
 
     def tick(self) -> None:
-        """One round: reap, then act on every active artifact."""
-        reaped, said = cells.collect(self.ledger, self.active, grace_s=self.grace_s)
-        for line in said:
+        """One round: reap (verdict, end and next cell in one commit), then act on the rest."""
+        mine = set(self.active)
+        recs = [r for r in reaper.live(self.ledger) if r.artifact in mine]
+        for line in reaper.enforce(self.ledger, recs, grace_s=self.grace_s):
             self.say(line)
-        for r in reaped:
-            self._report_reaped(r)
+        stepped: set[str] = set()
+        for rec in recs:
+            ending = reaper.prepare(self.ledger, rec)  # the gate's checks run here, unlocked
+            if ending is None:
+                continue
+            with self.ledger.transaction():
+                reaped = reaper.record(self.ledger, ending)
+                if reaped is not None:
+                    self._report_reaped(reaped)
+                    if reaped.unpublished:
+                        self._publish(rec.artifact)
+                if rec.artifact in self.active:
+                    self._step(rec.artifact, spawn_only=True)
+                    stepped.add(rec.artifact)
         for a in self.active:
-            self._step(a)
+            if a not in stepped:
+                self._step(a)
         if self.on_tick is not None:
             mine = set(self.artifacts)
-            self.on_tick([cells.observation(self.ledger, rec) for rec in cells.live(self.ledger)
-                          if rec.artifact in mine])
+            self.on_tick([reaper.observation(self.ledger, rec)
+                          for rec in reaper.live(self.ledger) if rec.artifact in mine])
 
-    def _report_reaped(self, r: cells.Reaped) -> None:
-        cost = f", ${r.cost_usd:.4f}" if r.cost_usd is not None else ""
-        toks = f", {r.tokens:,} tokens" if r.tokens is not None else ""
-        self.say(f"{r.cell}: {r.outcome} after {r.wall_s:.1f} s{toks}{cost}"
-                 + (f" ({r.reason})" if r.reason else ""))
+    def _report_reaped(self, r: reaper.Reaped) -> None:
+        self.say(r.headline())
         if r.advanced is not None:
             self._report_gate(r.advanced)
-        if r.gate_note:
+        if r.gate_note and not r.unpublished:
             self.say(f"{r.artifact}: {r.gate_note}")
 
     def _report_gate(self, res: engine.AdvanceResult) -> None:
-        if res.passed:
-            self.say(f"{res.artifact}: gate {res.stage} passed -> {res.state}")
-        else:
-            why = "; ".join(res.reasons)[:300]
-            self.say(f"{res.artifact}: gate {res.stage} failed: {why}")
+        self.say(res.headline() + ("" if res.passed else f": {'; '.join(res.reasons)[:300]}"))
 
     def _stop(self, view: ArtifactView, kind: str, reason: str) -> None:
         aid = view.intake.artifact
@@ -155,7 +165,8 @@ class Foreman:
                                     view.status, kind, reason)
         self.say(reason)
 
-    def _step(self, aid: str) -> None:
+    def _step(self, aid: str, *, spawn_only: bool = False) -> None:
+        """Decide what `aid` needs now; `spawn_only` (inside a reap's commit) runs no gate."""
         _, view = engine.load(self.ledger, aid)
         stop = _stop_reason(view, self.until)
         if stop:
@@ -163,6 +174,8 @@ class Foreman:
             return
         if view.status == "pending":
             self._spawn(aid)
+        elif spawn_only:
+            return
         elif view.status == "running":
             self._check_running(view)
         elif view.status == "submitted":
@@ -172,11 +185,9 @@ class Foreman:
 
     def _spawn(self, aid: str) -> None:
         try:
-            rec = cells.spawn(self.ledger, aid, self.opts)
-        except CellError as exc:
-            if "max_concurrent_cells" in str(exc):
-                return  # wait for a slot
-            raise
+            rec = spawn(self.ledger, aid, self.opts)
+        except CellCapacity:
+            return  # wait for a slot
         self.say(f"{aid}: spawned {rec.cell} ({rec.role}, {rec.backend}"
                  + (f" {rec.session}" if rec.session else "") + f", {rec.timeout_s:g} s)")
 
@@ -201,25 +212,32 @@ class Foreman:
         aid = view.intake.artifact
         try:
             res = engine.advance(self.ledger, aid)
-        except LedgerConflict:
+        except (LedgerConflict, NothingToAdvance):
             return  # another process advanced it meanwhile: the next tick sees the result
-        except IllegalTransition as exc:
-            if "not published yet" not in str(exc):
-                if "nothing to advance" in str(exc):
-                    return  # another process advanced it meanwhile
-                raise
+        except NotPublished as exc:
             if not self.publish:
                 self._stop(view, WAITING, str(exc))
                 return
-            from ..outcomes.packaging import publish
-
-            pub = publish(self.ledger, aid, target=self.publish)
-            if not pub.published:
-                self._stop(view, WAITING, f"{aid}: not published: {pub.reason}")
-                return
-            self.say(f"{aid}: published ({self.publish}) at {pub.where}")
-            res = engine.advance(self.ledger, aid)
+            with self.ledger.transaction():
+                self._publish(aid)
+            return
         self._report_gate(res)
+
+    def _publish(self, aid: str) -> None:
+        """Publish the release package the package gate waits for, then record the verdict."""
+        if not self.publish:
+            _, view = engine.load(self.ledger, aid)
+            self._stop(view, WAITING,
+                       f"{aid} has a release package but it is not published yet: run "
+                       f"`gptme-factory package {aid} --target pr|release|note`")
+            return
+        pub = publish(self.ledger, aid, target=self.publish)
+        if not pub.published:
+            _, view = engine.load(self.ledger, aid)
+            self._stop(view, WAITING, f"{aid}: not published: {pub.reason}")
+            return
+        self.say(f"{aid}: published ({self.publish}) at {pub.where}")
+        self._report_gate(engine.advance(self.ledger, aid))  # the package gate runs no command
 
 
 def run(ledger: Ledger, artifacts: Iterable[str], **kwargs: Any) -> list[Stopped]:

@@ -2,12 +2,15 @@
 
 `enforce` stops cells that are past their wall-clock budget, over their token or cost budget
 (measured from their own gptme log), or done with their part (handed off, violated their
-contract, or their stage moved on) and lingering past a grace period. `reap` turns a cell
-whose process has ended into `cell_finished` — outcome (handoff, no_handoff, timed_out,
-over_budget, crashed, killed), reason, exit code, measured tokens and cost, output tail —
-removes its worktree (a builder's branch stays) and runs the stage's gate on its handoff.
-`collect` is both, for every cell not yet reaped. Two reapers of one cell are harmless: the
-ledger refuses a second `cell_finished`, and the loser stops there.
+contract, or their stage moved on) and lingering past a grace period. Reaping a cell whose
+process has ended has two steps: `prepare` gathers how it ended — outcome (handoff,
+no_handoff, timed_out, over_budget, crashed, killed), reason, exit code, tokens and cost
+measured from its own gptme log, output tail — and runs the stage's gate on its handoff,
+holding no lock while the checks run; `record` then writes the gate's verdict and the cell's
+`cell_finished` as one commit (the decision), removes its worktree (a builder's branch stays)
+and forgets the cell. `reap` is both; `collect` reaps every cell not yet reaped. The foreman
+records the start of the next stage in the same commit. Two reapers of one cell are
+harmless: the ledger refuses a second `cell_finished`, and the loser stops there.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import CellError, IllegalTransition, LedgerConflict
+from ..errors import CellError, IllegalTransition, LedgerConflict, NotPublished
 from ..ledger import runtime
 from ..ledger.records import ContractViolation, HandoffSubmitted, parse_cell_id
 from ..ledger.store import Ledger
@@ -51,6 +54,33 @@ class Reaped:
     advanced: engine.AdvanceResult | None = None
     gate_note: str = ""
     events: list[str] = field(default_factory=list)
+    unpublished: bool = False  # its handoff waits for a publication (the package gate)
+
+    def headline(self) -> str:
+        """How it ended in a line: outcome, wall time, measured tokens and cost, reason."""
+        cost = f", ${self.cost_usd:.4f}" if self.cost_usd is not None else ""
+        tokens = f", {self.tokens:,} tokens" if self.tokens is not None else ""
+        return (f"{self.cell}: {self.outcome} after {self.wall_s:.1f} s{tokens}{cost}"
+                + (f" ({self.reason})" if self.reason else ""))
+
+
+@dataclass
+class Ending:
+    """How a cell ended, gathered by `prepare`, recorded by `record`."""
+
+    rec: CellRecord
+    outcome: str
+    reason: str
+    wall_s: float
+    exit_code: int | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    measured: bool
+    conversation: str | None
+    output_tail: str
+    judgement: engine.Judgement | None = None
+    gate_note: str = ""
 
 
 def live(ledger: Ledger) -> list[CellRecord]:
@@ -79,7 +109,7 @@ def _handoff_state(ledger: Ledger, rec: CellRecord) -> tuple[bool, bool, Artifac
     chain, view = engine.load(ledger, rec.artifact)
     handed = violated = False
     for ev in chain.events:
-        r = ev.record
+        r = ev.event
         if isinstance(r, HandoffSubmitted) and r.cell == rec.cell:
             handed = True
         elif isinstance(r, ContractViolation) and r.cell == rec.cell:
@@ -148,14 +178,16 @@ def _outcome(rec: CellRecord, handed: bool, violated: bool, code: int | None) ->
     return "no_handoff", "exited without submitting a handoff"
 
 
-def reap(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Reaped | None:
-    """Record the end of a cell whose process has ended; None while it still runs."""
+def prepare(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Ending | None:
+    """How a cell whose process ended ended, and its gate's verdict; None while it runs.
+
+    Records nothing; the gate's checks run here, with no lock held.
+    """
     backend = _backend(rec)
     if backend.alive(rec):
         return None
     handed, violated, view = _handoff_state(ledger, rec)
-    now = _now()
-    wall = max(0.0, (now - rec.started).total_seconds())
+    wall = max(0.0, (_now() - rec.started).total_seconds())
     conv = rec.conversation
     if conv is None:
         found = convlog.find_conversation(rec.workdir, rec.started.timestamp(), rec.cell)
@@ -172,33 +204,59 @@ def reap(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Reaped | N
         notes.append("tokens estimated from its gptme log (the model reported no usage)")
     elif usage is None:
         notes.append("its gptme conversation log was not found: cost unknown")
-    tokens_in = usage.tokens_in if usage else None
-    tokens_out = usage.tokens_out if usage else None
-    cost = usage.cost_usd if usage else None
-    output = tail(convlog.strip_ansi(read_output(rec)), 30, 3000)
-    try:
-        stored = engine.record_cell_finished(
-            ledger, rec.cell, outcome=outcome, wall_s=wall, reason="; ".join(notes)[:2000],
-            exit_code=code, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
-            conversation=conv, output_tail=output)
-    except IllegalTransition:
-        # Another reaper recorded it first; only its runtime leftovers remain.
+    ending = Ending(
+        rec, outcome, "; ".join(notes)[:2000], wall, code,
+        usage.tokens_in if usage else None, usage.tokens_out if usage else None,
+        usage.cost_usd if usage else None, usage is not None, conv,
+        tail(convlog.strip_ansi(read_output(rec)), 30, 3000))
+    if advance and handed and view.status == "submitted" and view.cell == rec.cell:
+        try:
+            ending.judgement = engine.judge(ledger, rec.artifact)
+        except IllegalTransition as exc:
+            ending.gate_note = str(exc)
+    return ending
+
+
+def record(ledger: Ledger, ending: Ending) -> Reaped | None:
+    """Record a prepared ending — its gate verdict, then `cell_finished` — as one commit.
+
+    None when another reaper recorded this cell first (only its runtime leftovers go).
+    """
+    rec = ending.rec
+    result = Reaped(rec.cell, rec.artifact, ending.outcome, ending.reason,
+                    round(ending.wall_s, 1),
+                    (ending.tokens_in or 0) + (ending.tokens_out or 0) if ending.measured
+                    else None, ending.cost_usd, gate_note=ending.gate_note)
+    with ledger.transaction():
+        if ending.judgement is not None:
+            try:
+                result.advanced = engine.record_verdict(ledger, ending.judgement)
+            except NotPublished as exc:
+                result.unpublished, result.gate_note = True, str(exc)
+            except LedgerConflict as exc:
+                result.gate_note = str(exc)  # another process advanced it meanwhile
+        try:
+            stored = engine.record_cell_finished(
+                ledger, rec.cell, outcome=ending.outcome, wall_s=ending.wall_s,
+                reason=ending.reason, exit_code=ending.exit_code, tokens_in=ending.tokens_in,
+                tokens_out=ending.tokens_out, cost_usd=ending.cost_usd,
+                conversation=ending.conversation, output_tail=ending.output_tail)
+        except IllegalTransition:
+            stored = None
+    if stored is None:
         cellstate.remove(ledger.runtime_dir, rec.cell)
         return None
-    backend.finalize(rec, outcome)
+    _backend(rec).finalize(rec, ending.outcome)
     worktrees.discard(ledger.repo, Path(rec.workdir))
     cellstate.remove(ledger.runtime_dir, rec.cell)
-    result = Reaped(rec.cell, rec.artifact, outcome, "; ".join(notes), round(wall, 1),
-                    (tokens_in or 0) + (tokens_out or 0) if usage else None, cost,
-                    events=[stored.path])
-    if advance and handed:
-        _, view = engine.load(ledger, rec.artifact)
-        if view.status == "submitted" and view.cell == rec.cell:
-            try:
-                result.advanced = engine.advance(ledger, rec.artifact)
-            except (IllegalTransition, LedgerConflict) as exc:
-                result.gate_note = str(exc)  # not published yet, or another process advanced
+    result.events = [*(result.advanced.events if result.advanced else []), stored.path]
     return result
+
+
+def reap(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Reaped | None:
+    """Record the end of a cell whose process has ended (and its gate); None while it runs."""
+    ending = prepare(ledger, rec, advance=advance)
+    return record(ledger, ending) if ending is not None else None
 
 
 def collect(ledger: Ledger, artifacts: Iterable[str] | None = None, *, advance: bool = True,

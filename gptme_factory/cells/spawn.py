@@ -1,14 +1,15 @@
-"""Cells: bounded subagents that each do one stage of one artifact.
+"""Spawning a cell: a bounded subagent that does one stage of one artifact.
 
 Lifecycle, and who records what:
 
 1. `spawn` starts the artifact's current stage (`stage_started`, which issues the cell id),
    prepares the cell's worktree (worktrees.py), renders its brief (brief.py), launches it
    through a backend (backends/) and records `cell_spawned` (role, backend, budget, brief
-   digest; the brief is committed with it). A cap on concurrent cells holds across
-   processes: the count and the launch happen under the ledger's writer lock.
+   digest; the brief is committed with it) — the start and the spawn land as one commit. A
+   cap on concurrent cells holds across processes: the count and the launch happen under the
+   ledger's writer lock.
 2. While it runs, the cell reports progress (`progress`, runtime only) and submits its
-   handoff (`engine.submit`); `status` shows it (board_cells.py).
+   handoff (`engine.submit`); `status` shows it (views/cellboard.py).
 3. reaper.py stops it when it is over budget or done, and records how it ended; the
    foreman (foreman.py) loops over all of this for whole lines.
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import CellError, FactoryError, HandoffRefused
+from ..errors import CellCapacity, FactoryError, HandoffRefused
 from ..ledger import runtime
 from ..ledger.records import Budget, parse_cell_id
 from ..ledger.schemas import contract_schema
@@ -120,10 +121,10 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
     backend = get_backend(opts.backend)
     artifact = ledger.resolve(artifact)
     cap = ledger.config.max_concurrent_cells
-    with ledger.locked():
+    with ledger.transaction():  # the start, the launch and cell_spawned land as one commit
         running = running_count(ledger)
         if running >= cap:
-            raise CellError(
+            raise CellCapacity(
                 f"{running} cells are running (max_concurrent_cells is {cap}): wait for one "
                 "to finish (`gptme-factory collect`) or raise the cap in factory.yaml"
             )

@@ -23,12 +23,8 @@ def command(artifact: str, repo: str, as_json: bool) -> None:
                    "state": res.state, "reasons": res.reasons, "events": res.events,
                    "checks": [c.model_dump(mode="json") for c in checks]})
     else:
-        verdict = "passed" if res.passed else "FAILED"
-        click.echo(f"{res.artifact}: gate {res.stage} {verdict} -> state {res.state}")
-        for c in checks:
-            code = "timeout" if c.timed_out else c.exit_code
-            click.echo(f"  $ {c.command}  exit {code}  {c.duration_s:.1f}s")
-        for r in res.reasons:
-            click.echo(f"  - {r}")
+        from ..views.present import verdict_lines
+
+        click.echo("\n".join(verdict_lines(res)))
     if not res.passed:
         raise SystemExit(10)

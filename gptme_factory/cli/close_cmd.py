@@ -18,6 +18,6 @@ def command(artifact: str, successor: str | None, terminal: str | None, repo: st
 
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)
-    record = close(ledger, aid, successor=successor, terminal=terminal).record
-    resolved = getattr(record, "successor", None)  # a prefix given, the full id recorded
+    event = close(ledger, aid, successor=successor, terminal=terminal).event
+    resolved = getattr(event, "successor", None)  # a prefix given, the full id recorded
     click.echo(f"{aid}: closed" + (f" -> {resolved}" if resolved else " (terminal)"))

@@ -70,7 +70,9 @@ def prepare(root: Path) -> DemoRepo:
     create_brain(root)
     ledger, _ = Ledger.init(root)
     wire(ledger)
-    intake = ledger.create(**DEMAND)  # type: ignore[arg-type]
+    from ..line.intake import intake as record_intake
+
+    intake = record_intake(ledger, **DEMAND)
     return DemoRepo(root, ledger, intake.artifact)
 
 
@@ -214,7 +216,7 @@ def handoffs_text(ledger: Ledger, artifact: str) -> str:
 
 
 def audit_trail(root: Path) -> str:
-    """`git log` of the brain repo: one commit per ledger event."""
+    """`git log` of the brain repo: one commit per decision."""
     return _git(root, "log", "--reverse", "--format=%h %s").rstrip("\n")
 
 
@@ -298,7 +300,7 @@ def run_demo(console: Any, keep: Path | None = None,
         view = load_view(repo.ledger, repo.artifact)
         console.print(f"\n[bold]typed handoffs[/] (validated, in factory/artifacts/{repo.artifact}/)")
         console.print(handoffs_text(repo.ledger, repo.artifact), highlight=False, markup=False)
-        console.print("\n[bold]audit trail[/] (git log: one commit per ledger event)")
+        console.print("\n[bold]audit trail[/] (git log: one commit per decision)")
         console.print(audit_trail(root), highlight=False, markup=False)
         elapsed = time.monotonic() - started
         console.print(f"\n{repo.artifact}: [bold]{view.state}[/] in {elapsed:.0f}s"

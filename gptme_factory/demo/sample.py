@@ -10,6 +10,7 @@ wrong implementation that scripted builder cells write.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SAMPLE_DIR = "sample"
 
@@ -80,7 +81,7 @@ class Compound(unittest.TestCase):
         self.assertEqual(parse_duration("1h2m3s"), 3723)
 '''
 
-DEMAND = {
+DEMAND: dict[str, Any] = {
     "title": "Accept compound durations like 2m30s",
     "problem": (
         "The deploy bot's --timeout flag rejects '2m30s' with 'not a duration', so operators "

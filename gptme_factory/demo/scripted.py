@@ -261,7 +261,9 @@ def prepare_sample(ledger: Ledger, by: str | None = None) -> str:
     paths = write_sample_project(ledger.repo.root)
     ledger.repo.git("add", "--", *paths)
     ledger.repo.git("commit", "-q", "-m", "chore: add the sample project", "--", *paths)
-    return ledger.create(**DEMAND, by=by).artifact  # type: ignore[arg-type]
+    from ..line.intake import intake
+
+    return intake(ledger, **DEMAND, by=by).artifact
 
 
 @contextmanager

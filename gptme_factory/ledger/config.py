@@ -216,7 +216,8 @@ _GATE_CONTRACTS = {"patch": "builder_patch", "evidence": "verifier_report",
                    "outcome": "outcome_report"}
 
 
-def _base_contract(cfg: FactoryConfig, name: str) -> str | None:
+def base_contract(cfg: FactoryConfig, name: str) -> str | None:
+    """The built-in contract `name` is or extends (None for an unknown name)."""
     if name in BUILTIN_CONTRACTS:
         return name
     custom = cfg.contracts.get(name)
@@ -228,7 +229,7 @@ def _gate_problems(cfg: FactoryConfig, key: str, st: StageConfig, before: list[s
     role = cfg.roles.get(st.role) or BUILTIN_ROLES.get(st.role)
     contract = st.contract or (role.contract if role else None)
     wanted = _GATE_CONTRACTS.get(st.gate)
-    base = _base_contract(cfg, contract) if contract else None
+    base = base_contract(cfg, contract) if contract else None
     if wanted and base is not None and base != wanted:
         return [f"{key}.gate: a {st.gate} gate needs a {wanted} handoff, but the stage's "
                 f"contract is {contract}"]

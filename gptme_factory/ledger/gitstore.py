@@ -53,7 +53,7 @@ class LogEntry:
     time: str
     author: str
     subject: str
-    trailers: dict[str, str]
+    trailers: dict[str, list[str]]  # a commit of several events repeats Factory-Event etc.
 
 
 def _git(
@@ -228,6 +228,13 @@ class GitRepo:
         """The commit HEAD points at, or None in a repo with no commits yet."""
         proc = _git(self.root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
         return proc.stdout.decode().strip() or None
+
+    def identity(self) -> str | None:
+        """`Name <email>` of the git author identity here (None when git has none)."""
+        proc = _git(self.root, "var", "GIT_AUTHOR_IDENT", check=False)
+        ident = proc.stdout.decode("utf-8", "replace").strip()
+        name, sep, _ = ident.rpartition(">")
+        return f"{name}>" if proc.returncode == 0 and sep else None
 
     def branch(self) -> str | None:
         """The current branch name, or None when HEAD is detached."""
@@ -474,7 +481,7 @@ class GitRepo:
         repo = git.Repo(self.root)
         out: list[LogEntry] = []
         for commit in repo.iter_commits("HEAD", paths=path):
-            trailers = {k: v[-1] for k, v in commit.trailers_dict.items() if v}
+            trailers = {k: list(v) for k, v in commit.trailers_dict.items() if v}
             out.append(
                 LogEntry(
                     commit=commit.hexsha,
@@ -487,6 +494,39 @@ class GitRepo:
         repo.close()
         out.reverse()
         return out
+
+    def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
+        """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
+        out = self.git("diff-index", "--name-status", "--no-renames", "-z", "HEAD", "--", *paths)
+        fields = out.decode("utf-8", "surrogateescape").split("\0")
+        words = {"M": "modified", "D": "deleted"}
+        return [(path, words[code]) for code, path in zip(fields[0::2], fields[1::2], strict=False)
+                if code in words]
+
+    def modified_in_history(self, paths: list[str]) -> dict[str, list[str]]:
+        """Files under `paths` that a commit in HEAD's history modified, and those commits."""
+        log = self.git("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+                       "--format=%x01%H", "HEAD", "--", *paths)
+        out: dict[str, list[str]] = {}
+        commit = ""
+        for item in log.decode("utf-8", "surrogateescape").split("\0"):
+            for part in item.split("\n"):
+                if part.startswith("\x01"):
+                    commit = part[1:]
+                elif part:
+                    out.setdefault(part, []).append(commit)
+        return out
+
+    def blob_id(self, rev: str, path: str) -> str | None:
+        """The id of `path`'s blob at `rev` (None if it is not there)."""
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{rev}:{path}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def first_added(self, path: str) -> str | None:
+        """The commit of HEAD's history that first added `path`."""
+        out = self.git("log", "--diff-filter=A", "--format=%H", "--reverse", "HEAD", "--", path)
+        first = out.decode().split()
+        return first[0] if first else None
 
     def status_porcelain(self) -> bytes:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""

@@ -1,8 +1,14 @@
-"""Persisted ledger records: the intake record and every event kind.
+"""Persisted ledger records: the intake record, every event's payload, and the event header.
 
-Records are values: pydantic models with `extra="forbid"`, frozen, no I/O and no clock. Each
-carries `kind` and `schema_version`; events form a discriminated union on `kind`. Ids, sequence
-numbers, parent hashes and timestamps are filled in by the ledger, never by the models.
+Records are values: pydantic models with `extra="forbid"`, frozen, no I/O and no clock.
+
+- `Intake` is the immutable root of an artifact's stream.
+- An event is a payload (`StageStarted`, `GatePassed`, `LineParked`, ...) under a header the
+  ledger writes (`EventHeader`: seq, parent hash, time, author; ledger/stream.py): callers
+  build payloads only (`StageStarted(stage=..., cell=...)`, or `StageStarted.build(...)` for
+  values from outside, which turns a bad value into an InvalidRecord naming the field).
+- Each stream's payloads form a discriminated union on `kind` (`ArtifactEvent`, `LineEvent`).
+
 The on-disk format is documented in docs/ledger-format.md.
 """
 
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +26,8 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+
+from ..errors import InvalidRecord
 
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -106,17 +114,40 @@ class Intake(Record):
     created_by: ShortText
 
 
-class EventBase(Record):
-    """Header common to every event; the ledger fills it in when it appends."""
+SCHEMA_VERSION: Literal[1] = 1
+"""The version every record is written with (records carry it as `schema_version`)."""
+
+_P = TypeVar("_P", bound="Payload")
+
+
+class Payload(Record):
+    """Base of every event payload: the fields a caller gives; the ledger adds the header."""
 
     # Declared here so that `kind` leads every event file; each kind narrows it to a Literal.
     kind: str
-    schema_version: Literal[1] = 1
-    artifact: ArtifactId
-    seq: int = Field(ge=1, description="Position in the chain: intake is 0.")
+
+    @classmethod
+    def build(cls: type[_P], **fields: Any) -> _P:
+        """Validate `fields` into this payload; InvalidRecord naming each bad field."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            kind = cls.model_fields["kind"].default
+            raise InvalidRecord(f"{kind} event", format_validation_error(exc)) from None
+
+
+class EventHeader(Record):
+    """What the ledger writes above every payload (the stream's own id sits beside it)."""
+
+    kind: str
+    schema_version: Literal[1] = SCHEMA_VERSION
+    seq: int = Field(ge=1, description="Position in the stream: a root record is 0.")
     parent: Sha256 = Field(description="sha256 of the parent record's file bytes.")
     at: datetime = Field(description="Wall-clock time, for display only (never for ordering).")
     by: ShortText = Field(description="Who appended it: a cell id, an agent or a person.")
+
+
+HEADER_FIELDS = frozenset(EventHeader.model_fields)
 
 
 class Budget(Record):
@@ -137,7 +168,7 @@ class CheckResult(Record):
     output_tail: OutputTail = ""
 
 
-class StageStarted(EventBase):
+class StageStarted(Payload):
     """A stage began; the factory issued `cell`, the only id allowed to hand off for it."""
 
     kind: Literal["stage_started"] = "stage_started"
@@ -149,7 +180,7 @@ class StageStarted(EventBase):
     base_commit: str | None = Field(default=None, description="Commit builders start from.")
 
 
-class CellSpawned(EventBase):
+class CellSpawned(Payload):
     """A cell process was launched for a started stage."""
 
     kind: Literal["cell_spawned"] = "cell_spawned"
@@ -164,7 +195,7 @@ class CellSpawned(EventBase):
     workdir: str | None = Field(default=None, description="Where the cell runs.")
 
 
-class HandoffSubmitted(EventBase):
+class HandoffSubmitted(Payload):
     """A cell's typed handoff, validated against `contract` before it was appended."""
 
     kind: Literal["handoff_submitted"] = "handoff_submitted"
@@ -175,7 +206,7 @@ class HandoffSubmitted(EventBase):
     last_progress: str | None = Field(default=None, max_length=2_000)
 
 
-class GatePassed(EventBase):
+class GatePassed(Payload):
     """The stage's gate accepted the handoff; the artifact moves to `state`."""
 
     kind: Literal["gate_passed"] = "gate_passed"
@@ -189,7 +220,7 @@ class GatePassed(EventBase):
     notes: list[str] = Field(default_factory=list)
 
 
-class GateFailed(EventBase):
+class GateFailed(Payload):
     """The stage's gate refused the handoff; `failure_summary` is what the next cell reads."""
 
     kind: Literal["gate_failed"] = "gate_failed"
@@ -203,7 +234,7 @@ class GateFailed(EventBase):
     checks: list[CheckResult] = Field(default_factory=list)
 
 
-class Rework(EventBase):
+class Rework(Payload):
     """The artifact goes back to an earlier stage with a retry note."""
 
     kind: Literal["rework"] = "rework"
@@ -212,7 +243,7 @@ class Rework(EventBase):
     retry_note: Text
 
 
-class AttemptsExhausted(EventBase):
+class AttemptsExhausted(Payload):
     """A stage used its whole attempt budget; the artifact waits for a person."""
 
     kind: Literal["attempts_exhausted"] = "attempts_exhausted"
@@ -220,7 +251,7 @@ class AttemptsExhausted(EventBase):
     attempts: int = Field(ge=1)
 
 
-class ContractViolation(EventBase):
+class ContractViolation(Payload):
     """A cell's handoffs stayed invalid past the repair budget."""
 
     kind: Literal["contract_violation"] = "contract_violation"
@@ -230,7 +261,7 @@ class ContractViolation(EventBase):
     errors: list[Text] = Field(min_length=1)
 
 
-class CellFinished(EventBase):
+class CellFinished(Payload):
     """A cell's process ended; cost measured from its own gptme log."""
 
     kind: Literal["cell_finished"] = "cell_finished"
@@ -247,14 +278,14 @@ class CellFinished(EventBase):
     last_progress: str | None = Field(default=None, max_length=2_000)
 
 
-class ApprovalRequested(EventBase):
+class ApprovalRequested(Payload):
     """The line asks a person to approve the stage's result before moving on."""
 
     kind: Literal["approval_requested"] = "approval_requested"
     stage: Name
 
 
-class Reviewed(EventBase):
+class Reviewed(Payload):
     """A person's review: approve, request changes (rework) or reject."""
 
     kind: Literal["reviewed"] = "reviewed"
@@ -264,21 +295,21 @@ class Reviewed(EventBase):
     comments: str = Field(default="", max_length=20_000)
 
 
-class Rejected(EventBase):
+class Rejected(Payload):
     """The artifact will not be made."""
 
     kind: Literal["rejected"] = "rejected"
     reason: Text
 
 
-class Abandoned(EventBase):
+class Abandoned(Payload):
     """Work stopped without a verdict on the artifact itself."""
 
     kind: Literal["abandoned"] = "abandoned"
     reason: Text
 
 
-class Published(EventBase):
+class Published(Payload):
     """The release package went somewhere real (PR, tag, path)."""
 
     kind: Literal["published"] = "published"
@@ -287,7 +318,7 @@ class Published(EventBase):
     commit: str | None = None
 
 
-class Closed(EventBase):
+class Closed(Payload):
     """Done is not a handoff: closing names a successor or declares the line terminal."""
 
     kind: Literal["closed"] = "closed"
@@ -295,7 +326,7 @@ class Closed(EventBase):
     terminal: str | None = Field(default=None, max_length=2_000)
 
 
-Event = Annotated[
+ArtifactEvent = Annotated[
     StageStarted
     | CellSpawned
     | HandoffSubmitted
@@ -313,28 +344,53 @@ Event = Annotated[
     | Closed,
     Field(discriminator="kind"),
 ]
+"""The payload of any event in an artifact's stream."""
 
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+ARTIFACT_EVENTS: TypeAdapter[ArtifactEvent] = TypeAdapter(ArtifactEvent)
 EVENT_KINDS: tuple[str, ...] = tuple(
-    m.model_fields["kind"].default
-    for m in (
-        StageStarted,
-        CellSpawned,
-        HandoffSubmitted,
-        GatePassed,
-        GateFailed,
-        Rework,
-        AttemptsExhausted,
-        ContractViolation,
-        CellFinished,
-        ApprovalRequested,
-        Reviewed,
-        Rejected,
-        Abandoned,
-        Published,
-        Closed,
-    )
+    m.model_fields["kind"].default for m in get_args(get_args(ArtifactEvent)[0])
 )
+
+
+# -- line lifecycle events (factory/lines/<line>/) ------------------------------------------
+
+
+class LineParked(Payload):
+    """The line stops taking intake until one of its restart triggers fires."""
+
+    kind: Literal["line_parked"] = "line_parked"
+    triggers: list[ShortText] = Field(min_length=1, description="What would restart it, in words.")
+    reason: str = Field(default="", max_length=2_000, description="Why it is parked.")
+
+
+class LineUnparked(Payload):
+    """The line takes intake again; `because` says which trigger fired."""
+
+    kind: Literal["line_unparked"] = "line_unparked"
+    because: ShortText
+
+
+class LineArchived(Payload):
+    """The line is retired for good: it never takes intake again."""
+
+    kind: Literal["line_archived"] = "line_archived"
+    reason: ShortText
+
+
+LineEvent = Annotated[LineParked | LineUnparked | LineArchived, Field(discriminator="kind")]
+"""The payload of any event in a line's lifecycle stream."""
+
+LINE_EVENTS: TypeAdapter[LineEvent] = TypeAdapter(LineEvent)
+
+
+def check_name(value: str) -> str:
+    """A line, stage or role name, or ValueError (what `Name` fields accept)."""
+    return _check_name(value)
+
+
+def check_artifact_id(value: str) -> str:
+    """An artifact id, or ValueError (what `ArtifactId` fields accept)."""
+    return _check_id(value)
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:

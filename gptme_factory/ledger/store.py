@@ -1,23 +1,30 @@
-"""The artifact ledger: append-only YAML records in the brain repo, one commit per event.
+"""The `Ledger` of one brain repo: its paths, its writer lock, its streams, one commit per decision.
 
 Layout (see docs/ledger-format.md)::
 
-    factory/factory.yaml                       line, role, contract and budget config
-    factory/.gitignore                         keeps factory/.runtime/ (caches, progress) out of git
-    factory/artifacts/<id>/intake.yaml         immutable intake record (chain root, seq 0)
-    factory/artifacts/<id>/NNNN-<kind>-<h12>.yaml   one file per event
+    factory/factory.yaml                        lines, roles, contracts and budgets (config.py)
+    factory/.gitignore                          keeps factory/.runtime/ (caches, progress) out of git
+    factory/artifacts/<id>/intake.yaml          an artifact's immutable intake (its root, seq 0)
+    factory/artifacts/<id>/NNNN-<kind>-<h12>.yaml   one file per event (stream.py)
+    factory/lines/<line>/NNNN-<kind>-<h12>.yaml     a line's lifecycle events
 
-Each event names its parent record's sha256 (of the file bytes); the file name carries the
-event's own hash prefix, so two writers on two machines never produce the same file name:
-merges never conflict, and a fork (two events with one parent) is visible to `verify`.
-Writers hold the git-dir lock while they read the chain tip and commit (gitstore).
+Writing: a caller holds the writer lock (`locked()`, a flock in the git dir, re-entrant per
+`Ledger`), reads the stream under it, and `record`s a typed payload: the ledger builds the
+header (seq, parent, time, author), lets the caller check the event against its replayed
+state (`check`), and commits it. A `transaction()` groups several events — a gate verdict and
+the rework it triggers, a stage start and its cell's spawn — into one commit whose subject is
+the decision (at most 72 characters, the decision first). Inside a transaction reads see the
+events recorded so far; at its end everything lands as one commit, or (on an unexpected
+exception) nothing does. An expected failure (a `FactoryError`) still commits what was
+recorded before it: those events were checked and are true.
+
+Importing this module stays light (no pydantic, no YAML): a warm `status` opens a `Ledger`
+and never reads a record.
 """
 
 from __future__ import annotations
 
-import errno
 import getpass
-import hashlib
 import os
 import re
 import secrets
@@ -27,53 +34,41 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ArtifactNotFound, InvalidRecord, LedgerConflict, NotAFactory, UsageError
+from ..errors import (
+    ArtifactNotFound,
+    FactoryError,
+    ForkDetected,
+    LedgerConflict,
+    LedgerDamaged,
+    NotAFactory,
+    UsageError,
+)
 from .gitstore import GitRepo
 
 if TYPE_CHECKING:
-    from .config import FactoryConfig
-    from .records import Event, Intake
+    from pydantic import BaseModel
 
-# pydantic, the record models and PyYAML are imported where they are used, not here: a warm
-# `status` (served from the status cache) and `--help` never need them (about 150 ms).
+    from .config import FactoryConfig
+    from .kinds import ArtifactChain, LineStream
+    from .stream import RootedKind, Stored, Stream
+
+    P = TypeVar("P", bound=BaseModel)
+    R = TypeVar("R", bound=BaseModel)
 
 LEDGER_DIR = "factory"
 CONFIG_FILE = "factory.yaml"
 INTAKE_FILE = "intake.yaml"
-BRIEFS_DIR = "briefs"  # cells' briefs, committed with their cell_spawned events (cells.py)
 RUNTIME_DIR = ".runtime"
-EVENT_FILE_RE = re.compile(r"^(\d{4,})-([a-z_]+)-([0-9a-f]{12})\.yaml$")
+SUBJECT_MAX = 72
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 _QUERY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
-# Event header fields: the ledger fills them in; a payload may not (it could re-parent a chain).
-_HEADER_FIELDS = frozenset({"schema_version", "artifact", "seq", "parent", "at", "by"})
-
-
-def _open_nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def utcnow() -> datetime:
     """The current time, second precision, UTC."""
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def default_actor() -> str:
-    """Who is appending: $GPTME_FACTORY_ACTOR, else the login name."""
-    actor = os.environ.get("GPTME_FACTORY_ACTOR")
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return "unknown"
-
-
-def sha256(raw: bytes) -> str:
-    """Hex sha256 of record bytes: the identity of a record."""
-    return hashlib.sha256(raw).hexdigest()
 
 
 def slugify(title: str, max_len: int = 40) -> str:
@@ -83,113 +78,32 @@ def slugify(title: str, max_len: int = 40) -> str:
     return slug or "artifact"
 
 
-@dataclass(frozen=True)
-class StoredRecord:
-    """One record file as read from disk: where, its bytes' hash and the parsed model."""
-
-    path: str
-    digest: str
-    record: Intake | Event
+def short_id(artifact: str) -> str:
+    """The artifact's first word and random suffix (`accept-dae93e`): a commit subject's scope."""
+    head, _, tail = artifact.rpartition("-")
+    if not head or len(artifact) <= 20:
+        return artifact
+    return f"{head.split('-')[0][:12]}-{tail}"
 
 
 @dataclass
-class Chain:
-    """An artifact's records in order, plus any integrity problems found while reading."""
+class Transaction:
+    """Events and files recorded since the outermost `transaction()` began."""
 
-    artifact: str
-    intake: StoredRecord
-    events: list[StoredRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    subject: str | None = None
+    subjects: list[str] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    events: list[tuple[str, str, str, Stored[Any]]] = field(default_factory=list)
+    roots: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, id, kind, hash
+    pending: dict[tuple[str, str], list[Stored[Any]]] = field(default_factory=dict)
+    marker: str = "update"  # the Factory-Event trailer of a commit without events (init, wire)
+    # stream kind name -> what a list of its events decided (line/subjects.py), for the subject
+    describers: dict[str, Callable[[list[Stored[Any]]], str]] = field(default_factory=dict)
 
-    @property
-    def tip(self) -> StoredRecord:
-        """The last record of the linear chain."""
-        return self.events[-1] if self.events else self.intake
-
-    def models(self) -> list[Event]:
-        """The events' models, in chain order."""
-        return [e.record for e in self.events]  # type: ignore[misc]
-
-
-def parse_record(raw: bytes, source: str, expect_intake: bool) -> Intake | Event:
-    """Parse and validate one record file."""
-    from pydantic import ValidationError
-
-    from . import yamlio
-    from .records import EVENT_ADAPTER, Intake, format_validation_error
-
-    data = yamlio.loads(raw, source)
-    try:
-        if expect_intake:
-            return Intake.model_validate(data)
-        if data.get("kind") == "intake":
-            raise InvalidRecord(source, ["kind: an intake record must be named intake.yaml"])
-        return EVENT_ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise InvalidRecord(source, format_validation_error(exc)) from None
-
-
-def link_chain(
-    artifact: str, intake: StoredRecord, events: list[tuple[int, StoredRecord]]
-) -> Chain:
-    """Order events by their parent links and report forks, gaps and bad links."""
-    chain = Chain(artifact=artifact, intake=intake)
-    if intake.record.artifact != artifact:
-        chain.problems.append(
-            f"{intake.path}: artifact is {intake.record.artifact!r}, but the directory is {artifact!r}"
-        )
-    by_parent: dict[str, list[tuple[int, StoredRecord]]] = {}
-    for seq, rec in events:
-        parent = rec.record.parent  # type: ignore[union-attr]
-        by_parent.setdefault(parent, []).append((seq, rec))
-        if rec.record.seq != seq:  # type: ignore[union-attr]
-            chain.problems.append(f"{rec.path}: file name says seq {seq}, record says {rec.record.seq}")  # type: ignore[union-attr]
-        if rec.record.artifact != artifact:
-            chain.problems.append(f"{rec.path}: artifact is {rec.record.artifact!r}, not {artifact!r}")
-        name_hash = EVENT_FILE_RE.match(rec.path.rpartition("/")[2])
-        if name_hash and not rec.digest.startswith(name_hash.group(3)):
-            chain.problems.append(
-                f"{rec.path}: content does not match the hash in its name "
-                "(edited after it was written)"
-            )
-        if name_hash and name_hash.group(2) != rec.record.kind:
-            chain.problems.append(
-                f"{rec.path}: file name says kind {name_hash.group(2)}, "
-                f"record says {rec.record.kind}"
-            )
-    current = intake
-    while True:
-        children = sorted(by_parent.get(current.digest, []), key=lambda x: x[1].path)
-        if not children:
-            break
-        if len(children) > 1:
-            names = ", ".join(c[1].path for c in children)
-            chain.problems.append(
-                f"fork: {names} all claim parent {Path(current.path).name} "
-                "(two writers advanced this artifact concurrently)"
-            )
-        _, nxt = children[0]
-        if nxt.record.seq != len(chain.events) + 1:  # type: ignore[union-attr]
-            chain.problems.append(
-                f"{nxt.path}: seq {nxt.record.seq} does not follow its parent's "  # type: ignore[union-attr]
-                f"seq {len(chain.events)}"
-            )
-        chain.events.append(nxt)
-        current = nxt
-    reachable = {intake.digest}
-    frontier = [intake.digest]
-    while frontier:
-        for _, child in by_parent.get(frontier.pop(), []):
-            if child.digest not in reachable:
-                reachable.add(child.digest)
-                frontier.append(child.digest)
-    for _, rec in events:
-        if rec.digest not in reachable:
-            chain.problems.append(
-                f"{rec.path}: its parent {rec.record.parent[:12]} is not in the chain "  # type: ignore[union-attr]
-                "(missing parent, or an earlier record was edited)"
-            )
-    return chain
+    def note(self, subject: str | None) -> None:
+        """Add what one step decided to the commit subject (the outermost subject wins)."""
+        if subject and subject not in self.subjects:
+            self.subjects.append(subject)
 
 
 class Ledger:
@@ -211,6 +125,7 @@ class Ledger:
         self.dir = repo.root / self.rel
         self.clock = clock
         self._lock_depth = 0
+        self._tx: Transaction | None = None
 
     # -- opening ------------------------------------------------------------------------
 
@@ -243,6 +158,11 @@ class Ledger:
         return self.dir / "artifacts"
 
     @property
+    def lines_dir(self) -> Path:
+        """factory/lines."""
+        return self.dir / "lines"
+
+    @property
     def runtime_dir(self) -> Path:
         """factory/.runtime: gitignored caches and progress notes."""
         return self.dir / RUNTIME_DIR
@@ -254,14 +174,25 @@ class Ledger:
     @cached_property
     def config(self) -> FactoryConfig:
         """factory/factory.yaml, validated."""
-        path = self.dir / CONFIG_FILE
-        source = self.relpath(path)
         from . import yamlio
         from .config import parse_config
 
+        path = self.dir / CONFIG_FILE
+        source = self.relpath(path)
         return parse_config(yamlio.loads(path.read_bytes(), source), source)
 
-    # -- locking ------------------------------------------------------------------------
+    @cached_property
+    def actor(self) -> str:
+        """Who appends by default: $GPTME_FACTORY_ACTOR, else the git identity, else the login."""
+        actor = os.environ.get("GPTME_FACTORY_ACTOR") or self.repo.identity()
+        if actor:
+            return actor[:500]
+        try:
+            return getpass.getuser()
+        except Exception:  # noqa: BLE001 - no passwd entry in some containers
+            return "unknown"
+
+    # -- locking and transactions -------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -280,19 +211,41 @@ class Ledger:
             finally:
                 self._lock_depth = 0
 
+    @contextmanager
+    def transaction(self, subject: str | None = None) -> Iterator[Transaction]:
+        """Group what is recorded inside into one commit (joins an open transaction)."""
+        if self._tx is not None:
+            self._tx.note(subject)
+            yield self._tx
+            return
+        with self.locked():
+            tx = Transaction(subject=subject)
+            self._tx = tx
+            try:
+                yield tx
+            except FactoryError:
+                self._tx = None
+                self._commit(tx)  # what was recorded before an expected failure stands
+                raise
+            except BaseException:
+                self._tx = None  # a bug or an interrupt: nothing of it is written
+                raise
+            self._tx = None
+            self._commit(tx)
+
+    def _commit(self, tx: Transaction) -> None:
+        if tx.files:
+            self.repo.commit_files(tx.files, commit_message(tx))
+
     # -- reading ------------------------------------------------------------------------
 
     def artifact_ids(self) -> list[str]:
         """Every artifact directory name, sorted."""
-        try:
-            with os.scandir(self.artifacts_dir) as entries:
-                return sorted(
-                    e.name
-                    for e in entries
-                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-                )
-        except FileNotFoundError:
-            return []
+        return _dir_names(self.artifacts_dir)
+
+    def line_ids(self) -> list[str]:
+        """Every line with a lifecycle stream, sorted."""
+        return _dir_names(self.lines_dir)
 
     def resolve(self, query: str) -> str:
         """Resolve an id or unambiguous prefix to an artifact id."""
@@ -304,78 +257,138 @@ class Ledger:
             )
         if (self.artifacts_dir / query / INTAKE_FILE).is_file():
             return query
-        matches = [a for a in self.artifact_ids() if a.startswith(query)]
+        ids = self.artifact_ids()
+        matches = [a for a in ids if a.startswith(query)]
         if len(matches) == 1:
             return matches[0]
-        raise ArtifactNotFound(query, matches)
+        raise ArtifactNotFound(query, matches, known=ids)
 
     def read(
         self, artifact: str, *, tolerant: bool = False, raw: dict[str, bytes] | None = None
-    ) -> Chain:
-        """Read, validate and link one artifact's records.
+    ) -> ArtifactChain:
+        """Read, validate and link one artifact's records (stream.read_chain).
 
         Raises InvalidRecord on a bad file, unless `tolerant`: then bad files are skipped and
-        reported in `chain.problems` (what `verify` wants). `raw`, if given, receives the
-        name and exact bytes of every file read: what the status cache keys a summary by.
+        reported in `chain.problems` (what `verify` wants). Inside a transaction, the events
+        it recorded so far follow the committed ones.
         """
+        from .kinds import ARTIFACTS
+        from .stream import read_chain
+
         if not _QUERY_RE.match(artifact):
             raise UsageError(f"{artifact!r} is not an artifact id (no '/', '..' or absolute paths)")
-        adir = self.artifacts_dir / artifact
-        intake_path = adir / INTAKE_FILE
-        if not intake_path.is_file():
+        if not (self.artifacts_dir / artifact / INTAKE_FILE).is_file():
             raise ArtifactNotFound(artifact)
-        bad: list[str] = []
-
-        def load(path: str, name: str, expect_intake: bool) -> StoredRecord | None:
-            src = f"{prefix}/{name}"
-            try:
-                # never follow a symlink out of the ledger (git stores them as files too)
-                with open(path, "rb", opener=_open_nofollow) as fh:
-                    data = fh.read()
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                err = InvalidRecord(src, ["is a symlink, not a ledger record"])
-                if not tolerant:
-                    raise err from None
-                bad.extend(f"{src}: {p}" for p in err.problems)
-                return None
-            if raw is not None:
-                raw[name] = data
-            try:
-                return StoredRecord(src, sha256(data), parse_record(data, src, expect_intake))
-            except InvalidRecord as exc:
-                if not tolerant:
-                    raise
-                bad.extend(f"{src}: {p}" for p in exc.problems)
-                return None
-
-        prefix = f"{self.rel}/artifacts/{artifact}"
-        intake = load(str(intake_path), INTAKE_FILE, True)
-        if intake is None:
-            raise InvalidRecord(f"{prefix}/{INTAKE_FILE}", [b.split(": ", 1)[1] for b in bad])
-        events: list[tuple[int, StoredRecord]] = []
-        with os.scandir(adir) as entries:  # closed even when a strict read raises
-            listing = list(entries)
-        for entry in listing:
-            m = EVENT_FILE_RE.match(entry.name)
-            regular = entry.is_file(follow_symlinks=False)
-            if not m or not regular:
-                known_dir = entry.name == BRIEFS_DIR and entry.is_dir(follow_symlinks=False)
-                if (tolerant and entry.name != INTAKE_FILE and not entry.name.startswith(".")
-                        and not known_dir):
-                    what = "file" if regular else "directory" if entry.is_dir() else "symlink"
-                    bad.append(f"{prefix}/{entry.name}: not a ledger record (unexpected {what})")
-                continue
-            rec = load(entry.path, entry.name, False)
-            if rec is not None:
-                events.append((int(m.group(1)), rec))
-        events.sort(key=lambda x: (x[0], x[1].path))
-        chain = link_chain(artifact, intake, events)
-        chain.problems[:0] = bad
+        prefix = f"{self.rel}/{ARTIFACTS.folder}/{artifact}"
+        chain = read_chain(ARTIFACTS, self.artifacts_dir / artifact, prefix, artifact,
+                           tolerant=tolerant, raw=raw)
+        self._overlay(chain)
         return chain
 
+    def read_line(self, line: str, *, tolerant: bool = False) -> LineStream:
+        """Read, validate and link one line's lifecycle stream (empty when it has none)."""
+        from .kinds import LINES
+        from .stream import read_stream
+
+        try:
+            LINES.check_id(line)
+        except ValueError as exc:
+            raise UsageError(f"{line!r} is not a line name: {exc}") from None
+        stream = read_stream(LINES, self.lines_dir / line, f"{self.rel}/{LINES.folder}/{line}",
+                             line, tolerant=tolerant)
+        self._overlay(stream)
+        return stream
+
+    def _overlay(self, stream: Stream[Any]) -> None:
+        pending = self._tx.pending.get((stream.kind.name, stream.id)) if self._tx else None
+        if pending and not stream.problems and stream.tip == pending[0].header.parent:
+            stream.events.extend(pending)
+
     # -- writing ------------------------------------------------------------------------
+
+    def record(
+        self,
+        stream: Stream[P],
+        event: P,
+        *,
+        by: str | None = None,
+        extra_files: Mapping[str, bytes] | None = None,
+        check: Callable[[Stored[P]], None] | None = None,
+        subject: str | None = None,
+    ) -> Stored[P]:
+        """Append `event` after `stream`'s tip: one commit, or part of the open transaction.
+
+        The caller holds `locked()` and read `stream` under it, so the tip cannot move in
+        between. `check` sees the event with its header before anything is written (raise to
+        refuse it); `subject` says what was decided, for the commit subject.
+        """
+        from .records import EventHeader
+        from .stream import new_event
+
+        if not self._lock_depth:
+            raise RuntimeError("Ledger.record requires the writer lock (use Ledger.locked())")
+        what = f"{stream.kind.name} {stream.id}"
+        if stream.forks:
+            raise ForkDetected(
+                f"{what} has a fork; nothing was recorded. {stream.forks[0].message}. "
+                f"Keep one side: `git revert` the other side's commits, then retry"
+            )
+        if stream.problems:
+            raise LedgerDamaged(
+                f"{what} fails its integrity check; nothing was recorded: "
+                f"{stream.problems[0]} (run `gptme-factory verify`)"
+            )
+        seq = len(stream.events) + 1
+        self._refuse_stale(stream, seq)
+        kind = str(getattr(event, "kind"))  # noqa: B009 - every payload has one
+        header = EventHeader(kind=kind, seq=seq, parent=stream.tip, at=self.clock(),
+                             by=by or self.actor)
+        stored, raw = new_event(stream.kind, stream.folder, stream.id, header, event)
+        if check is not None:
+            check(stored)
+        with self.transaction() as tx:
+            tx.note(subject)
+            tx.files[stored.path] = raw
+            tx.files.update(extra_files or {})
+            tx.events.append((stream.kind.key, stream.kind.name, stream.id, stored))
+            tx.pending.setdefault((stream.kind.name, stream.id), []).append(stored)
+        stream.events.append(stored)
+        return stored
+
+    def _refuse_stale(self, stream: Stream[Any], seq: int) -> None:
+        """A stream read before the lock was taken (or before this transaction moved it on)."""
+        from .stream import EVENT_FILE_RE
+
+        folder = self.repo.root / stream.folder
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            names = []
+        stale = [n for n in names if (m := EVENT_FILE_RE.match(n)) and int(m.group(1)) >= seq]
+        pending = self._tx.pending.get((stream.kind.name, stream.id), []) if self._tx else []
+        stale += [p.path.rpartition("/")[2] for p in pending if p.header.seq >= seq]
+        if stale:
+            raise LedgerConflict(
+                f"{stream.kind.name} {stream.id} has moved on since it was read ({stale[0]}); "
+                "nothing was recorded: read it again inside Ledger.locked()"
+            )
+
+    def add_root(self, kind: RootedKind[R, Any], sid: str, record: R, subject: str) -> str:
+        """Commit a new stream's root record (an artifact's intake); returns its path."""
+        from .stream import sha256
+
+        if not self._lock_depth:
+            raise RuntimeError("Ledger.add_root requires the writer lock (use Ledger.locked())")
+        kind.check_id(sid)
+        rel = f"{self.rel}/{kind.folder}/{sid}/{kind.root_file}"
+        if (self.repo.root / rel).exists():
+            raise LedgerConflict(f"{rel} exists already; nothing was recorded")
+        raw = kind.dump_root(record)
+        with self.transaction() as tx:
+            tx.note(subject)
+            tx.files[rel] = raw
+            tx.roots.append((kind.key, sid, kind.root_file.rsplit(".", 1)[0], sha256(raw)))
+        return rel
 
     def new_artifact_id(self, title: str) -> str:
         """A readable, collision-safe id: slug of the title plus 6 random hex digits."""
@@ -384,146 +397,6 @@ class Ledger:
             candidate = f"{slug}-{secrets.token_hex(3)}"
             if not (self.artifacts_dir / candidate).exists():
                 return candidate
-
-    def create(
-        self,
-        *,
-        title: str,
-        demand: str,
-        consumers: list[str],
-        acceptance: list[str],
-        problem: str = "",
-        line: str | None = None,
-        classification: str = "factory_run",
-        by: str | None = None,
-    ) -> Intake:
-        """Record a new artifact's intake (state `idea`) in one commit."""
-        from pydantic import ValidationError
-
-        from . import yamlio
-        from .records import Intake, format_validation_error
-
-        demand = demand.strip()
-        consumers = [c.strip() for c in consumers if c.strip()]
-        acceptance = [a.strip() for a in acceptance if a.strip()]
-        missing = [
-            what
-            for what, value in (
-                ("a demand source (--demand)", demand),
-                ("a named consumer (--consumer)", consumers),
-                ("an acceptance criterion (--accept)", acceptance),
-            )
-            if not value
-        ]
-        if missing:
-            raise UsageError(f"intake needs {' and '.join(missing)}; nothing was written")
-        line = line or self.config.default_line
-        self.config.line(line)  # unknown line -> ConfigError before anything is written
-        with self.locked():
-            from ..line.lifecycle import check_accepts_intake
-
-            check_accepts_intake(self, line)  # a parked or archived line refuses intake
-            aid = self.new_artifact_id(title)
-            data: dict[str, Any] = {
-                "artifact": aid,
-                "title": title,
-                "problem": problem,
-                "demand": demand,
-                "consumers": consumers,
-                "acceptance": acceptance,
-                "line": line,
-                "classification": classification,
-                "created_at": self.clock(),
-                "created_by": by or default_actor(),
-            }
-            try:
-                intake = Intake.model_validate(data)
-            except ValidationError as exc:
-                raise InvalidRecord("intake", format_validation_error(exc)) from None
-            raw = yamlio.dumps(intake.model_dump(mode="json"))
-            rel = f"{self.rel}/artifacts/{aid}/{INTAKE_FILE}"
-            self.repo.commit_files(
-                {rel: raw},
-                commit_message(aid, "intake", title, {"Factory-Seq": "0", "Factory-Hash": sha256(raw)}),
-            )
-        return intake
-
-    def append(
-        self,
-        chain: Chain,
-        payload: Mapping[str, Any],
-        *,
-        by: str | None = None,
-        extra_files: Mapping[str, bytes] | None = None,
-        summary: str = "",
-    ) -> StoredRecord:
-        """Append one event after `chain.tip` and commit it (with any `extra_files`).
-
-        The caller must hold `locked()` and must have read `chain` under that lock, so the tip
-        cannot move in between. `payload` holds the event's kind and its own fields.
-        """
-        from pydantic import ValidationError
-
-        from . import yamlio
-        from .records import EVENT_ADAPTER, format_validation_error
-
-        if not self._lock_depth:
-            raise RuntimeError("Ledger.append requires the writer lock (use Ledger.locked())")
-        forks = [p for p in chain.problems if p.startswith("fork")]
-        if forks:
-            raise LedgerConflict(
-                f"artifact {chain.artifact} has a fork; nothing was appended. {forks[0]}. "
-                "Keep one side: `git revert` the other side's commits, then retry"
-            )
-        if chain.problems:
-            raise LedgerConflict(
-                f"artifact {chain.artifact} fails its integrity check; nothing was appended: "
-                f"{chain.problems[0]} (run `gptme-factory verify`)"
-            )
-        kind = payload.get("kind")
-        if not isinstance(kind, str) or not kind:
-            raise InvalidRecord("event", ["kind: required field is missing"])
-        owned = sorted(set(payload) & _HEADER_FIELDS)
-        if owned:
-            raise InvalidRecord(
-                f"{kind} event", [f"{f}: set by the ledger, not by the caller" for f in owned]
-            )
-        seq = len(chain.events) + 1
-        stale = [
-            name
-            for name in os.listdir(self.artifacts_dir / chain.artifact)
-            if (m := EVENT_FILE_RE.match(name)) and int(m.group(1)) >= seq
-        ]
-        if stale:  # read before the lock was taken: appending would fork the chain
-            raise LedgerConflict(
-                f"artifact {chain.artifact} has moved on since it was read ({stale[0]}); "
-                "nothing was appended: read it again inside Ledger.locked()"
-            )
-        data = {
-            "kind": kind,
-            "schema_version": 1,
-            "artifact": chain.artifact,
-            "seq": seq,
-            "parent": chain.tip.digest,
-            "at": self.clock(),
-            "by": by or default_actor(),
-            **{k: v for k, v in payload.items() if k != "kind"},
-        }
-        try:
-            event = EVENT_ADAPTER.validate_python(data)
-        except ValidationError as exc:
-            raise InvalidRecord(f"{kind} event", format_validation_error(exc)) from None
-        raw = yamlio.dumps(event.model_dump(mode="json", exclude_none=True))
-        digest = sha256(raw)
-        name = f"{seq:04d}-{event.kind}-{digest[:12]}.yaml"
-        rel = f"{self.rel}/artifacts/{chain.artifact}/{name}"
-        files = {rel: raw, **(extra_files or {})}
-        trailers = {"Factory-Seq": str(seq), "Factory-Hash": digest}
-        detail = summary or _event_detail(event)
-        self.repo.commit_files(files, commit_message(chain.artifact, event.kind, detail, trailers))
-        stored = StoredRecord(rel, digest, event)
-        chain.events.append(stored)
-        return stored
 
     # -- init ---------------------------------------------------------------------------
 
@@ -555,41 +428,63 @@ class Ledger:
             ).encode()
         changed = sorted(files)
         if files:
-            with ledger.locked():
-                repo.commit_files(files, commit_message(None, "init", "create the factory ledger", {}))
+            with ledger.transaction("init the ledger") as tx:
+                tx.marker = "init"
+                tx.files.update(files)
         return ledger, changed
 
 
-def commit_message(
-    artifact: str | None, event: str, detail: str, trailers: Mapping[str, str]
-) -> str:
-    """`factory(<artifact>): <event> <detail>` plus machine-readable trailers."""
-    scope = f"factory({artifact})" if artifact else "factory"
-    detail = " ".join(detail.split())  # a title with newlines must not break the subject
-    subject = f"{scope}: {event}" + (f" {detail}" if detail else "")
-    if len(subject) > 100:
-        subject = subject[:97] + "..."
-    lines = [subject, ""]
-    if artifact:
-        lines.append(f"Factory-Artifact: {artifact}")
-    lines.append(f"Factory-Event: {event}")
-    lines += [f"{k}: {v}" for k, v in trailers.items()]
-    return "\n".join(lines) + "\n"
+def _dir_names(path: Path) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(e.name for e in entries
+                          if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
 
 
-def _event_detail(event: Event) -> str:
-    stage = getattr(event, "stage", None)
-    cell = getattr(event, "cell", None)
-    # The subject should tell the story on its own in `git log --oneline`.
-    for name in ("outcome", "decision", "to_stage", "successor", "target"):
-        value = getattr(event, name, None)
-        if value:
-            where = stage or cell
-            return f"{value} [{where}]" if where else str(value)
-    if getattr(event, "terminal", None):
-        return "terminal"
-    if stage:
-        return f"[{stage}]"
-    if cell:
-        return f"[{cell}]"
-    return ""
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # a title with newlines must not break the subject
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def commit_message(tx: Transaction) -> str:
+    """`factory(<scope>): <decision>` (at most 72 characters), the events, their trailers.
+
+    The scope names the one stream the commit touches (`accept-dae93e`, `line:default`); the
+    full ids, every event's kind, seq and hash are trailers (`Factory-Artifact`,
+    `Factory-Line`, `Factory-Event`, `Factory-Seq`, `Factory-Hash`), which `log` reads.
+    """
+    streams: dict[tuple[str, str], list[str]] = {}
+    trailers: dict[tuple[str, str], list[str]] = {}
+    for key, sid, kind, digest in tx.roots:
+        streams.setdefault((key, sid), []).append(f"- {sid} #0 {kind}")
+        trailers.setdefault((key, sid), []).extend(
+            [f"Factory-Event: {kind}", "Factory-Seq: 0", f"Factory-Hash: {digest}"])
+    for key, _name, sid, s in tx.events:
+        streams.setdefault((key, sid), []).append(f"- {sid} #{s.seq} {s.kind}")
+        trailers.setdefault((key, sid), []).extend(
+            [f"Factory-Event: {s.kind}", f"Factory-Seq: {s.seq}", f"Factory-Hash: {s.digest}"])
+    scope = ""
+    if len(streams) == 1:
+        ((key, sid),) = streams
+        scope = short_id(sid) if key == "artifact" else f"{key}:{sid}"
+    described: list[str] = []
+    for name in dict.fromkeys(n for _, n, _, _ in tx.events):
+        describe = tx.describers.get(name)
+        own = [s for _, n, _, s in tx.events if n == name]
+        if describe is not None and (text := describe(own)):
+            described.append(text)
+    kinds = [line.rsplit(" ", 1)[1] for listed in streams.values() for line in listed]
+    text = (tx.subject or "; ".join([*described, *tx.subjects])
+            or ", ".join(dict.fromkeys(kinds)) or tx.marker)
+    head = f"factory({scope}): " if scope else "factory: "
+    lines = [head + _clip(text, SUBJECT_MAX - len(head)), ""]
+    body = [line for listed in streams.values() for line in listed]
+    if body:
+        lines += [*body, ""]
+    for (key, sid), lines_of in trailers.items():
+        lines += [f"Factory-{key.title()}: {sid}", *lines_of]
+    if not streams:
+        lines.append(f"Factory-Event: {tx.marker}")
+    return "\n".join(lines).rstrip("\n") + "\n"

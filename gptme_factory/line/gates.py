@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidRecord
 from ..ledger.config import StageConfig
-from ..ledger.contracts import BuilderPatch, Contract, OutcomeReport, ScoutMemo, VerifierReport
+from ..ledger.contracts import BuilderPatch, Contract, VerifierReport
 from ..ledger.gitstore import GitRepo
 from ..ledger.records import CheckResult, Intake, format_validation_error
 from ..ledger.store import Ledger
@@ -49,40 +50,54 @@ class GateOutcome:
     tree: str | None = None
     rework_to: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The package gate waits for a publication: not a failure to record (see NotPublished).
+    unpublished: bool = False
 
 
-def consistency_problems(handoff: Contract, intake: Intake) -> list[str]:
-    """`field: problem` lines for a handoff that contradicts the intake it answers."""
+def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> list[str]:
+    """`field: problem` lines for a handoff that contradicts the intake it answers.
+
+    Works on the handoff as given (a mapping), so it runs beside the contract's own
+    validation and a cell learns every problem in one round; values of the wrong shape are
+    left to the contract. `base` is the built-in contract the handoff's contract extends.
+    """
     n = len(intake.acceptance)
     problems: list[str] = []
 
-    def covers(field_name: str, indices: list[int]) -> None:
-        for i, idx in enumerate(indices):
-            if idx >= n:
-                problems.append(f"{field_name}.{i}.criterion: {idx} is out of range (0..{n - 1})")
+    def entries(name: str) -> list[Mapping[str, Any]]:
+        value = data.get(name)
+        return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+    def covers(name: str) -> None:
+        indices = []
+        for i, entry in enumerate(entries(name)):
+            idx = entry.get("criterion")
+            if isinstance(idx, int) and not isinstance(idx, bool):
+                indices.append(idx)
+                if idx >= n:
+                    problems.append(f"{name}.{i}.criterion: {idx} is out of range (0..{n - 1})")
         missing = sorted(set(range(n)) - set(indices))
         if missing:
             problems.append(
-                f"{field_name}: no entry for acceptance criteria {missing} "
+                f"{name}: no entry for acceptance criteria {missing} "
                 f"({'; '.join(intake.acceptance[m][:60] for m in missing)})"
             )
 
-    if isinstance(handoff, ScoutMemo):
-        covers("criteria", [c.criterion for c in handoff.criteria])
-    elif isinstance(handoff, BuilderPatch) and handoff.status == "success":
-        covers("claims", [c.criterion for c in handoff.claims])
-        if not handoff.files_changed:
+    if base in ("scout_memo", "verifier_report"):
+        covers("criteria")
+    elif base == "builder_patch" and data.get("status", "success") == "success":
+        covers("claims")
+        if not data.get("files_changed"):
             problems.append("files_changed: a successful patch must list the files it changed")
-    elif isinstance(handoff, VerifierReport):
-        covers("criteria", [c.criterion for c in handoff.criteria])
-    elif isinstance(handoff, OutcomeReport):
+    elif base == "outcome_report":
         named = {c.strip().lower() for c in intake.consumers}
-        seen = {a.consumer.strip().lower() for a in handoff.adoption}
-        for c in sorted(named - seen):
-            problems.append(f"adoption: no entry for consumer {c!r} named in the intake")
-        for i, a in enumerate(handoff.adoption):
-            if a.consumer.strip().lower() not in named:
-                problems.append(f"adoption.{i}.consumer: {a.consumer!r} is not a named consumer")
+        given = [(i, e.get("consumer")) for i, e in enumerate(entries("adoption"))]
+        seen = {c.strip().lower() for _, c in given if isinstance(c, str)}
+        for name in sorted(named - seen):
+            problems.append(f"adoption: no entry for consumer {name!r} named in the intake")
+        for i, who in given:
+            if isinstance(who, str) and who.strip().lower() not in named:
+                problems.append(f"adoption.{i}.consumer: {who!r} is not a named consumer")
     return problems
 
 
@@ -261,7 +276,7 @@ def package_gate(view: ArtifactView) -> GateOutcome:
         return GateOutcome(False, ["verify has not passed on the built commit"],
                            "verify has not passed")
     if not view.published_current:
-        return GateOutcome(False, ["not published yet"], "not published yet")
+        return GateOutcome(False, ["not published yet"], "not published yet", unpublished=True)
     where = view.published[-1].where
     return GateOutcome(True, commit=b.commit if b else None, notes=[f"published: {where}"])
 

@@ -3,26 +3,34 @@
 `submit` accepts a handoff only from the cell the factory issued for the artifact's current
 stage, for that artifact and that stage's contract; anything else is refused
 (HandoffRefused) and recorded nowhere. An invalid handoff comes back as `field: problem`
-lines and is counted (runtime, not a commit); past the stage's repair budget a
-`contract_violation` event is committed and the artifact waits for a person.
+lines — every problem in one round, the contract's and the intake's alike — and is counted
+(runtime, not a commit); past the stage's repair budget a `contract_violation` event is
+committed and the artifact waits for a person. `check=True` validates the same way but
+records nothing and spends no repair (`submit --check`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import HandoffRefused, InvalidHandoff, InvalidRecord
 from ..ledger import runtime, yamlio
-from ..ledger.config import StageConfig
+from ..ledger.config import StageConfig, base_contract
 from ..ledger.contracts import BUILTIN_CONTRACTS, Contract
-from ..ledger.records import format_validation_error, parse_cell_id
-from ..ledger.store import Chain, Ledger, StoredRecord
+from ..ledger.kinds import ArtifactChain, StoredEvent
+from ..ledger.records import (
+    ContractViolation,
+    HandoffSubmitted,
+    format_validation_error,
+    parse_cell_id,
+)
+from ..ledger.store import Ledger
 from .gates import consistency_problems
 from .replay import ArtifactView
-from .transitions import clip, load, record_event
+from .transitions import clip, load, record
 
 
 def parse_handoff(raw: bytes | str | Mapping[str, Any], source: str = "handoff") -> dict[str, Any]:
@@ -34,9 +42,13 @@ def parse_handoff(raw: bytes | str | Mapping[str, Any], source: str = "handoff")
 
 
 def submit(
-    ledger: Ledger, cell: str, handoff: bytes | str | Mapping[str, Any], *, by: str | None = None
-) -> StoredRecord:
-    """Validate a cell's handoff and record it. See the module docstring for the rules."""
+    ledger: Ledger, cell: str, handoff: bytes | str | Mapping[str, Any], *,
+    by: str | None = None, check: bool = False,
+) -> StoredEvent | None:
+    """Validate a cell's handoff and record it (`check`: validate only; returns None then).
+
+    See the module docstring for the rules.
+    """
     try:
         artifact, stage_name = parse_cell_id(cell)
     except ValueError as exc:
@@ -52,7 +64,7 @@ def submit(
         try:
             data = parse_handoff(handoff, f"handoff from {cell}")
         except InvalidRecord as exc:
-            _count_repair(ledger, chain, view, stage, cell, exc.problems, by)
+            raise _repair(ledger, chain, view, stage, cell, exc.problems, by, check) from None
         kind = data.get("kind")
         if kind != contract and isinstance(kind, str) and (
             kind in BUILTIN_CONTRACTS or kind in ledger.config.contracts
@@ -67,18 +79,23 @@ def submit(
                 f"{artifact}; nothing was recorded"
             )
         model = ledger.config.contract_model(contract)
+        problems: list[str] = []
+        parsed: Contract | None = None
         try:
-            parsed: Contract = model.model_validate(data)
+            parsed = model.model_validate(data)
         except ValidationError as exc:
-            _count_repair(ledger, chain, view, stage, cell, format_validation_error(exc), by)
-        problems = consistency_problems(parsed, view.intake)
-        if problems:
-            _count_repair(ledger, chain, view, stage, cell, problems, by)
+            problems += format_validation_error(exc)
+        problems += consistency_problems(data, base_contract(ledger.config, contract) or "",
+                                         view.intake)
+        if problems or parsed is None:
+            raise _repair(ledger, chain, view, stage, cell, problems, by, check)
+        if check:
+            return None
         note = runtime.last_progress(ledger, cell)
-        payload = {"kind": "handoff_submitted", "stage": stage.name, "cell": cell,
-                   "contract": contract, "handoff": parsed.model_dump(mode="json"),
-                   "last_progress": note[0] if note else None}
-        return record_event(ledger, chain, view, payload, by or cell)
+        event = HandoffSubmitted(stage=stage.name, cell=cell, contract=contract,
+                                 handoff=parsed.model_dump(mode="json"),
+                                 last_progress=note[0] if note else None)
+        return record(ledger, chain, view, event, by=by or cell)
 
 
 def _refuse_unless_current(view: ArtifactView, cell: str, stage_name: str) -> StageConfig:
@@ -107,20 +124,25 @@ def _refuse_unless_current(view: ArtifactView, cell: str, stage_name: str) -> St
     return stage
 
 
-def _count_repair(ledger: Ledger, chain: Chain, view: ArtifactView, stage: StageConfig,
-                  cell: str, problems: list[str], by: str | None) -> NoReturn:
+def _repair(ledger: Ledger, chain: ArtifactChain, view: ArtifactView, stage: StageConfig,
+            cell: str, problems: list[str], by: str | None, check: bool) -> InvalidHandoff:
+    """The error for an invalid handoff; counts the repair (past the budget: a violation)."""
+    if check:
+        used = runtime.repairs(ledger, cell)
+        return InvalidHandoff(cell, problems, f"checked only: nothing was recorded and no "
+                              f"repair was spent ({stage.repairs - used + 1} attempt(s) left)")
     count = runtime.bump_repairs(ledger, cell)
     budget = stage.repairs
     if count > budget:
         errors = [clip(p) for p in problems[:20]] or ["invalid handoff"]
-        record_event(ledger, chain, view, {"kind": "contract_violation", "stage": stage.name,
-                                      "cell": cell, "attempts": count, "errors": errors},
-                by or cell)
-        raise InvalidHandoff(
+        record(ledger, chain, view, ContractViolation(stage=stage.name, cell=cell,
+                                                      attempts=count, errors=errors),
+               by=by or cell)
+        return InvalidHandoff(
             cell, problems,
             f"attempt {count}; repair budget of {budget} spent — a contract_violation was "
             "recorded and the artifact waits for a person")
     left = budget - count + 1
-    raise InvalidHandoff(
+    return InvalidHandoff(
         cell, problems,
         f"attempt {count}; fix these fields and submit again, {left} attempt(s) left")

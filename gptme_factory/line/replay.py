@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import IllegalTransition
 from ..ledger.config import FINAL_STATES, LineConfig, StageConfig
 from ..ledger.records import (
     Abandoned,
     ApprovalRequested,
+    ArtifactEvent,
     AttemptsExhausted,
     CellFinished,
     CellSpawned,
     Closed,
     ContractViolation,
-    Event,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
@@ -34,6 +34,9 @@ from ..ledger.records import (
     Rework,
     StageStarted,
 )
+
+if TYPE_CHECKING:
+    from ..ledger.kinds import StoredEvent
 
 StageStatus = Literal[
     "pending", "running", "submitted", "awaiting_approval", "blocked", "done"
@@ -117,7 +120,7 @@ class ArtifactView:
         return sum((c.tokens_in or 0) + (c.tokens_out or 0) for c in self.cells.values())
 
 
-def _illegal(view: ArtifactView, event: Event, why: str) -> IllegalTransition:
+def _illegal(view: ArtifactView, event: ArtifactEvent, why: str) -> IllegalTransition:
     stage = view.stage.name if view.stage else "-"
     return IllegalTransition(
         f"{event.kind} is not allowed for {view.intake.artifact} "
@@ -125,7 +128,7 @@ def _illegal(view: ArtifactView, event: Event, why: str) -> IllegalTransition:
     )
 
 
-def _require_stage(view: ArtifactView, event: Event, stage: str, *statuses: str) -> StageConfig:
+def _require_stage(view: ArtifactView, event: ArtifactEvent, stage: str, *statuses: str) -> StageConfig:
     current = view.stage
     if view.is_final:
         raise _illegal(view, event, f"the artifact is {view.state}")
@@ -138,7 +141,7 @@ def _require_stage(view: ArtifactView, event: Event, stage: str, *statuses: str)
     return current
 
 
-def _require_cell(view: ArtifactView, event: Event, cell: str) -> None:
+def _require_cell(view: ArtifactView, event: ArtifactEvent, cell: str) -> None:
     if view.cell != cell:
         raise _illegal(view, event, f"cell {cell} is not the cell assigned to this stage")
 
@@ -147,8 +150,8 @@ def _state_before(view: ArtifactView, index: int) -> str:
     return view.line.stages[index - 1].produces if index > 0 else "idea"
 
 
-def apply(view: ArtifactView, event: Event) -> None:
-    """Fold one event into `view`, or raise IllegalTransition."""
+def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
+    """Fold one event (appended at `at`) into `view`, or raise IllegalTransition."""
     if isinstance(event, StageStarted):
         current = _require_stage(view, event, event.stage, "pending", "blocked")
         if event.role != current.role:
@@ -160,9 +163,9 @@ def apply(view: ArtifactView, event: Event) -> None:
         view.status, view.cell, view.blocked_reason = "running", event.cell, ""
         view.cells[event.cell] = CellView(
             cell=event.cell, stage=event.stage, role=event.role, attempt=event.attempt,
-            started_at=event.at, base_commit=event.base_commit,
+            started_at=at, base_commit=event.base_commit,
         )
-        view.stage_entered_at.setdefault(event.stage, event.at)
+        view.stage_entered_at.setdefault(event.stage, at)
     elif isinstance(event, CellSpawned):
         cv = view.cells.get(event.cell)
         if cv is None or view.cell != event.cell or view.status != "running":
@@ -190,7 +193,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         cv = view.cells.get(event.cell)
         if cv is None or cv.outcome is not None:
             raise _illegal(view, event, f"cell {event.cell} is unknown or already finished")
-        cv.outcome, cv.finished_at, cv.wall_s = event.outcome, event.at, event.wall_s
+        cv.outcome, cv.finished_at, cv.wall_s = event.outcome, at, event.wall_s
         cv.tokens_in, cv.tokens_out, cv.cost_usd = event.tokens_in, event.tokens_out, event.cost_usd
         if event.last_progress:
             cv.last_progress = event.last_progress
@@ -209,13 +212,13 @@ def apply(view: ArtifactView, event: Event) -> None:
         if current.approval:
             view.status = "awaiting_approval"
         else:
-            _pass_stage(view, current, event.at)
+            _pass_stage(view, current, at)
     elif isinstance(event, ApprovalRequested):
         _require_stage(view, event, event.stage, "awaiting_approval")
     elif isinstance(event, Reviewed):
         current = _require_stage(view, event, event.stage, "awaiting_approval")
         if event.decision == "approve":
-            _pass_stage(view, current, event.at)
+            _pass_stage(view, current, at)
         elif event.decision == "request_changes":
             # The stage is redone: its passed gate no longer stands.
             view.gates.pop(current.name, None)
@@ -270,7 +273,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         view.cell = None
     else:  # pragma: no cover - the union is exhaustive
         raise _illegal(view, event, "unknown event kind")
-    view.last_kind, view.last_at = event.kind, event.at
+    view.last_kind, view.last_at = event.kind, at
     view.events += 1
 
 
@@ -282,9 +285,9 @@ def _pass_stage(view: ArtifactView, stage: StageConfig, at: datetime) -> None:
     view.retry_note = ""
 
 
-def replay(intake: Intake, line: LineConfig, events: Iterable[Event]) -> ArtifactView:
+def replay(intake: Intake, line: LineConfig, events: Iterable[StoredEvent]) -> ArtifactView:
     """Derive an artifact's state from its intake and events (IllegalTransition if impossible)."""
     view = ArtifactView(intake=intake, line=line, last_at=intake.created_at)
-    for event in events:
-        apply(view, event)
+    for stored in events:
+        apply(view, stored.event, stored.header.at)
     return view

@@ -1,25 +1,25 @@
-"""Transitions: how an event is checked against the replayed state and appended.
+"""Transitions: how an event is checked against an artifact's replayed state and recorded.
 
-Every mutation of an artifact goes through `record_event`: the new event is validated and
-applied to a copy of the replayed view first (IllegalTransition or InvalidRecord, nothing
-written), then appended as one commit and folded into the view. Callers hold the ledger's
-writer lock and read the chain under it (`load`), so the tip cannot move in between.
-Used by engine.py (stages, gates, people, cells) and handoffs.py (submit).
+Every mutation of an artifact goes through `record`: the ledger builds the event's header,
+the event is applied to a copy of the replayed view first (IllegalTransition, nothing
+written), then recorded — one commit, or part of the open transaction — and folded into the
+view. Callers hold the ledger's writer lock and read the chain under it (`load`), so the tip
+cannot move in between. Used by engine.py (stages, gates, people, cells), handoffs.py
+(submit) and the reaper.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
 
-from pydantic import ValidationError
-
-from ..errors import IllegalTransition, InvalidRecord, LedgerConflict
+from ..errors import IllegalTransition, LedgerDamaged
 from ..ledger.config import StageConfig
-from ..ledger.records import EVENT_ADAPTER, format_validation_error
-from ..ledger.store import Chain, Ledger, StoredRecord
+from ..ledger.kinds import ArtifactChain, StoredEvent
+from ..ledger.records import ArtifactEvent
+from ..ledger.store import Ledger
 from .replay import ArtifactView, apply, replay
+from .subjects import describe
 
 # Longest free text an event holds (records.Text): longer summaries and notes are clipped.
 MAX_TEXT = 20_000
@@ -31,54 +31,38 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - len(_CLIPPED)] + _CLIPPED
 
 
-def load(ledger: Ledger, artifact: str) -> tuple[Chain, ArtifactView]:
-    """Read and replay an artifact (strict)."""
+def load(ledger: Ledger, artifact: str) -> tuple[ArtifactChain, ArtifactView]:
+    """Read and replay an artifact (strict: a damaged chain is refused)."""
     chain = ledger.read(artifact)
     if chain.problems:
-        raise LedgerConflict(
+        raise LedgerDamaged(
             f"artifact {artifact} has ledger problems: {chain.problems[0]} "
             "(run `gptme-factory verify`); nothing was recorded"
         )
-    line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
-    return chain, replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+    return chain, replay_chain(ledger, chain)
 
 
-def _append(
-    ledger: Ledger,
-    chain: Chain,
-    view: ArtifactView,
-    payload: dict[str, Any],
-    by: str | None,
-    extra_files: Mapping[str, bytes] | None = None,
-) -> StoredRecord:
-    """Append (legality already checked) and fold the event into `view`."""
-    stored = ledger.append(chain, payload, by=by, extra_files=extra_files)
-    apply(view, stored.record)  # type: ignore[arg-type]
+def replay_chain(ledger: Ledger, chain: ArtifactChain) -> ArtifactView:
+    """The replayed view of a chain already read."""
+    assert chain.root is not None
+    intake = chain.root.record
+    return replay(intake, ledger.config.line(intake.line), chain.events)
+
+
+def record(ledger: Ledger, chain: ArtifactChain, view: ArtifactView, event: ArtifactEvent, *,
+           by: str | None = None, subject: str | None = None,
+           extra_files: Mapping[str, bytes] | None = None) -> StoredEvent:
+    """Check `event` against `view`, record it and fold it in (IllegalTransition if illegal)."""
+
+    def legal(stored: StoredEvent) -> None:
+        apply(copy.deepcopy(view), stored.event, stored.header.at)
+
+    with ledger.transaction() as tx:
+        tx.describers.setdefault("artifact", describe)
+        stored = ledger.record(chain, event, by=by, check=legal, subject=subject,
+                               extra_files=extra_files)
+    apply(view, stored.event, stored.header.at)
     return stored
-
-
-def _check_legal(view: ArtifactView, ledger: Ledger, chain: Chain, payload: dict[str, Any]) -> None:
-    """Raise InvalidRecord or IllegalTransition unless `payload` replays on `view`."""
-    data = {
-        "schema_version": 1, "artifact": chain.artifact, "seq": len(chain.events) + 1,
-        "parent": chain.tip.digest, "at": ledger.clock(), "by": "check", **payload,
-    }
-    try:
-        event = EVENT_ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        # A bad argument (an unknown review decision, an empty reviewer, an overlong reason):
-        # a FactoryError naming the field, never a traceback.
-        tag = f"{payload['kind']}."  # the union's tag leads each location: drop it
-        lines = [p.removeprefix(tag) for p in format_validation_error(exc)]
-        raise InvalidRecord(f"{payload['kind']} event", lines) from None
-    apply(copy.deepcopy(view), event)
-
-
-def record_event(ledger: Ledger, chain: Chain, view: ArtifactView, payload: dict[str, Any],
-            by: str | None, extra_files: Mapping[str, bytes] | None = None) -> StoredRecord:
-    """Check `payload` against `view`, then append it as one commit and fold it in."""
-    _check_legal(view, ledger, chain, payload)
-    return _append(ledger, chain, view, payload, by, extra_files)
 
 
 def current_stage(view: ArtifactView) -> StageConfig:

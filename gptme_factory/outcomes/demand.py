@@ -168,8 +168,8 @@ def intake_fields(
     acceptance: list[str] | None = None,
     problem: str = "",
     gh: Gh | None = None,
-) -> dict[str, object]:
-    """Keyword arguments for `Ledger.create`: a tracker's draft with explicit values winning."""
+) -> IntakeDraft:
+    """The intake's fields: a tracker's draft with explicit values winning."""
     if issue and task:
         raise UsageError("give --from-issue or --from-task, not both")
     if issue:
@@ -187,10 +187,10 @@ def intake_fields(
             f"{draft.demand} has no acceptance criteria (no checkbox list and no 'Acceptance' "
             "section in its body): add them there, or pass --accept TEXT"
         )
-    return {
-        "title": title or (draft.title if draft else ""),
-        "demand": demand or (draft.demand if draft else ""),
-        "consumers": list(consumers or (draft.consumers if draft else [])),
-        "acceptance": list(acceptance or (draft.acceptance if draft else [])),
-        "problem": problem or (draft.problem if draft else ""),
-    }
+    return IntakeDraft(
+        title=title or (draft.title if draft else ""),
+        demand=demand or (draft.demand if draft else ""),
+        consumers=list(consumers or (draft.consumers if draft else [])),
+        acceptance=list(acceptance or (draft.acceptance if draft else [])),
+        problem=problem or (draft.problem if draft else ""),
+    )

@@ -218,34 +218,35 @@ def measure(
     result = MeasureResult(artifact, report, facts.evidence, artifact_cost(view), state=view.state)
     if dry_run:
         return result
-    if cell is None:
-        if view.status == "running":
-            raise IllegalTransition(
-                f"analyst cell {view.cell} is measuring {artifact}: let it hand off, or submit as "
-                f"it with --cell {view.cell}"
-            )
-        if view.status != "pending":
-            raise IllegalTransition(f"the measure stage of {artifact} is {view.status}: "
-                                    f"run `gptme-factory advance {artifact}`")
-        cell = engine.start_stage(ledger, artifact, by=by).cell
-        own_cell = True
-    else:
-        own_cell = False
-    started = time.monotonic()
-    engine.submit(ledger, cell, report, by=by)
-    res = engine.advance(ledger, artifact, by=by)
-    if not res.passed:
-        raise FactoryError(f"the outcome gate refused the report: {'; '.join(res.reasons)}")
-    if own_cell:
-        # No process ran for this cell: close its books so it does not look unmeasured.
-        engine.record_cell_finished(ledger, cell, outcome="handoff",
-                                    wall_s=time.monotonic() - started, by=by,
-                                    reason="measured in person with `gptme-factory measure`")
-    result.recorded, result.cell, result.state = True, cell, res.state
-    if close:
-        engine.close(ledger, artifact, successor=report.get("successor"),
-                     terminal=report.get("terminal"), by=by)
-        result.closed, result.state = True, "closed"
+    with ledger.transaction():  # the whole measurement is one decision: one commit
+        if cell is None:
+            if view.status == "running":
+                raise IllegalTransition(
+                    f"analyst cell {view.cell} is measuring {artifact}: let it hand off, or "
+                    f"submit as it with --cell {view.cell}"
+                )
+            if view.status != "pending":
+                raise IllegalTransition(f"the measure stage of {artifact} is {view.status}: "
+                                        f"run `gptme-factory advance {artifact}`")
+            cell = engine.start_stage(ledger, artifact, by=by).cell
+            own_cell = True
+        else:
+            own_cell = False
+        started = time.monotonic()
+        engine.submit(ledger, cell, report, by=by)
+        res = engine.advance(ledger, artifact, by=by)
+        if not res.passed:
+            raise FactoryError(f"the outcome gate refused the report: {'; '.join(res.reasons)}")
+        if own_cell:
+            # No process ran for this cell: close its books so it does not look unmeasured.
+            engine.record_cell_finished(ledger, cell, outcome="handoff",
+                                        wall_s=time.monotonic() - started, by=by,
+                                        reason="measured in person with `gptme-factory measure`")
+        result.recorded, result.cell, result.state = True, cell, res.state
+        if close:
+            engine.close(ledger, artifact, successor=report.get("successor"),
+                         terminal=report.get("terminal"), by=by)
+            result.closed, result.state = True, "closed"
     _, view = engine.load(ledger, artifact)
     result.cost = artifact_cost(view)
     return result

@@ -39,9 +39,9 @@ from typing import Any
 
 from ..errors import FactoryError
 from ..ledger.config import FactoryConfig, LineConfig
+from ..ledger.kinds import StoredEvent
 from ..ledger.records import (
     ContractViolation,
-    Event,
     HandoffSubmitted,
     Intake,
     Rework,
@@ -114,7 +114,7 @@ def _gate_state(line: LineConfig, gate: str) -> str | None:
 
 
 def artifact_facts(
-    intake: Intake, line: LineConfig, events: Iterable[Event], self_names: frozenset[str]
+    intake: Intake, line: LineConfig, events: Iterable[StoredEvent], self_names: frozenset[str]
 ) -> ArtifactFacts:
     """Replay one artifact's events and collect its metric facts (IllegalTransition if bad)."""
     view = ArtifactView(intake=intake, line=line, last_at=intake.created_at)
@@ -124,8 +124,9 @@ def artifact_facts(
         created_at=intake.created_at, state="idea", stage=None, status="pending",
         self_play=is_self_play(intake.consumers, self_names),
     )
-    for event in events:
-        apply(view, event)
+    for stored in events:
+        event = stored.event
+        apply(view, event, stored.at)
         if isinstance(event, StageStarted):
             facts.started = True
         elif isinstance(event, Rework):
@@ -174,16 +175,15 @@ def collect(
     for aid in ledger.artifact_ids():
         try:
             chain = ledger.read(aid)
-            intake = chain.intake.record
-            if not isinstance(intake, Intake):
-                raise FactoryError(f"{aid}: intake.yaml is not an intake record")
+            assert chain.root is not None
+            intake = chain.root.record
             if line is not None and intake.line != line:
                 continue
             if start is not None and intake.created_at < start:
                 continue
             if chain.problems:
-                raise FactoryError(chain.problems[0])
-            out.append(artifact_facts(intake, cfg.line(intake.line), chain.models(), names))
+                raise FactoryError(str(chain.problems[0]))
+            out.append(artifact_facts(intake, cfg.line(intake.line), chain.events, names))
         except FactoryError:
             broken.append(aid)
     return out, broken

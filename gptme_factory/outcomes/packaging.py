@@ -33,8 +33,10 @@ from typing import Any
 from ..errors import FactoryError, IllegalTransition, UsageError
 from ..ledger.config import StageConfig
 from ..ledger.contracts import BuilderPatch, ReleasePackage, ScoutMemo, VerifierReport
+from ..ledger.kinds import ArtifactChain, StoredEvent
 from ..ledger.records import GatePassed, HandoffSubmitted
-from ..ledger.store import Chain, Ledger, StoredRecord
+from ..ledger.store import Ledger
+from ..ledger.stream import Root
 from ..line import engine
 from ..line.replay import ArtifactView
 from .ghcli import Gh, GhError, command_line, last_url, parse_issue_ref
@@ -128,25 +130,26 @@ def package_stage(ledger: Ledger, view: ArtifactView) -> tuple[StageConfig, Rele
     )
 
 
-def _last(chain: Chain, ledger: Ledger, want: type[Any]) -> StoredRecord | None:
+def _last(chain: ArtifactChain, ledger: Ledger,
+          want: type[Any]) -> tuple[StoredEvent, HandoffSubmitted] | None:
     found = None
     for rec in chain.events:
-        ev = rec.record
+        ev = rec.event
         if isinstance(ev, HandoffSubmitted):
             try:
                 model = ledger.config.contract_model(ev.contract)
             except KeyError:
                 continue
             if issubclass(model, want):
-                found = rec
+                found = (rec, ev)
     return found
 
 
-def _evidence_gate(chain: Chain) -> StoredRecord | None:
+def _evidence_gate(chain: ArtifactChain) -> tuple[StoredEvent, GatePassed] | None:
     found = None
     for rec in chain.events:
-        if isinstance(rec.record, GatePassed) and rec.record.gate == "evidence":
-            found = rec
+        if isinstance(rec.event, GatePassed) and rec.event.gate == "evidence":
+            found = (rec, rec.event)
     return found
 
 
@@ -167,7 +170,7 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     gh_repo = github_repo(ledger.repo.remote_url(remote))
     head = ledger.repo.head()
 
-    def link(label: str, rec: StoredRecord | None) -> LedgerLink | None:
+    def link(label: str, rec: StoredEvent | Root[Any] | None) -> LedgerLink | None:
         if rec is None:
             return None
         url = f"https://github.com/{gh_repo}/blob/{head}/{rec.path}" if gh_repo and head else None
@@ -176,9 +179,9 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     scout, patch, report = (_last(chain, ledger, t) for t in (ScoutMemo, BuilderPatch,
                                                               VerifierReport))
     gate = _evidence_gate(chain)
-    memo = scout.record.handoff if scout else None  # type: ignore[union-attr]
-    patch_data = patch.record.handoff if patch else None  # type: ignore[union-attr]
-    gate_ev: GatePassed | None = gate.record if gate else None  # type: ignore[assignment]
+    memo = scout[1].handoff if scout else None
+    patch_data = patch[1].handoff if patch else None
+    gate_ev = gate[1] if gate else None
     commit = gate_ev.commit if gate_ev else (patch_data or {}).get("head")
     demand_ref = parse_issue_ref(intake.demand)
     demand = str(demand_ref) if demand_ref else intake.demand
@@ -187,26 +190,26 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     lines = [pkg.pr_description.rstrip(), "", "---", "",
              f"**Factory ledger** for artifact `{artifact}` (line `{intake.line}`, "
              f"{intake.classification.replace('_', ' ')})", ""]
-    intake_link = link("intake", chain.intake)
+    intake_link = link("intake", chain.root)
     lines.append(f"- **Demand:** {demand} · consumers: {', '.join(intake.consumers)} · "
                  f"intake {intake_link.markdown() if intake_link else ''}")
     if self_play:
         lines.append("- **Self-play:** every named consumer is the factory itself")
     lines.append("- **Acceptance criteria:**")
     lines += [f"  {i}. {a}" for i, a in enumerate(intake.acceptance)]
-    scout_link = link("scout memo", scout)
+    scout_link = link("scout memo", scout[0] if scout else None)
     if scout_link and memo:
         approach = " ".join(str(memo.get("approach", "")).split())
         lines.append(f"- **Scout memo:** {scout_link.markdown()} — {approach[:200]}")
     if patch_data:
-        patch_link = link("patch", patch)
+        patch_link = link("patch", patch[0] if patch else None)
         lines.append(
             f"- **Patch:** {patch_link.markdown() if patch_link else ''} branch "
             f"`{patch_data.get('branch')}`, `{str(patch_data.get('base'))[:12]}..."
             f"{str(patch_data.get('head'))[:12]}`, files: "
             + ", ".join(f"`{f}`" for f in patch_data.get("files_changed", []))
         )
-    gate_link = link("verifier evidence", gate)
+    gate_link = link("verifier evidence", gate[0] if gate else None)
     if gate_link and gate_ev:
         lines.append(f"- **Verifier evidence:** {gate_link.markdown()} — commit "
                      f"`{(gate_ev.commit or '?')[:12]}`, tree `{(gate_ev.tree or '?')[:12]}`, "
@@ -215,7 +218,7 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
             code = "timed out" if c.timed_out else f"exit {c.exit_code}"
             lines.append(f"  - `{c.command}` → {code} ({c.duration_s:.1f} s)")
     if report:
-        verdicts = report.record.handoff.get("criteria", [])  # type: ignore[union-attr]
+        verdicts = report[1].handoff.get("criteria", [])
         lines.append("- **Criteria verdicts:** " + ", ".join(
             f"{v.get('criterion')}: {v.get('verdict')}" for v in verdicts))
     lines.append(f"- **Suggested version bump:** {pkg.version_bump} ({pkg.change_type})")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ledger import yamlio
-from ..ledger.store import Ledger, commit_message
+from ..ledger.store import Ledger
 
 GPTME_TOML = "gptme.toml"
 RECORD_FILE = "installed.yaml"
@@ -239,6 +239,8 @@ def wire(ledger: Ledger, *, upgrade: bool = False) -> WiringReport:
             to_commit[f"{ledger.rel}/{RECORD_FILE}"] = _record_bytes(new_record)
         if to_commit:
             detail = _describe([p for p in to_commit if not p.startswith(f"{ledger.rel}/")])
-            report.commit = ledger.repo.commit_files(
-                to_commit, commit_message(None, "wire", detail, {}))
+            with ledger.transaction(f"wire {detail}") as tx:
+                tx.marker = "wire"
+                tx.files.update(to_commit)
+            report.commit = ledger.repo.head()
     return report

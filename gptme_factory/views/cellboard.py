@@ -15,6 +15,7 @@ from ..cells.backends import read_output
 from ..cells.watch import Observation, observe
 from ..ledger import runtime
 from ..ledger.store import Ledger
+from .present import duration
 
 
 def observations(ledger: Ledger, now: datetime | None = None) -> list[Observation]:
@@ -27,16 +28,6 @@ def observations(ledger: Ledger, now: datetime | None = None) -> list[Observatio
     return [observe(rec, now, stall_after_s=stall, progress=runtime.last_progress(ledger, rec.cell),
                     output_tail=read_output(rec, 8000))
             for rec in recs]
-
-
-def duration(seconds: float) -> str:
-    """A short duration like 45s, 3m05s, 2h10m."""
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _tokens(n: int) -> str:

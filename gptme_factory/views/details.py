@@ -7,15 +7,14 @@ from typing import Any
 
 from ..ledger import yamlio
 from ..ledger.store import Ledger
-from ..line.replay import replay
+from ..line.transitions import replay_chain
 
 
 def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
     """Everything the ledger says about one artifact, as plain data."""
     chain = ledger.read(artifact)
-    intake = chain.intake.record
-    line = ledger.config.line(intake.line)  # type: ignore[union-attr]
-    view = replay(intake, line, chain.models())  # type: ignore[arg-type]
+    view = replay_chain(ledger, chain)
+    intake = view.intake
     stage = view.stage
     return {
         "artifact": artifact,
@@ -35,11 +34,10 @@ def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
         "published": [p.model_dump(mode="json") for p in view.published],
         "closed": view.closed.model_dump(mode="json") if view.closed else None,
         "events": [
-            {"seq": e.record.seq, "kind": e.record.kind, "at": e.record.at.isoformat(),  # type: ignore[union-attr]
-             "by": e.record.by, "file": e.path}  # type: ignore[union-attr]
+            {"seq": e.seq, "kind": e.kind, "at": e.at.isoformat(), "by": e.by, "file": e.path}
             for e in chain.events
         ],
-        "problems": chain.problems,
+        "problems": [str(p) for p in chain.problems],
     }
 
 

@@ -1,9 +1,11 @@
 """What `status` shows for each production line, computed without pydantic or YAML.
 
 A `LineBase` is a line's lifecycle state replayed from its stream plus its configured idle
-bound: `lines.line_bases` derives it from the ledger, and the status cache keeps it keyed by
-the bytes of factory.yaml and factory/lines/ (statuscache.cached_line_statuses). `statuses`
-adds what depends on the board and the clock: artifact count, last intake and idleness.
+bound: `line_bases` derives it from the ledger (line/lifecycle.py), and the status cache keeps
+it keyed by the bytes of factory.yaml and factory/lines/ (statuscache.cached_line_statuses).
+`statuses` adds what depends on the board and the clock: artifact count, last intake and
+idleness. The lifecycle is imported only when a stream must be read, so a warm `status`
+loads no pydantic model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..ledger.store import Ledger
 
 LineStateName = Literal["active", "parked", "archived"]
 
@@ -111,3 +116,31 @@ def statuses(
             idle=b.state == "active" and idle_days is not None and idle_days >= b.idle_after_days,
         ))
     return out
+
+
+def line_bases(ledger: Ledger) -> list[LineBase]:
+    """Every configured or recorded line's replayed state and idle bound (what is cached)."""
+    from ..line.lifecycle import line_state
+
+    cfg = ledger.config
+    out: list[LineBase] = []
+    for name in sorted(set(cfg.lines) | set(ledger.line_ids())):
+        st = line_state(ledger, name)
+        out.append(LineBase(
+            line=name, state=st.state, triggers=list(st.triggers), reason=st.reason,
+            since=st.since.isoformat() if st.since else None,
+            resumed_at=st.resumed_at.isoformat() if st.resumed_at else None,
+            idle_after_days=cfg.lines[name].idle_after_days if name in cfg.lines else 30,
+        ))
+    return out
+
+
+def line_statuses(
+    ledger: Ledger, summaries: Iterable[HasLineAndTime], now: datetime
+) -> list[LineStatus]:
+    """Every configured or recorded line's state, with idleness from the last intake.
+
+    `status` goes through the status cache instead (statuscache.cached_line_statuses), which
+    gives the same answer without reading streams.
+    """
+    return statuses(line_bases(ledger), summaries, now)

@@ -64,8 +64,9 @@ CACHE_VERSION = 2
 RACY_NS = 3_000_000_000
 # The modules whose code decides what a summary says: editing any of them drops the cache.
 _CODE = ("views/summary.py", "ledger/config.py", "ledger/contracts.py", "ledger/gitstore.py",
-         "ledger/store.py", "line/lifecycle.py", "views/linestatus.py", "ledger/records.py",
-         "line/replay.py", "views/statuscache.py", "ledger/yamlio.py")
+         "ledger/kinds.py", "ledger/records.py", "ledger/store.py", "ledger/stream.py",
+         "ledger/yamlio.py", "line/lifecycle.py", "line/replay.py", "line/transitions.py",
+         "views/linestatus.py", "views/statuscache.py")
 
 
 def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
@@ -155,7 +156,7 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
 def cached_line_statuses(
     ledger: Ledger, summaries: Iterable[HasLineAndTime], now: datetime
 ) -> list[LineStatus]:
-    """`lines.line_statuses`, with each line's replayed state cached by content.
+    """`linestatus.line_statuses`, with each line's replayed state cached by content.
 
     The key hashes factory.yaml and every file under factory/lines/ (few and small: one per
     park/unpark/archive), so it is exact; only a change there re-reads the streams.
@@ -163,7 +164,7 @@ def cached_line_statuses(
     from .linestatus import LineBase, statuses
 
     h = hashlib.sha256(_global_key(ledger).encode())
-    # Exactly what `lines.line_bases` reads: factory/lines/<line>/<file>, symlinks followed.
+    # Exactly what `linestatus.line_bases` reads: factory/lines/<line>/<file>, symlinks followed.
     for line_dir in _sorted_entries(str(ledger.dir / "lines")):
         h.update(b"\0line\0" + os.fsencode(line_dir.name))
         if not line_dir.is_dir():
@@ -185,7 +186,7 @@ def cached_line_statuses(
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         bases = None
     if bases is None:
-        from ..line.lifecycle import line_bases
+        from .linestatus import line_bases
 
         bases = line_bases(ledger)
         _write_json(path, {"key": key, "lines": [b.__dict__ for b in bases]})

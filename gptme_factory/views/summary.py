@@ -1,9 +1,9 @@
-"""The board: one summary line per artifact, for `status`.
+"""One summary per artifact: what `status`, the gptme tool and the board show of it.
 
-A summary is derived by reading and replaying an artifact's chain. `load_summaries` and
-`load_line_statuses` are the entry points `status` uses; they go through the status cache
-(statuscache.py) so a warm run re-reads only the artifacts whose files changed. This module
-imports the replay (and with it pydantic and the models) only when an artifact is read.
+A summary is derived by reading and replaying an artifact's chain (`summarize_artifact`); the
+status cache (statuscache.py) keeps them so a warm run re-reads only the artifacts whose files
+changed, and status.py is the entry point. This module imports the replay (and with it
+pydantic and the models) only when an artifact is read.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from ..errors import FactoryError, InvalidRecord
 from ..ledger.store import Ledger
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from ..line.replay import ArtifactView
-    from .linestatus import LineStatus
 
 
 @dataclass(frozen=True)
@@ -82,12 +79,10 @@ def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary
 
 
 def load_view(ledger: Ledger, artifact: str) -> ArtifactView:
-    """Read and replay one artifact (strict: raises on a bad record)."""
-    from ..line.replay import replay
+    """Read and replay one artifact (raises on a bad record; problems are verify's)."""
+    from ..line.transitions import replay_chain
 
-    chain = ledger.read(artifact)
-    line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
-    return replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+    return replay_chain(ledger, ledger.read(artifact))
 
 
 def summarize_artifact(
@@ -97,12 +92,11 @@ def summarize_artifact(
 
     `raw` is passed to `Ledger.read`: it receives the bytes the summary was derived from.
     """
-    from ..line.replay import replay
+    from ..line.transitions import replay_chain
 
     try:
         chain = ledger.read(artifact, raw=raw)
-        line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
-        view = replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+        view = replay_chain(ledger, chain)
     except FactoryError as exc:
         first = (
             f"{exc.source}: {exc.problems[0]}"
@@ -114,27 +108,5 @@ def summarize_artifact(
             status="broken", cell=None, last_event="?", last_at="", created_at="", events=0,
             problem=first + " (run `gptme-factory verify`)",
         )
-    problem = chain.problems[0] if chain.problems else None
+    problem = str(chain.problems[0]) if chain.problems else None
     return summarize(view, problem)
-
-
-def load_line_statuses(
-    ledger: Ledger, summaries: list[ArtifactSummary], now: datetime, use_cache: bool = True
-) -> list[LineStatus]:
-    """Every line's status for the board (through the status cache unless `use_cache` is off)."""
-    if use_cache:
-        from .statuscache import cached_line_statuses
-
-        return cached_line_statuses(ledger, summaries, now)
-    from ..line.lifecycle import line_statuses
-
-    return line_statuses(ledger, summaries, now)
-
-
-def load_summaries(ledger: Ledger, use_cache: bool = True) -> list[ArtifactSummary]:
-    """Summaries of every artifact, sorted by id."""
-    if use_cache:
-        from .statuscache import cached_summaries
-
-        return cached_summaries(ledger)
-    return [summarize_artifact(ledger, a) for a in ledger.artifact_ids()]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...views.present import log_lines, verdict_lines
 from ._base import adapter, as_list, open_ledger, summary_of
 from ._render import Reply, board, next_step
 
@@ -35,8 +36,10 @@ def factory_intake(
     demand: where the demand comes from (gh:owner/repo#N, a task file, a person).
     consumers: who will use the result (one name or a list). acceptance: criteria (str or list).
     """
+    from ...line.intake import intake as record_intake
+
     ledger = open_ledger()
-    intake = ledger.create(title=title, demand=demand, consumers=as_list(consumers),
+    intake = record_intake(ledger, title=title, demand=demand, consumers=as_list(consumers),
                            acceptance=as_list(acceptance), problem=problem, line=line)
     return Reply(f"{intake.artifact}  idea (line {intake.line}). "
                  f"Next: {next_step(summary_of(ledger, intake.artifact))}",
@@ -46,7 +49,7 @@ def factory_intake(
 @adapter
 def factory_status(include_final: bool = False) -> str:
     """The board: every active artifact with its state, stage and next step, and every running cell with its elapsed time, budget left and latest progress."""
-    from ...views.summary import load_summaries
+    from ...views.status import load_summaries
 
     ledger = open_ledger()
     text = board(load_summaries(ledger), include_final=include_final)
@@ -100,13 +103,13 @@ def factory_schema(role: str) -> str:
 
 @adapter
 def factory_log(artifact: str) -> str:
-    """The artifact's audit trail from git history: one commit per ledger event."""
+    """The artifact's audit trail from git history: one commit per decision, its events listed."""
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
     entries = ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
     if not entries:
         return f"{aid}: no commits yet"
-    return "\n".join(f"{e.commit[:10]} {e.time}  {e.subject}" for e in entries)
+    return "\n".join(log_lines(entries))
 
 
 @adapter
@@ -152,24 +155,15 @@ def _read_handoff(handoff: str | Mapping[str, Any]) -> str | Mapping[str, Any]:
 @adapter
 def factory_submit(cell: str, handoff: str | dict[str, Any]) -> str:
     """Submit a cell's typed handoff (a dict, YAML/JSON text, or a .yaml/.json file path) for validation and recording."""
+    from ...ledger.records import parse_cell_id
     from ...line.engine import submit
 
     ledger = open_ledger()
     stored = submit(ledger, cell, _read_handoff(handoff))
-    artifact = stored.record.artifact
+    assert stored is not None  # only a check-only submit records nothing
+    artifact = parse_cell_id(cell)[0]
     return Reply(f"accepted: {stored.path}. Next: {next_step(summary_of(ledger, artifact))}",
                  artifact=artifact, cell=cell, path=stored.path)
-
-
-def advance_text(res: Any) -> str:
-    verdict = "passed" if res.passed else "FAILED"
-    lines = [f"{res.artifact}: gate {res.stage} {verdict} -> state {res.state}"]
-    checks = res.outcome.checks if res.outcome else []
-    for c in checks:
-        code = "timeout" if c.timed_out else c.exit_code
-        lines.append(f"  $ {c.command}  exit {code}  {c.duration_s:.1f}s")
-    lines += [f"  - {r}" for r in res.reasons]
-    return "\n".join(lines)
 
 
 @adapter
@@ -180,7 +174,7 @@ def factory_advance(artifact: str) -> str:
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
     res = advance(ledger, aid)
-    return f"{advance_text(res)}\nnext: {next_step(summary_of(ledger, aid))}"
+    return "\n".join([*verdict_lines(res), f"next: {next_step(summary_of(ledger, aid))}"])
 
 
 # -- people and endings ---------------------------------------------------------------

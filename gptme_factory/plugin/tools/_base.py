@@ -51,7 +51,7 @@ def brain_path(start: str | Path) -> tuple[Path, bool]:
 
 def open_ledger() -> Ledger:
     from ...ledger.store import Ledger
-    from ..manifest import settings
+    from ..settings import settings
 
     root, _ = brain_path(os.environ.get("GPTME_FACTORY_REPO") or ".")
     return Ledger.open(root, settings.ledger_dir)

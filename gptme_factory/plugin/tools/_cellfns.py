@@ -7,9 +7,9 @@ come from `[plugin.gptme_factory]`.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._artifacts import advance_text
+from ...views.present import reaped_lines
 from ._base import adapter, open_ledger, summary_of
 from ._render import Reply, next_step
 
@@ -33,7 +33,7 @@ def factory_spawn(artifact: str, model: str | None = None, timeout_s: float | No
     timeout_s: wall-clock budget (default: the stage's budget in factory.yaml).
     """
     from ...cells import spawn as cells
-    from ..manifest import settings
+    from ..settings import settings
 
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
@@ -53,18 +53,6 @@ def factory_spawn(artifact: str, model: str | None = None, timeout_s: float | No
                  artifact=aid, cell=rec.cell)
 
 
-def _reaped_text(r: Any) -> list[str]:
-    cost = f", ${r.cost_usd:.4f}" if r.cost_usd is not None else ""
-    tokens = f", {r.tokens:,} tokens" if r.tokens is not None else ""
-    lines = [f"{r.cell}: {r.outcome} after {r.wall_s:.0f} s{tokens}{cost}"
-             + (f" ({r.reason})" if r.reason else "")]
-    if r.advanced is not None:
-        lines += ["  " + ln for ln in advance_text(r.advanced).splitlines()]
-    if r.gate_note:
-        lines.append(f"  gate: {r.gate_note}")
-    return lines
-
-
 @adapter
 def factory_collect(artifact: str | None = None) -> str:
     """Collect finished cells: enforce budgets, record each ended cell (a cell without a handoff fails its attempt) and run its gate."""
@@ -75,7 +63,7 @@ def factory_collect(artifact: str | None = None) -> str:
     reaped, said = cells.collect(ledger, [aid] if aid else None)
     lines = list(said)
     for r in reaped:
-        lines += _reaped_text(r)
+        lines += reaped_lines(r)
     still = [rec.cell for rec in cells.live(ledger) if aid is None or rec.artifact == aid]
     if still:
         lines.append(f"{len(still)} cell(s) still running: {', '.join(still)}")
@@ -120,7 +108,7 @@ def factory_run(artifact: str, model: str | None = None, until: str | None = Non
 
     from ...cells import spawn as cells
     from ...cells.foreman import Foreman as foreman
-    from ..manifest import settings
+    from ..settings import settings
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
     opts = cells.SpawnOptions(model=model or settings.model, timeout_s=settings.timeout_s,

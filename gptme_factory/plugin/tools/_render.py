@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from ...views.present import FINAL_STATES, age
+
 if TYPE_CHECKING:
     from ...views.summary import ArtifactSummary
 
-FINAL = ("closed", "rejected", "abandoned")
+FINAL = FINAL_STATES
 
 
 class Reply(str):
@@ -36,18 +38,6 @@ class Reply(str):
 
     def _repr_pretty_(self, p: object, cycle: bool) -> None:
         p.text(str(self))  # type: ignore[attr-defined]
-
-
-def age(iso: str, now: datetime | None = None) -> str:
-    """A short age like 42s, 5m, 3h, 2d."""
-    if not iso:
-        return "?"
-    now = now or datetime.now(timezone.utc)
-    secs = max(0, int((now - datetime.fromisoformat(iso)).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
 
 
 def next_step(s: ArtifactSummary) -> str:
@@ -79,7 +69,8 @@ def summary_line(s: ArtifactSummary, now: datetime | None = None) -> str:
     where = f"{s.stage}:{s.status}" if s.stage and s.state not in FINAL else s.status
     cell = f"  cell {s.cell}" if s.cell and s.status == "running" else ""
     return (f"- {s.artifact}  {s.state}  {where}{cell}  "
-            f"(last {s.last_event} {age(s.last_at, now)} ago)  {s.title}")
+            f"(last {s.last_event} {age(s.last_at, now or datetime.now(timezone.utc))} ago)  "
+            f"{s.title}")
 
 
 def board(summaries: Sequence[ArtifactSummary], include_final: bool = False,

@@ -22,8 +22,8 @@ def briefing_for(workspace: Path | str) -> str:
     """The briefing text for a workspace ("" when there is nothing to say)."""
     from ...errors import FactoryError, NotAFactory, NotAGitRepo
     from ...ledger.store import Ledger
-    from ...views.summary import load_summaries
-    from ..manifest import settings
+    from ...views.status import load_summaries
+    from ..settings import settings
     from ._base import brain_path
     from ._render import briefing
 
@@ -46,7 +46,7 @@ def session_start(
     logdir: Path, workspace: Path | None, initial_msgs: list[Any], **_: Any
 ) -> Generator[Message, None, None]:
     """The `session.start` hook gptme calls."""
-    from ..manifest import settings
+    from ..settings import settings
 
     if not settings.session_start:
         return
