@@ -27,6 +27,7 @@ KNOWN_LAZY = {
     "backends/subagent_backend.py": "runs cells through gptme's in-process subagent API",
     "demo.py": "draws the offline demo's live board with rich",
     "doctor.py": "checks that the gptme plugin, tools and lessons load",
+    "envcheck/model.py": "reads gptme's provider/model registry for the model pre-flight",
 }
 
 MODULES_AFTER = """
