@@ -319,6 +319,8 @@ def test_no_model_and_no_keys_names_the_variable_to_set(home: Path) -> None:
     assert found.fix.startswith("set ANTHROPIC_API_KEY") and "mock/echo" in found.fix
     assert "OPENAI_API_KEY" in found.fix
     _one_line(found)
+    line = found.summary()  # what `run` prints before it would spawn
+    assert "\n" not in line and line.startswith(found.cause) and "set ANTHROPIC_API_KEY" in line
     assert preflight_model(None, _env(home, OPENAI_API_KEY="sk-x")) is None  # auto-detected
     assert preflight_model(None, _env(home, GROQ_API_KEY="gsk-x")) is None
 

@@ -58,7 +58,7 @@ def _records(lines: list[str]) -> list[tuple[str, str]]:
     records: list[tuple[str, list[str]]] = []
     open_record = False
     for line in lines:
-        m = _RECORD.match(line.lstrip("\x00"))
+        m = _RECORD.match(line)
         if m:
             records.append((m["level"], [m["msg"].strip()]))
             open_record = True
