@@ -27,6 +27,7 @@ ADAPTER_LIBS = ("click", "rich", "gptme")
 ADAPTERS = ("cli/", "plugin/", "demo/", "__main__.py")
 KNOWN_LAZY = {
     "cells/backends/subagent_backend.py": "runs cells through gptme's in-process subagent API",
+    "envcheck/model.py": "reads gptme's provider/model registry for the model pre-flight",
 }
 
 MODULES_AFTER = """
