@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class FactoryError(Exception):
@@ -109,6 +110,10 @@ class GitError(FactoryError):
     exit_code = 6
 
 
+class GitBusy(GitError):
+    """A rebase, merge, cherry-pick, revert or bisect is in progress: the ledger waits."""
+
+
 class IllegalTransition(FactoryError):
     """The requested event is not legal in the artifact's current state."""
 
@@ -141,3 +146,13 @@ class CellError(FactoryError):
 
 class CellCapacity(CellError):
     """`max_concurrent_cells` cells are running: wait for one to finish."""
+
+
+class EnvironmentNotReady(FactoryError):
+    """The machine cannot run the cell or its checks (no model key, a missing program)."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, failure: Any = None) -> None:
+        super().__init__(message)
+        self.failure = failure  # the envcheck.EnvironmentFailure behind it

@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory.errors import GitError, NotAFactory, NotAGitRepo, UsageError
+from gptme_factory.errors import GitBusy, GitError, NotAFactory, NotAGitRepo, UsageError
 from gptme_factory.ledger.gitstore import GitRepo
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line import engine
 from tests.conftest import git
-from tests.ledger_helpers import abandon, append_next, commit_count, git_state, new_artifact
+from tests.ledger_helpers import (
+    abandon,
+    append_next,
+    commit_count,
+    git_state,
+    new_artifact,
+    run,
+)
 
 
 def test_init_creates_config_and_gitignore_in_one_commit(brain: Path) -> None:
@@ -183,3 +190,44 @@ def test_ledger_dir_from_env_is_used_by_init_and_open(
         with pytest.raises(UsageError, match="plain path inside the repo"):
             Ledger.init(brain)
     assert not (brain.parent / "outside").exists()
+
+
+def _conflict(root: Path, op: str) -> None:
+    """Stop `op` (rebase, merge, cherry-pick, revert) on a conflict in README.md."""
+    git(root, "checkout", "-q", "-b", "topic")
+    (root / "README.md").write_text("topic\n")
+    git(root, "commit", "-qam", "topic edit")
+    git(root, "checkout", "-q", "master")
+    (root / "README.md").write_text("master\n")
+    git(root, "commit", "-qam", "master edit")
+    args = {"rebase": ["checkout", "-q", "topic"], "merge": [], "cherry-pick": [],
+            "revert": []}[op]
+    if args:
+        git(root, *args)
+    cmd = {"rebase": ["rebase", "master"], "merge": ["merge", "topic"],
+           "cherry-pick": ["cherry-pick", "topic"], "revert": ["revert", "--no-edit", "HEAD~1"]}
+    if op == "revert":  # revert the older edit under the newer one: a conflict
+        git(root, "commit", "-q", "--allow-empty", "-m", "x")
+        (root / "README.md").write_text("again\n")
+        git(root, "commit", "-qam", "third edit")
+        cmd["revert"] = ["revert", "--no-edit", "HEAD~2"]
+    assert run(root, *cmd[op]).returncode != 0, f"{op} was meant to stop on a conflict"
+
+
+@pytest.mark.parametrize("op", ["rebase", "merge", "cherry-pick", "revert"])
+def test_the_ledger_is_never_written_while_git_is_mid_operation(ledger: Ledger, op: str) -> None:
+    root = ledger.repo.root
+    kept = new_artifact(ledger)
+    _conflict(root, op)
+    head, state = git(root, "rev-parse", "HEAD"), git_state(root)
+    with pytest.raises(GitBusy, match=f"{op.replace('-', '.')}.* is in progress") as err:
+        new_artifact(ledger, "Written during the operation")
+    assert "nothing was recorded" in str(err.value) and "--abort" in str(err.value)
+    with pytest.raises(GitBusy):
+        abandon(ledger, kept, "not now")
+    assert git(root, "rev-parse", "HEAD") == head and git_state(root) == state
+    abort = {"rebase": ["rebase", "--abort"], "merge": ["merge", "--abort"],
+             "cherry-pick": ["cherry-pick", "--abort"], "revert": ["revert", "--abort"]}[op]
+    git(root, *abort)
+    again = new_artifact(ledger, "After the operation")  # once git is done, writes go on
+    assert set(ledger.artifact_ids()) == {kept, again}

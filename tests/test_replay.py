@@ -83,6 +83,12 @@ def finished(stage: str, n: int = 1, outcome: str = "no_handoff") -> Event:
     return ev("cell_finished", cell=cell(stage, n), outcome=outcome, wall_s=1.0, reason="exited")
 
 
+def env_failed(stage: str, what: str, n: int = 1) -> Event:
+    return ev("environment_failed", stage=stage, cell=cell(stage, n), what=what,
+              failure="missing_module", cause="/usr/bin/python3: No module named pytest",
+              fix="install pytest")
+
+
 def through(*stages: str) -> list[Event]:
     """Events that pass each of `stages` in order (default line, first cell of each)."""
     out: list[Event] = []
@@ -151,6 +157,13 @@ LEGAL = [
     ("close-successor", DONE, ev("closed", successor="next-1"), ("closed", None, "done", None)),
     ("reject", SUBMITTED, ev("rejected", reason="not wanted"), ("rejected", None, "submitted", None)),
     ("abandon-done", DONE, ev("abandoned", reason="gone"), ("abandoned", None, "done", None)),
+    ("environment-cell", RUNNING, env_failed("scout", "cell"), ("idea", "scout", "blocked", None)),
+    ("environment-check", SUBMITTED, env_failed("scout", "check"),
+     ("idea", "scout", "blocked", cell("scout"))),
+    ("gate-after-environment", [*SUBMITTED, env_failed("scout", "check")], gate_passed("scout"),
+     ("designed", "build", "pending", None)),
+    ("start-after-environment", [*RUNNING, env_failed("scout", "cell"), finished("scout")],
+     started("scout", 2, attempt=1), ("idea", "scout", "running", cell("scout", 2))),
 ]
 
 
@@ -241,6 +254,10 @@ def msg(state: str, stage: str, status: str, kind: str, why: str) -> str:
 
 
 ILLEGAL = [
+    ("environment-cell-not-running", SUBMITTED, env_failed("scout", "cell"),
+     msg("idea", "scout", "submitted", "environment_failed", "the stage must be running")),
+    ("environment-check-not-submitted", RUNNING, env_failed("scout", "check"),
+     msg("idea", "scout", "running", "environment_failed", "the stage must be submitted")),
     ("start-wrong-stage", [], started("build"),
      msg("idea", "scout", "pending", "stage_started", "the current stage is scout, not build")),
     ("start-while-running", RUNNING, started("scout", 2, attempt=2),
@@ -399,13 +416,13 @@ def assert_legal(view: ArtifactView) -> None:
     assert view.state == (line.stages[view.stage_index - 1].produces if view.stage_index else "idea")
     assert (view.status == "done") == (view.stage_index == len(names))
     current = view.stage
-    if view.status in ("running", "submitted"):
+    if view.status in ("running", "submitted") or view.blocked_by == "environment_gate":
         assert current is not None and view.cell is not None
         assert view.cells[view.cell].stage == current.name
         assert view.cells[view.cell].attempt == view.attempts[current.name]
     else:
         assert view.cell is None
-    if view.status == "submitted":
+    if view.status == "submitted" or view.blocked_by == "environment_gate":
         assert current is not None and current.name in view.handoffs
     awaiting = {current.name} if view.status == "awaiting_approval" and current else set()
     assert set(view.gates) == set(names[: view.stage_index]) | awaiting
@@ -425,10 +442,11 @@ OUTCOMES = ["handoff", "no_handoff", "timed_out", "over_budget", "crashed", "kil
 
 LIKELY = {
     "pending": ["stage_started", "rework", "attempts_exhausted"],
-    "blocked": ["stage_started"],
+    "blocked": ["stage_started", "gate_passed"],
     "running": ["handoff_submitted", "handoff_submitted", "cell_spawned", "cell_finished",
-                "contract_violation"],
-    "submitted": ["gate_passed", "gate_passed", "gate_failed", "published", "cell_finished"],
+                "contract_violation", "environment_failed"],
+    "submitted": ["gate_passed", "gate_passed", "gate_failed", "published", "cell_finished",
+                  "environment_failed"],
     "awaiting_approval": ["reviewed", "approval_requested"],
     "done": ["closed"],
 }
@@ -485,6 +503,10 @@ def draw_event(data: st.DataObject, view: ArtifactView) -> Event:
         f = {"stage": stage, "attempts": pick(data, [max(used, 1)] * 3 + [used + 1])}
     elif kind == "contract_violation":
         f = {"stage": stage, "cell": a_cell(), "attempts": 3, "errors": ["x: bad"]}
+    elif kind == "environment_failed":
+        f = {"stage": stage, "cell": a_cell(), "what": pick(data, ["cell", "check"]),
+             "failure": "command_not_found", "cause": "pytest: command not found",
+             "fix": "install pytest"}
     elif kind == "cell_finished":
         f = {"cell": a_cell(), "outcome": pick(data, OUTCOMES), "wall_s": 1.5}
     elif kind == "approval_requested":

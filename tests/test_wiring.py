@@ -170,12 +170,14 @@ def test_doctor_passes_after_init_and_says_how_to_fix(brain: Path) -> None:
     assert bare.exit_code == 1
     assert "FAIL  ledger:" in bare.output and "fix: run `gptme-factory init`" in bare.output
     assert "FAIL  gptme.toml:" in bare.output and "FAIL  skill:" in bare.output
+    assert "FAIL  model: gptme's default: no model is set" in bare.output
+    assert "ANTHROPIC_API_KEY" in bare.output  # no key in the test environment: says which
     assert runner.invoke(main, ["init", "--repo", str(brain)]).exit_code == 0
-    ok = runner.invoke(main, ["doctor", "--repo", str(brain)])
+    ok = runner.invoke(main, ["doctor", "--model", "mock/echo", "--repo", str(brain)])
     assert ok.exit_code == 0, ok.output
     assert ok.output.rstrip().endswith("all good")
     for name in ("ledger", "gptme.toml", "plugin", "tools", "plugin enabled", "skill", "gptodo",
-                 "tmux"):
+                 "tmux", "model"):
         assert f"ok    {name}:" in ok.output
     (brain / "gptme.toml").write_text('[plugins]\nenabled = ["other"]\n')
     bad = runner.invoke(main, ["doctor", "--json", "--repo", str(brain)])

@@ -174,6 +174,27 @@ def strip_ansi(text: str) -> str:
     return _ANSI_RE.sub("", text)
 
 
+_NOISE_RE = re.compile(r"tiktoken|tokenizer", re.I)
+
+
+def clean_output(text: str) -> str:
+    """Terminal output fit for a ledger record: readable block text, no terminal noise.
+
+    Colour codes and carriage-return redraws go (the last redraw of a line stays), trailing
+    padding is trimmed from every line (so YAML keeps it as a `|` block, not a quoted
+    string), runs of blank lines collapse, and tokenizer warnings are dropped.
+    """
+    out: list[str] = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = _ANSI_RE.sub("", raw.rstrip("\r").rsplit("\r", 1)[-1]).rstrip()
+        if _NOISE_RE.search(line) and "warn" in line.lower():
+            continue
+        if not line and out and not out[-1]:
+            continue
+        out.append(line.replace("\t", "    "))
+    return "\n".join(out).strip("\n")
+
+
 def last_output_line(text: str) -> str:
     """The last meaningful line of a cell's terminal output."""
     noise = ("Thinking...", "EXIT_CODE=", "Goodbye!", "·")

@@ -22,12 +22,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import CellCapacity, LedgerConflict, NothingToAdvance, NotPublished, UsageError
+from ..errors import (
+    CellCapacity,
+    EnvironmentNotReady,
+    LedgerConflict,
+    NothingToAdvance,
+    NotPublished,
+    UsageError,
+)
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
 from ..outcomes.packaging import publish
-from . import reaper
+from . import preflight, reaper
 from . import state as cellstate
 from .spawn import SpawnOptions, spawn
 from .watch import Observation
@@ -57,7 +64,8 @@ def _passed(view: ArtifactView, stage: str) -> bool:
     return stage in [s.name for s in view.line.stages[: view.stage_index]]
 
 
-def _stop_reason(view: ArtifactView, until: str | None) -> tuple[str, str] | None:
+def _stop_reason(view: ArtifactView, until: str | None,
+                 retry: frozenset[str] = frozenset()) -> tuple[str, str] | None:
     aid = view.intake.artifact
     if view.is_final:
         kind = DONE if view.state == "closed" else FAILED
@@ -67,6 +75,11 @@ def _stop_reason(view: ArtifactView, until: str | None) -> tuple[str, str] | Non
     if view.stage is None:
         return DONE, (f"{aid} passed every stage (state {view.state}): close it with "
                       "`gptme-factory close ARTIFACT --successor ID|--terminal REASON`")
+    if view.status == "blocked" and view.blocked_by.startswith("environment"):
+        if aid in retry:
+            return None  # blocked by the machine before this run: its pre-flight passed, retry
+        return FAILED, (f"{aid} is blocked by its environment ({view.blocked_reason}); "
+                        "no attempt was spent: fix it, then run again")
     if view.status == "blocked":
         return FAILED, f"{aid} is blocked: {view.blocked_reason}; a person decides (`start --force`)"
     if view.status == "awaiting_approval":
@@ -96,6 +109,7 @@ class Foreman:
         self.should_stop = should_stop or (lambda: False)
         self.publish = publish
         self.stopped: dict[str, Stopped] = {}
+        self.retry: set[str] = set()  # blocked by the environment before this run: try again
         if until:
             for a in self.artifacts:
                 _, view = engine.load(ledger, a)
@@ -109,7 +123,21 @@ class Foreman:
         return [a for a in self.artifacts if a not in self.stopped]
 
     def run(self) -> list[Stopped]:
-        """Tick until every artifact stopped (or `should_stop` says so)."""
+        """Tick until every artifact stopped (or `should_stop` says so).
+
+        EnvironmentNotReady before anything is done when no cell could start here (no usable
+        model); an artifact that an environment failure blocked before this run is retried.
+        """
+        problem = preflight.model_problem(self.ledger, self.opts.model, self.opts.backend,
+                                          self.opts.command)
+        if problem is not None:
+            raise EnvironmentNotReady(
+                f"cannot run cells here: {problem.cause} — fix: {problem.fix}; nothing was "
+                "started", problem)
+        for aid in self.artifacts:
+            _, view = engine.load(self.ledger, aid)
+            if view.status == "blocked" and view.blocked_by.startswith("environment"):
+                self.retry.add(aid)
         while self.active and not self.should_stop():
             self.tick()
             if self.active:
@@ -168,11 +196,20 @@ class Foreman:
     def _step(self, aid: str, *, spawn_only: bool = False) -> None:
         """Decide what `aid` needs now; `spawn_only` (inside a reap's commit) runs no gate."""
         _, view = engine.load(self.ledger, aid)
-        stop = _stop_reason(view, self.until)
+        stop = _stop_reason(view, self.until, frozenset(self.retry))
         if stop:
             self._stop(view, *stop)
             return
-        if view.status == "pending":
+        if view.status == "blocked" and aid in self.retry:
+            self.retry.discard(aid)  # once: a second environment failure stops it
+            if view.blocked_by == "environment_gate":
+                if not spawn_only:
+                    self._advance(view)
+                else:
+                    self.retry.add(aid)
+                return
+            self._spawn(aid)
+        elif view.status == "pending":
             self._spawn(aid)
         elif spawn_only:
             return

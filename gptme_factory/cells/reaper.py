@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..envcheck import EnvironmentFailure, classify_cell_exit
 from ..errors import CellError, IllegalTransition, LedgerConflict, NotPublished
 from ..ledger import runtime
 from ..ledger.records import ContractViolation, HandoffSubmitted, parse_cell_id
@@ -81,6 +82,7 @@ class Ending:
     output_tail: str
     judgement: engine.Judgement | None = None
     gate_note: str = ""
+    environment: EnvironmentFailure | None = None  # it died before working: the machine's fault
 
 
 def live(ledger: Ledger) -> list[CellRecord]:
@@ -194,7 +196,13 @@ def prepare(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Ending 
         conv = str(found) if found else None
     usage = convlog.read_usage(Path(conv), in_flight=rec.stop is not None) if conv else None
     code = backend.exit_code(rec)
+    output = read_output(rec)
     outcome, reason = _outcome(rec, handed, violated, code)
+    environment = None
+    if outcome == "crashed" and view.cell == rec.cell and view.status == "running":
+        environment = classify_cell_exit(code, output)
+        if environment is not None:
+            reason = f"environment: {environment.summary()}"
     notes = [reason] if reason else []
     if rec.read_only:
         dirty = worktrees.changed_files(ledger.repo, Path(rec.workdir))
@@ -208,7 +216,7 @@ def prepare(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Ending 
         rec, outcome, "; ".join(notes)[:2000], wall, code,
         usage.tokens_in if usage else None, usage.tokens_out if usage else None,
         usage.cost_usd if usage else None, usage is not None, conv,
-        tail(convlog.strip_ansi(read_output(rec)), 30, 3000))
+        tail(convlog.clean_output(output), 30, 3000), environment=environment)
     if advance and handed and view.status == "submitted" and view.cell == rec.cell:
         try:
             ending.judgement = engine.judge(ledger, rec.artifact)
@@ -235,12 +243,19 @@ def record(ledger: Ledger, ending: Ending) -> Reaped | None:
                 result.unpublished, result.gate_note = True, str(exc)
             except LedgerConflict as exc:
                 result.gate_note = str(exc)  # another process advanced it meanwhile
+        if ending.environment is not None:
+            try:
+                engine.record_cell_environment(ledger, rec.cell, ending.environment)
+            except IllegalTransition:
+                pass  # another reaper recorded this cell first: cell_finished says so below
         try:
             stored = engine.record_cell_finished(
                 ledger, rec.cell, outcome=ending.outcome, wall_s=ending.wall_s,
                 reason=ending.reason, exit_code=ending.exit_code, tokens_in=ending.tokens_in,
                 tokens_out=ending.tokens_out, cost_usd=ending.cost_usd,
-                conversation=ending.conversation, output_tail=ending.output_tail)
+                # its name under gptme's logs dir: a path of this machine means nothing in a PR
+                conversation=Path(ending.conversation).name if ending.conversation else None,
+                output_tail=ending.output_tail)
         except IllegalTransition:
             stored = None
     if stored is None:

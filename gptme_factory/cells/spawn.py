@@ -33,8 +33,8 @@ from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
+from . import preflight, watchdog, worktrees
 from . import state as cellstate
-from . import watchdog, worktrees
 from .backends import Backend, LaunchSpec, get_backend
 from .brief import BriefContext, render_brief, render_prompt
 from .reaper import (
@@ -94,6 +94,14 @@ def resolve_budget(ledger: Ledger, stage_budget: Budget | None, opts: SpawnOptio
     )
 
 
+def portable_path(ledger: Ledger, path: Path) -> str:
+    """`path` as committed records hold it: relative to the brain repo (never this machine's)."""
+    try:
+        return path.resolve().relative_to(ledger.repo.root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _brief_context(ledger: Ledger, view: ArtifactView, started: engine.StartedStage,
                    wd: worktrees.Workdir, budget: Budget, brief_rel: str) -> BriefContext:
     cfg = ledger.config
@@ -120,6 +128,10 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
     opts = opts or SpawnOptions()
     backend = get_backend(opts.backend)
     artifact = ledger.resolve(artifact)
+    _, view = engine.load(ledger, artifact)
+    if view.stage is not None:  # a final or finished artifact: start_stage says why below
+        preflight.check(ledger, view, view.stage, model=opts.model, backend=opts.backend,
+                        command=opts.command)
     cap = ledger.config.max_concurrent_cells
     with ledger.transaction():  # the start, the launch and cell_spawned land as one commit
         running = running_count(ledger)
@@ -169,7 +181,8 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
             cellstate.save(ledger.runtime_dir, rec)
             engine.record_cell_spawned(
                 ledger, started.cell, backend=backend.name, budget=budget, brief_path=brief_rel,
-                brief=brief, model=opts.model, session=rec.session, workdir=str(wd.path),
+                brief=brief, model=opts.model, session=rec.session,
+                workdir=portable_path(ledger, wd.path),
                 by=opts.by)
             committed = True
             rec.extra["watchdog_pid"] = watchdog.launch(ledger.repo.root, started.cell)

@@ -8,13 +8,15 @@ from ._common import echo_json, json_option, repo_option
 
 
 @click.command("doctor")
+@click.option("--model", "-m", default=None,
+              help="The model cells will use (default: GPTME_MODEL or gptme's own default).")
 @repo_option
 @json_option
-def command(repo: str, as_json: bool) -> None:
-    """Check ledger, gptme.toml, plugin, tools, skill, gptme/gptodo/tmux (exit 1 on problems)."""
+def command(repo: str, model: str | None, as_json: bool) -> None:
+    """Check ledger, gptme.toml, plugin, tools, skill, gptme/gptodo/tmux, the model (exit 1 on problems)."""
     from ..plugin.doctor import render, run_checks
 
-    checks = run_checks(repo)
+    checks = run_checks(repo, model)
     if as_json:
         echo_json({"ok": all(c.ok for c in checks), "checks": [c.to_json() for c in checks]})
     else:

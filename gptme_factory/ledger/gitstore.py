@@ -229,6 +229,26 @@ class GitRepo:
         proc = _git(self.root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
         return proc.stdout.decode().strip() or None
 
+    def operation_in_progress(self) -> tuple[str, str] | None:
+        """(operation, how to end it) while a rebase, merge, cherry-pick, revert or bisect runs.
+
+        A commit made in this working tree now would land where git may drop it.
+        """
+        markers = (
+            ("rebase-merge", "a rebase", "`git rebase --continue` or `git rebase --abort`"),
+            ("rebase-apply", "a rebase (or `git am`)",
+             "`git rebase --continue` or `git rebase --abort` (`git am --abort`)"),
+            ("MERGE_HEAD", "a merge", "commit the merge or `git merge --abort`"),
+            ("CHERRY_PICK_HEAD", "a cherry-pick",
+             "`git cherry-pick --continue` or `git cherry-pick --abort`"),
+            ("REVERT_HEAD", "a revert", "`git revert --continue` or `git revert --abort`"),
+            ("BISECT_LOG", "a bisect", "`git bisect reset`"),
+        )
+        for name, what, how in markers:
+            if (self.git_dir / name).exists():
+                return what, how
+        return None
+
     def identity(self) -> str | None:
         """`Name <email>` of the git author identity here (None when git has none)."""
         proc = _git(self.root, "var", "GIT_AUTHOR_IDENT", check=False)

@@ -192,7 +192,8 @@ class CellSpawned(Payload):
     brief: ShortText = Field(description="Repo-relative path of the committed brief.")
     brief_digest: Sha256
     session: str | None = Field(default=None, description="Backend session id (gptodo, pid).")
-    workdir: str | None = Field(default=None, description="Where the cell runs.")
+    workdir: str | None = Field(
+        default=None, description="Where the cell runs, relative to the brain repo.")
 
 
 class HandoffSubmitted(Payload):
@@ -261,6 +262,25 @@ class ContractViolation(Payload):
     errors: list[Text] = Field(min_length=1)
 
 
+class EnvironmentFailed(Payload):
+    """The machine, not the work, stopped the stage: a check or a cell could not run.
+
+    No attempt is spent and no rework starts: the stage waits, with the exact cause and the
+    fix, until a person fixes the environment and retries (`advance` re-runs a gate whose
+    checks could not run; `run`, `spawn` or `start` start a cell again).
+    """
+
+    kind: Literal["environment_failed"] = "environment_failed"
+    stage: Name
+    cell: CellId
+    what: Literal["check", "cell"] = Field(
+        description="check: a gate's command could not run; cell: the cell died before working.")
+    failure: ShortText = Field(description="What kind of failure (envcheck.FailureKind).")
+    cause: ShortText = Field(description="The exact line observed.")
+    fix: ShortText = Field(description="What to install or set.")
+    command: ShortText | None = Field(default=None, description="The check that could not run.")
+
+
 class CellFinished(Payload):
     """A cell's process ended; cost measured from its own gptme log."""
 
@@ -273,7 +293,8 @@ class CellFinished(Payload):
     tokens_in: int | None = Field(default=None, ge=0)
     tokens_out: int | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0)
-    conversation: str | None = Field(default=None, description="gptme conversation log dir.")
+    conversation: str | None = Field(
+        default=None, description="gptme conversation: its log dir's name under gptme's logs.")
     output_tail: OutputTail = ""
     last_progress: str | None = Field(default=None, max_length=2_000)
 
@@ -335,6 +356,7 @@ ArtifactEvent = Annotated[
     | Rework
     | AttemptsExhausted
     | ContractViolation
+    | EnvironmentFailed
     | CellFinished
     | ApprovalRequested
     | Reviewed

@@ -40,6 +40,7 @@ from ..errors import (
     ArtifactNotFound,
     FactoryError,
     ForkDetected,
+    GitBusy,
     LedgerConflict,
     LedgerDamaged,
     NotAFactory,
@@ -219,6 +220,7 @@ class Ledger:
             yield self._tx
             return
         with self.locked():
+            self._refuse_busy_git()
             tx = Transaction(subject=subject)
             self._tx = tx
             try:
@@ -235,7 +237,19 @@ class Ledger:
 
     def _commit(self, tx: Transaction) -> None:
         if tx.files:
+            self._refuse_busy_git()
             self.repo.commit_files(tx.files, commit_message(tx))
+
+    def _refuse_busy_git(self) -> None:
+        """Never write the ledger where git will drop it (onto a rebase's temporary HEAD)."""
+        busy = self.repo.operation_in_progress()
+        if busy is not None:
+            what, how = busy
+            raise GitBusy(
+                f"{what} is in progress in {self.repo.root}: a ledger commit now would land on "
+                f"its temporary HEAD and could be lost; finish it ({how}), then retry; nothing "
+                "was recorded"
+            )
 
     # -- reading ------------------------------------------------------------------------
 

@@ -28,9 +28,9 @@ _DRAIN_S = 2.0  # how long to wait for the pipe to close once the command has en
 
 
 def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
-    """The last `lines` lines of `text`, at most `chars` characters."""
-    kept = "\n".join(text.rstrip().splitlines()[-lines:])
-    return kept[-chars:]
+    """The last `lines` lines of `text`, at most `chars` characters, each without padding."""
+    kept = "\n".join(line.rstrip() for line in text.rstrip().splitlines()[-lines:])
+    return kept[-chars:].lstrip("\n")
 
 
 class _TailReader(threading.Thread):

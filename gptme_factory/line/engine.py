@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..envcheck import EnvironmentFailure
 from ..errors import (
     AwaitingReview,
     IllegalTransition,
@@ -38,6 +39,7 @@ from ..ledger.records import (
     CellFinished,
     CellSpawned,
     Closed,
+    EnvironmentFailed,
     GateFailed,
     GatePassed,
     Published,
@@ -55,7 +57,8 @@ from .transitions import MAX_TEXT, clip, current_stage, load, record
 
 __all__ = [
     "MAX_TEXT", "AdvanceResult", "Judgement", "StartedStage", "advance", "clip", "close",
-    "finish", "judge", "load", "parse_handoff", "record_cell_finished", "record_cell_spawned",
+    "finish", "judge", "load", "parse_handoff", "record_cell_environment", "record_cell_finished",
+    "record_cell_spawned",
     "record_published", "record_verdict", "review", "start_stage", "submit",
 ]
 
@@ -112,7 +115,12 @@ def start_stage(
     with ledger.transaction():
         chain, view = load(ledger, artifact)
         stage = current_stage(view)
-        if view.status == "blocked" and not force:
+        if view.status == "blocked" and view.blocked_by == "environment_gate" and not force:
+            raise IllegalTransition(
+                f"{artifact} waits for its {stage.name} gate ({view.blocked_reason}); once the "
+                f"environment is fixed, `gptme-factory advance {artifact}` runs the gate again"
+            )
+        if view.status == "blocked" and view.blocked_by != "environment" and not force:
             raise IllegalTransition(
                 f"{artifact} is blocked ({view.blocked_reason}); a person decides: "
                 "`gptme-factory start --force` to retry, or abandon/reject it"
@@ -154,7 +162,7 @@ def judge(ledger: Ledger, artifact: str) -> Judgement:
                 f"stage {stage.name} of {artifact} waits for a person's review: "
                 f"`gptme-factory review {artifact} --approve|--request-changes|--reject`"
             )
-        if view.status != "submitted":
+        if not (view.status == "submitted" or view.blocked_by == "environment_gate"):
             raise NothingToAdvance(
                 f"nothing to advance: stage {stage.name} of {artifact} is {view.status}"
                 + ("; spawn or start a cell for it" if view.status == "pending" else "")
@@ -190,7 +198,13 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
                                [], outcome)
         cell = judgement.cell or ""
         events: list[StoredEvent] = []
-        if outcome.passed:
+        if outcome.environment is not None:
+            env = outcome.environment
+            events.append(record(ledger, chain, view, EnvironmentFailed(
+                stage=stage.name, cell=cell, what="check", failure=env.kind, cause=env.cause,
+                fix=env.fix, command=clip(outcome.environment_command or "", 500) or None),
+                by=by))
+        elif outcome.passed:
             events.append(record(ledger, chain, view, GatePassed(
                 stage=stage.name, cell=cell, gate=stage.gate, state=stage.produces,
                 commit=outcome.commit, tree=outcome.tree, checks=outcome.checks,
@@ -298,6 +312,22 @@ def record_cell_spawned(
                             budget=budget, brief=brief_path, brief_digest=sha256(brief),
                             session=session, workdir=workdir)
         return record(ledger, chain, view, event, by=by, extra_files={brief_path: brief})
+
+
+def record_cell_environment(ledger: Ledger, cell: str, failure: EnvironmentFailure, *,
+                            by: str | None = None) -> StoredEvent:
+    """Record that a running cell died before working because of its environment.
+
+    Its attempt is given back and no retry starts: the stage waits for a person to fix the
+    environment (the failure's `fix`) and run it again.
+    """
+    artifact = _artifact_of(cell)
+    with ledger.transaction():
+        chain, view = load(ledger, artifact)
+        stage = current_stage(view)
+        return record(ledger, chain, view, EnvironmentFailed(
+            stage=stage.name, cell=cell, what="cell", failure=failure.kind, cause=failure.cause,
+            fix=failure.fix), by=by)
 
 
 def record_cell_finished(

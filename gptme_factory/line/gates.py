@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..envcheck import EnvironmentFailure, classify_check
 from ..errors import InvalidRecord
 from ..ledger.config import StageConfig
 from ..ledger.contracts import BuilderPatch, Contract, VerifierReport
@@ -52,6 +53,10 @@ class GateOutcome:
     notes: list[str] = field(default_factory=list)
     # The package gate waits for a publication: not a failure to record (see NotPublished).
     unpublished: bool = False
+    # A check could not run at all (missing program, module, interpreter): the machine, not
+    # the work, failed; recorded as environment_failed, spending no attempt.
+    environment: EnvironmentFailure | None = None
+    environment_command: str | None = None  # the check that could not run
 
 
 def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> list[str]:
@@ -205,6 +210,12 @@ def evidence_gate(
         repo.worktree_remove(worktree)
     tree = repo.tree_of(commit)
     failing = [r for r in results if not passed(r)]
+    for r in failing:
+        env = classify_check(r.command, r.exit_code, r.output_tail)
+        if env is not None:
+            return GateOutcome(False, [f"`{r.command}` could not run: {env.cause}"],
+                               env.summary(), results, commit, tree, environment=env,
+                               environment_command=r.command)
     for r in results:
         claim = reported.get(r.command)
         if claim is None:

@@ -24,6 +24,7 @@ from ..ledger.records import (
     CellSpawned,
     Closed,
     ContractViolation,
+    EnvironmentFailed,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
@@ -81,6 +82,9 @@ class ArtifactView:
     attempts: dict[str, int] = field(default_factory=dict)
     retry_note: str = ""
     blocked_reason: str = ""
+    # Why the stage is blocked: attempts, contract, environment (a cell that could not run),
+    # or environment_gate (a gate's checks could not run; its handoff stands, `advance` retries).
+    blocked_by: str = ""
     handoffs: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: dict[str, CellView] = field(default_factory=dict)
     gates: dict[str, GatePassed] = field(default_factory=dict)
@@ -141,6 +145,15 @@ def _require_stage(view: ArtifactView, event: ArtifactEvent, stage: str, *status
     return current
 
 
+def _require_gate_ready(view: ArtifactView, event: ArtifactEvent, stage: str) -> StageConfig:
+    """The stage has a handoff for its gate: submitted, or blocked by checks that could not run."""
+    current = _require_stage(view, event, stage)
+    if not (view.status == "submitted"
+            or (view.status == "blocked" and view.blocked_by == "environment_gate")):
+        raise _illegal(view, event, "the stage must be submitted")
+    return current
+
+
 def _require_cell(view: ArtifactView, event: ArtifactEvent, cell: str) -> None:
     if view.cell != cell:
         raise _illegal(view, event, f"cell {cell} is not the cell assigned to this stage")
@@ -161,6 +174,7 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
             raise _illegal(view, event, f"this would be attempt {expected}, not {event.attempt}")
         view.attempts[event.stage] = event.attempt
         view.status, view.cell, view.blocked_reason = "running", event.cell, ""
+        view.blocked_by = ""
         view.cells[event.cell] = CellView(
             cell=event.cell, stage=event.stage, role=event.role, attempt=event.attempt,
             started_at=at, base_commit=event.base_commit,
@@ -186,9 +200,27 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
     elif isinstance(event, ContractViolation):
         _require_stage(view, event, event.stage, "running")
         _require_cell(view, event, event.cell)
-        view.status, view.cell = "blocked", None
+        view.status, view.cell, view.blocked_by = "blocked", None, "contract"
         view.blocked_reason = f"contract violation by {event.cell}: {event.errors[0]}"
         view.first_pass = False
+    elif isinstance(event, EnvironmentFailed):
+        why = f"environment: {event.cause} — fix: {event.fix}"
+        if event.what == "check":
+            # The gate could not judge: its handoff stands, and `advance` retries it.
+            _require_gate_ready(view, event, event.stage)
+            _require_cell(view, event, event.cell)
+            view.status, view.blocked_by, view.blocked_reason = "blocked", "environment_gate", why
+        else:
+            # The cell died before working: its attempt is given back, no retry starts.
+            _require_stage(view, event, event.stage, "running")
+            _require_cell(view, event, event.cell)
+            left = view.attempts.get(event.stage, 1) - 1
+            if left > 0:
+                view.attempts[event.stage] = left
+            else:
+                view.attempts.pop(event.stage, None)
+            view.status, view.cell = "blocked", None
+            view.blocked_by, view.blocked_reason = "environment", why
     elif isinstance(event, CellFinished):
         cv = view.cells.get(event.cell)
         if cv is None or cv.outcome is not None:
@@ -203,8 +235,9 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
             view.retry_note = f"previous attempt ended without a handoff: {event.outcome} {event.reason}".strip()
             view.first_pass = False
     elif isinstance(event, GatePassed):
-        current = _require_stage(view, event, event.stage, "submitted")
+        current = _require_gate_ready(view, event, event.stage)
         _require_cell(view, event, event.cell)
+        view.blocked_by, view.blocked_reason = "", ""
         if event.state != current.produces:
             raise _illegal(view, event, f"stage {current.name} produces {current.produces}")
         view.gates[event.stage] = event
@@ -227,8 +260,9 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         else:
             view.state, view.final_reason = "rejected", f"rejected in review by {event.reviewer}"
     elif isinstance(event, GateFailed):
-        _require_stage(view, event, event.stage, "submitted")
+        _require_gate_ready(view, event, event.stage)
         _require_cell(view, event, event.cell)
+        view.blocked_by, view.blocked_reason = "", ""
         view.status, view.cell = "pending", None
         view.retry_note = event.failure_summary
         view.first_pass = False
@@ -249,7 +283,7 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         if event.attempts != used:
             why = f"stage {event.stage} used {used} attempts, not {event.attempts}"
             raise _illegal(view, event, why)
-        view.status = "blocked"
+        view.status, view.blocked_by = "blocked", "attempts"
         view.blocked_reason = f"stage {event.stage} used its {event.attempts} attempts"
     elif isinstance(event, Published):
         current = _require_stage(view, event, view.stage.name if view.stage else "", "submitted")

@@ -20,6 +20,7 @@ from ..ledger.records import (
     CellSpawned,
     Closed,
     ContractViolation,
+    EnvironmentFailed,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
@@ -51,7 +52,8 @@ def describe(events: Sequence[StoredEvent]) -> str:
     """The decision the events of one commit (of one artifact) record, the verdict first."""
     verdicts: list[str] = []
     phrases: list[str] = []
-    judged = {s.event.stage for s in events if isinstance(s.event, (GatePassed, GateFailed))}
+    judged = {s.event.stage for s in events
+              if isinstance(s.event, (GatePassed, GateFailed, EnvironmentFailed))}
     spawned = {s.event.cell: s.event.backend for s in events if isinstance(s.event, CellSpawned)}
     published = [s.event.target for s in events if isinstance(s.event, Published)]
     for stored in events:
@@ -81,6 +83,8 @@ def describe(events: Sequence[StoredEvent]) -> str:
             verdicts.append(f"{e.stage} blocked: {e.attempts} attempt(s) used")
         elif isinstance(e, ContractViolation):
             verdicts.append(f"{e.stage} blocked: contract violation")
+        elif isinstance(e, EnvironmentFailed):
+            verdicts.append(f"{e.stage} blocked by the environment: {_short(e.cause, 30)}")
         elif isinstance(e, CellFinished):
             if not judged:
                 phrases.append(f"{_stage_of(e.cell)} cell {e.outcome}"

@@ -190,7 +190,18 @@ def check_program(name: str, fix: str, version_args: tuple[str, ...] | None = ("
     return Check(name, True, f"{path}" + (f" ({first[0]})" if first else ""))
 
 
-def run_checks(repo: str = ".") -> list[Check]:
+def check_model(root: Path | None, model: str | None) -> Check:
+    """The model cells will use (`[plugin] model`, else gptme's default) has a usable provider."""
+    from ..envcheck import preflight_model
+
+    problem = preflight_model(model, os.environ, workspace=root)
+    shown = model or os.environ.get("GPTME_MODEL") or "gptme's default"
+    if problem is None:
+        return Check("model", True, f"{shown}: a provider is usable")
+    return Check("model", False, f"{shown}: {problem.cause}", problem.fix)
+
+
+def run_checks(repo: str = ".", model: str | None = None) -> list[Check]:
     """Every check, in order."""
     checks = [check_ledger(repo)]
     root: Path | None
@@ -209,6 +220,7 @@ def run_checks(repo: str = ".") -> list[Check]:
     checks.append(check_program("gptodo", f"`{_pip()} gptodo`", None))
     checks.append(check_program("tmux", "install tmux (apt-get install tmux, brew install tmux)",
                                 ("-V",)))
+    checks.append(check_model(root, model))
     return checks
 
 
