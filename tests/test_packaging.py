@@ -60,8 +60,8 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     ]
     assert git(tmp_path / "origin.git", "rev-parse", f"refs/heads/{branch}").strip() == head
     assert result.output == (
-        f"{aid}: feature, suggested version bump minor\n"
-        f"  wrote factory/packages/changelog.d/{aid}.feature.md\n"
+        f"{aid}: feat, suggested version bump minor\n"
+        f"  wrote factory/packages/changelog.d/{aid}.feat.md\n"
         f"  wrote factory/packages/release-notes/{aid}.md\n"
         f"  wrote factory/packages/pr/{aid}.md\n"
         f"  wrote factory/packages/announcements/{aid}.md\n"
@@ -78,7 +78,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert sorted(changed) == sorted([
         f"factory/artifacts/{aid}/{Path(engine.load(ledger, aid)[0].events[-1].path).name}",
         f"factory/packages/announcements/{aid}.md",
-        f"factory/packages/changelog.d/{aid}.feature.md",
+        f"factory/packages/changelog.d/{aid}.feat.md",
         f"factory/packages/pr/{aid}.md",
         f"factory/packages/release-notes/{aid}.md",
     ])
@@ -86,7 +86,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert git(root, "status", "--porcelain") == ""
 
     # the rendered files, pinned
-    assert (out / "changelog.d" / f"{aid}.feature.md").read_text() == (
+    assert (out / "changelog.d" / f"{aid}.feat.md").read_text() == (
         "`parse_duration` accepts compound durations such as `2m30s`.\n")
     assert (out / "announcements" / f"{aid}.md").read_text() == (
         "The deploy bot now understands timeouts like 2m30s.\n")
@@ -96,7 +96,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert (out / "release-notes" / f"{aid}.md").read_text() == (
         "# Accept compound durations like 2m30s\n\n"
         "## Compound durations\n\n`--timeout 2m30s` now works.\n\n"
-        "- Change: feature; suggested version bump: **minor**\n"
+        "- Change: feat; suggested version bump: **minor**\n"
         "- Demand: acme/deploy-bot#17; for deploy-bot maintainers, erik\n"
         f"- Verified on commit `{head[:12]}`: `{g.checks[0].command}` exit 0\n"
         f"- Factory artifact: `{aid}`\n"
@@ -121,7 +121,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         f"`{head[:12]}`, tree `{g.tree[:12]}`, checks run by the factory:\n"  # type: ignore[union-attr,index]
         f"  - `{g.checks[0].command}` → exit 0 ({g.checks[0].duration_s:.1f} s)\n"
         "- **Criteria verdicts:** 0: pass, 1: pass\n"
-        "- **Suggested version bump:** minor (feature)\n"
+        "- **Suggested version bump:** minor (feat)\n"
     )
 
     # the package gate passes now, and only now
@@ -183,7 +183,7 @@ def test_note_and_release_targets(
     outside = tmp_path / "project"
     res = publish(ledger, aid, target="note", out_dir=outside)
     assert res.where == str(outside / "release-notes" / f"{aid}.md")
-    assert (outside / "changelog.d" / f"{aid}.feature.md").is_file()
+    assert (outside / "changelog.d" / f"{aid}.feat.md").is_file()
     assert "factory/packages" not in git(ledger.repo.root, "show", "--name-only", "HEAD")
     _, view = engine.load(ledger, aid)
     assert [p.target for p in view.published] == ["release", "note"]

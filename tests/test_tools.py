@@ -64,6 +64,9 @@ def test_intake_status_show_start_submit_advance(repo: Path) -> None:
     started = f.factory_start(aid[:12])
     assert started.ok and started.cell.startswith(f"{aid}.scout.")  # type: ignore[attr-defined]
     cell = started.cell  # type: ignore[attr-defined]
+    assert started == cell and f"cell {cell}" in repr(started)  # the id as data, shown in words
+    assert f.factory_intake("Second", demand="d", consumers=["c"], acceptance=["a"]).startswith(
+        "second-")  # intake returns the new artifact's id
     assert f"cell {cell}" in f.factory_status()
     assert f.factory_progress(cell, "read durations.py").ok
     accepted = f.factory_submit(cell, scout_memo(aid))
@@ -78,7 +81,7 @@ def test_intake_status_show_start_submit_advance(repo: Path) -> None:
     assert handoff_event.last_progress == "read durations.py"
     log = f.factory_log(aid)
     assert "#0     intake " in log and "handoff_submitted" in log and "gate_passed" in log
-    assert f.factory_verify().startswith("ledger ok: 1 artifact(s)")
+    assert f.factory_verify().startswith("ledger ok: 2 artifact(s)")
     clean(repo)
 
 
@@ -258,14 +261,13 @@ def test_real_gptme_session_calls_factory_functions(factory_repo: Path,
     memo = scout_memo("AID")
     prompt = f"""Drive the factory:
 ```ipython
-r = factory_intake({DEMAND['title']!r}, demand={DEMAND['demand']!r}, consumers={DEMAND['consumers']!r}, acceptance={DEMAND['acceptance']!r})
-aid = r.artifact
-print(r)
+aid = factory_intake({DEMAND['title']!r}, demand={DEMAND['demand']!r}, consumers={DEMAND['consumers']!r}, acceptance={DEMAND['acceptance']!r})
+print(repr(aid))
 print(factory_status())
-s = factory_start(aid)
+cell = factory_start(aid)
 memo = {json.dumps(memo)}
 memo["artifact"] = aid
-print(factory_submit(s.cell, memo))
+print(factory_submit(cell, memo))
 print(factory_advance(aid))
 ```
 ```complete
@@ -312,7 +314,8 @@ def test_spawn_status_kill_collect_through_the_tools(cells_repo: Path) -> None:
     spawned = f.factory_spawn(aid)
     assert spawned.ok, spawned
     cell = spawned.cell  # type: ignore[attr-defined]
-    assert cell.startswith(f"{aid}.scout.") and "budget 120 s, 50,000 tokens" in spawned
+    assert spawned == cell  # it returns the cell id, and shows the agent a sentence
+    assert cell.startswith(f"{aid}.scout.") and "budget 120 s, 50,000 tokens" in spawned.shown
     status = f.factory_status()
     assert "running cells (1):" in status and f"- {cell} (scout)" in status
     killed = f.factory_kill(cell, "the test stops it")

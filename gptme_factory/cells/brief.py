@@ -83,6 +83,7 @@ class BriefContext:
     repairs: int = 2
     runtime_dir: str = ""
     scripted: str = ""
+    example: dict[str, Any] = field(default_factory=dict)
 
 
 def _fence(text: str, lang: str = "text") -> str:
@@ -169,6 +170,10 @@ def render_brief(ctx: BriefContext) -> str:
     out += ["## The artifact (intake)", "", _fence(_yaml(ctx.intake), "yaml"), ""]
     for stage, role, handoff in ctx.earlier:
         out += [f"## Earlier handoff: {stage} ({role})", "", _fence(_yaml(handoff), "yaml"), ""]
+    if ctx.example:
+        out += [f"## An example `{ctx.contract}` for this artifact", "",
+                "It validates; replace its contents with your own findings (values in "
+                "CAPITALS are yours to fill in).", "", _fence(_yaml(ctx.example), "yaml"), ""]
     out += [f"## JSON Schema of `{ctx.contract}`", "",
             _fence(json.dumps(ctx.schema, indent=1, sort_keys=False), "json"), ""]
     if ctx.scripted:

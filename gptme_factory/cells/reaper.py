@@ -15,6 +15,7 @@ harmless: the ledger refuses a second `cell_finished`, and the loser stops there
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -282,6 +283,31 @@ def collect(ledger: Ledger, artifacts: Iterable[str] | None = None, *, advance: 
     said = enforce(ledger, recs, grace_s=grace_s)
     reaped = [r for rec in recs if (r := reap(ledger, rec, advance=advance)) is not None]
     return reaped, said
+
+
+def wait(ledger: Ledger, artifacts: Iterable[str] | None = None, *, timeout_s: float = 600.0,
+         poll_s: float = 1.0, grace_s: float = DEFAULT_GRACE_S,
+         advance: bool = True) -> tuple[list[Reaped], list[str], list[str]]:
+    """Collect until no cell of `artifacts` (of any, if None) is left, or `timeout_s` passes.
+
+    Returns what `collect` returns over the whole wait, and the cells still running.
+    """
+    wanted = set(artifacts) if artifacts is not None else None
+
+    def still() -> list[str]:
+        return [r.cell for r in live(ledger) if wanted is None or r.artifact in wanted]
+
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    reaped: list[Reaped] = []
+    said: list[str] = []
+    while True:
+        got, told = collect(ledger, wanted, advance=advance, grace_s=grace_s)
+        reaped += got
+        said += told
+        left = still()
+        if not left or time.monotonic() >= deadline:
+            return reaped, said, left
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
 
 def kill(ledger: Ledger, cell: str, reason: str = "") -> Reaped | None:

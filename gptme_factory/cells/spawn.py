@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import CellCapacity, FactoryError, HandoffRefused
 from ..ledger import runtime
+from ..ledger.examples import example
 from ..ledger.records import Budget, parse_cell_id
 from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
@@ -48,13 +49,14 @@ from .reaper import (
     reap,
     request_stop,
     running_count,
+    wait,
 )
 from .state import CellRecord
 
 __all__ = [
     "DEFAULT_GRACE_S", "Reaped", "ScriptFn", "SpawnOptions", "collect", "enforce",
     "factory_command", "kill", "live", "observation", "progress", "reap", "request_stop",
-    "resolve_budget", "running_count", "spawn",
+    "resolve_budget", "running_count", "spawn", "wait",
 ]
 
 ScriptFn = Callable[[BriefContext], str]
@@ -120,6 +122,10 @@ def _brief_context(ledger: Ledger, view: ArtifactView, started: engine.StartedSt
         base_commit=started.base_commit, branch=wd.branch,
         commit=wd.commit if wd.read_only else None, repairs=stage.repairs,
         runtime_dir=str(ledger.runtime_dir),
+        example=example(cfg, contract, artifact=started.artifact,
+                        criteria=len(view.intake.acceptance), consumers=view.intake.consumers,
+                        base=started.base_commit or "BASE-COMMIT", branch=wd.branch or "BRANCH",
+                        commit=wd.commit if wd.read_only else "COMMIT"),
     )
 
 

@@ -22,3 +22,6 @@ def command(artifact: str, force: bool, repo: str, as_json: bool) -> None:
         echo_json(s.__dict__)
     else:
         click.echo(f"{s.cell}  {s.stage} ({s.role}, attempt {s.attempt})")
+        if s.role == "builder" and s.base_commit:
+            click.echo(f"build on base {s.base_commit}: branch from it, commit, and hand it "
+                       "over as `base` (with `head` = your last commit)")

@@ -204,7 +204,7 @@ def verifier(ctx: BriefContext) -> str:
 def packager(ctx: BriefContext) -> str:
     """Scripted packager: the release texts."""
     return submit(ctx, {
-        "kind": "release_package", "artifact": ctx.artifact, "change_type": "feature",
+        "kind": "release_package", "artifact": ctx.artifact, "change_type": "feat",
         "version_bump": "minor", "changelog_entry": "parse_duration accepts 2m30s and 1h2m3s",
         "release_notes": "## Compound durations\n\n`--timeout 2m30s` now works.",
         "pr_title": "feat: compound durations", "pr_description": "Fixes the demand in the intake.",

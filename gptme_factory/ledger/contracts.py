@@ -147,8 +147,10 @@ class ReleasePackage(Contract):
     """Packager's release package: texts that render to files and a PR."""
 
     kind: Literal["release_package"] = Field(default="release_package", description=KIND_DOC)
-    change_type: Literal["feature", "fix", "docs", "refactor", "perf", "chore"] = Field(
-        description="Kind of change, for the changelog fragment."
+    change_type: Literal["feat", "fix", "docs", "refactor", "perf", "test", "build", "ci",
+                         "style", "chore", "revert"] = Field(
+        description="Kind of change, a Conventional Commits type (feat, fix, docs, refactor, "
+                    "perf, test, build, ci, style, chore, revert); `feature` is read as feat.",
     )
     version_bump: Literal["major", "minor", "patch", "none"] = Field(
         description="Suggested semantic version bump."
@@ -158,6 +160,13 @@ class ReleasePackage(Contract):
     pr_title: ShortText = Field(description="Pull request title (Conventional Commits style).")
     pr_description: Text = Field(description="Pull request description in Markdown.")
     announcement: Text = Field(description="Announcement draft (blog/social).")
+
+
+    @field_validator("change_type", mode="before")
+    @classmethod
+    def _conventional(cls, value: object) -> object:
+        # `feature` was this contract's word before it spoke Conventional Commits.
+        return "feat" if value == "feature" else value
 
 
 class Adoption(BaseModel):

@@ -20,6 +20,20 @@ def contract_schema(config: FactoryConfig | None, name: str) -> dict[str, Any]:
 
 def schema_for(role_or_contract: str, repo: str | None = None) -> dict[str, Any]:
     """Schema for a role (its contract) or a contract name; custom ones need the repo."""
+    config, name = _resolve(role_or_contract, repo)
+    return contract_schema(config, name)
+
+
+def example_for(role_or_contract: str, repo: str | None = None) -> dict[str, Any]:
+    """A filled-in example handoff for a role or contract (examples.py)."""
+    from .examples import example
+
+    config, name = _resolve(role_or_contract, repo)
+    return example(config, name)
+
+
+def _resolve(role_or_contract: str, repo: str | None) -> tuple[FactoryConfig | None, str]:
+    """(the repo's config if any, the contract) a role or contract name stands for."""
     config: FactoryConfig | None = None
     if repo is not None:
         try:
@@ -34,8 +48,8 @@ def schema_for(role_or_contract: str, repo: str | None = None) -> dict[str, Any]
         roles.update(config.roles)
         contracts |= set(config.contracts)
     if role_or_contract in roles:
-        return contract_schema(config, roles[role_or_contract].contract)
+        return config, roles[role_or_contract].contract
     if role_or_contract in contracts:
-        return contract_schema(config, role_or_contract)
+        return config, role_or_contract
     known = ", ".join(sorted(roles)) + "; contracts: " + ", ".join(sorted(contracts))
     raise UsageError(f"unknown role or contract {role_or_contract!r}: roles are {known}")

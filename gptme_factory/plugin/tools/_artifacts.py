@@ -43,7 +43,7 @@ def factory_intake(
                            acceptance=as_list(acceptance), problem=problem, line=line)
     return Reply(f"{intake.artifact}  idea (line {intake.line}). "
                  f"Next: {next_step(summary_of(ledger, intake.artifact))}",
-                 artifact=intake.artifact)
+                 value=intake.artifact, artifact=intake.artifact)
 
 
 @adapter
@@ -93,11 +93,15 @@ def factory_show(artifact: str) -> str:
 
 
 @adapter
-def factory_schema(role: str) -> str:
-    """The JSON Schema of the handoff a role (scout, builder, verifier, packager, analyst) must submit."""
-    from ...ledger.schemas import schema_for
+def factory_schema(role: str, example: bool = False) -> str:
+    """The JSON Schema of the handoff a role (scout, builder, verifier, packager, analyst) must submit; example=True gives a filled-in example instead."""
+    from ...ledger.schemas import example_for, schema_for
 
     repo = os.environ.get("GPTME_FACTORY_REPO") or "."
+    if example:
+        from ...ledger import yamlio
+
+        return yamlio.dumps(example_for(role, repo)).decode()
     return json.dumps(schema_for(role, repo), indent=1)
 
 
@@ -135,10 +139,13 @@ def factory_start(artifact: str) -> str:
     ledger = open_ledger()
     st = start_stage(ledger, ledger.resolve(artifact))
     note = f" Retry note: {st.retry_note}" if st.retry_note else ""
+    base = (f" Build on base commit {st.base_commit} (branch from it; hand it over as `base`)."
+            if st.role == "builder" and st.base_commit else "")
     return Reply(f"started stage {st.stage} of {st.artifact} (role {st.role}, attempt "
-                 f"{st.attempt}); cell {st.cell}. Do the work, then factory_submit({st.cell!r}, "
-                 f"handoff) with a {st.role} handoff (factory_schema({st.role!r}) shows its "
-                 f"fields).{note}", artifact=st.artifact, cell=st.cell)
+                 f"{st.attempt}); cell {st.cell}.{base} Do the work, then "
+                 f"factory_submit({st.cell!r}, handoff) with a {st.role} handoff "
+                 f"(factory_schema({st.role!r}, example=True) shows one).{note}",
+                 value=st.cell, artifact=st.artifact, cell=st.cell)
 
 
 def _read_handoff(handoff: str | Mapping[str, Any]) -> str | Mapping[str, Any]:

@@ -49,8 +49,8 @@ def factory_spawn(artifact: str, model: str | None = None, timeout_s: float | No
         limits.append(f"${rec.max_cost_usd:g}")
     return Reply(f"spawned cell {rec.cell}: {rec.role} for stage {rec.stage} ({rec.backend}"
                  f"{where}); budget {', '.join(limits)}. Watch with factory_status(); "
-                 f"when it ends, factory_collect({aid!r}) records it and runs the gate.",
-                 artifact=aid, cell=rec.cell)
+                 f"factory_wait({aid!r}) returns when it has ended and its gate ran.",
+                 value=rec.cell, artifact=aid, cell=rec.cell)
 
 
 @adapter
@@ -72,6 +72,31 @@ def factory_collect(artifact: str | None = None) -> str:
     if aid:
         lines.append(f"next: {next_step(summary_of(ledger, aid))}")
     return "\n".join(lines)
+
+
+@adapter
+def factory_wait(artifact: str, timeout_s: float | None = None) -> str:
+    """Wait until the artifact's running cell has ended, then record it and run its gate (like factory_collect); returns what happened and the next step.
+
+    timeout_s: how long to wait at most (default and upper bound: just under gptme's ipython
+    timeout); if the cell is still running then, it keeps running: call it again.
+    """
+    from ...cells import spawn as cells
+
+    ledger = open_ledger()
+    aid = ledger.resolve(artifact)
+    reaped, said, still = cells.wait(ledger, [aid], timeout_s=_run_window(timeout_s),
+                                     poll_s=1.0)
+    lines = list(said)
+    for r in reaped:
+        lines += reaped_lines(r)
+    if still:
+        lines.append(f"still running after the wait: {', '.join(still)}; call "
+                     f"factory_wait({aid!r}) again (factory_status() shows its progress)")
+    elif not reaped:
+        lines.append(f"no cell of {aid} is running")
+    lines.append(f"next: {next_step(summary_of(ledger, aid))}")
+    return Reply("\n".join(lines), artifact=aid, done=not still)
 
 
 @adapter

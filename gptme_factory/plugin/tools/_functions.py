@@ -32,7 +32,14 @@ from ._artifacts import (
     factory_verify,
 )
 from ._base import brain_path
-from ._cellfns import factory_collect, factory_kill, factory_progress, factory_run, factory_spawn
+from ._cellfns import (
+    factory_collect,
+    factory_kill,
+    factory_progress,
+    factory_run,
+    factory_spawn,
+    factory_wait,
+)
 from ._outcomes import (
     factory_measure,
     factory_metrics,
@@ -53,6 +60,7 @@ FUNCTIONS: list[Callable[..., str]] = [
     factory_submit,
     factory_advance,
     factory_collect,
+    factory_wait,
     factory_kill,
     factory_run,
     factory_package,

@@ -19,25 +19,31 @@ FINAL = FINAL_STATES
 
 
 class Reply(str):
-    """A tool function's answer: text that IPython shows plainly (not as a quoted repr).
+    """A tool function's answer: what its docstring says it returns, shown as a sentence.
 
-    It also carries data for code that chains calls: `.ok` (False for an "error: ..."
-    answer) and, where it applies, `.artifact`, `.cell` or `.path`.
+    A function that returns a thing (an artifact id, a cell id) gives `value`: the Reply *is*
+    that string, so `cell = factory_start(aid)` chains into `factory_submit(cell, ...)`, while
+    IPython shows the agent the sentence `shown` (not a quoted repr). Others are their text.
+    It also carries `.ok` (False for an "error: ..." answer) and, where it applies,
+    `.artifact`, `.cell` or `.path`.
     """
 
     ok: bool
+    shown: str
 
-    def __new__(cls, text: str, ok: bool = True, **data: object) -> Reply:
-        obj = super().__new__(cls, text)
+    def __new__(cls, text: str, ok: bool = True, value: str | None = None,
+                **data: object) -> Reply:
+        obj = super().__new__(cls, text if value is None else value)
         obj.ok = ok
+        obj.shown = text
         obj.__dict__.update(data)
         return obj
 
     def __repr__(self) -> str:
-        return str(self)
+        return self.shown
 
     def _repr_pretty_(self, p: object, cycle: bool) -> None:
-        p.text(str(self))  # type: ignore[attr-defined]
+        p.text(self.shown)  # type: ignore[attr-defined]
 
 
 def next_step(s: ArtifactSummary) -> str:

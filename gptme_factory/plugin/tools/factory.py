@@ -92,7 +92,8 @@ def execute(
     if not isinstance(payload, dict):
         yield Message("system", "error: the factory payload must be a mapping with an action")
         return
-    yield Message("system", dispatch(payload))
+    result = dispatch(payload)
+    yield Message("system", getattr(result, "shown", str(result)))
 
 
 instructions = """
