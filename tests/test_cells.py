@@ -18,7 +18,7 @@ from gptme_factory.cells.brief import BriefContext, render_brief, render_prompt
 from gptme_factory.cells.state import CellRecord
 from gptme_factory.cells.watch import observe
 from gptme_factory.demo import scripted
-from gptme_factory.errors import HandoffRefused, InvalidRecord, UsageError
+from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord, UsageError
 from gptme_factory.ledger.schemas import contract_schema
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine
@@ -28,6 +28,7 @@ from gptme_factory.views import cellboard as board_cells
 from tests import cells_helpers
 from tests.cells_helpers import events, view
 from tests.conftest import git
+from tests.ledger_helpers import append_next, commit_count, new_artifact
 
 cell_env = cells_helpers.cell_env
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -89,22 +90,40 @@ def test_scripted_prompt_runs_once_and_embeds_verbatim() -> None:
         scripted.plan("nope")
 
 
-def test_task_file_is_valid_for_gptodo(tmp_path: Path) -> None:
+def test_an_artifact_that_needs_a_person_is_a_waiting_gptodo_task(ledger: Ledger) -> None:
+    import frontmatter
     from gptodo.utils import load_tasks, validate_task_file
 
-    path = taskfile.write_task(tmp_path, "a-1.scout.ab12", title="scout for a-1", body="brief: x",
-                               created=NOW, tags=["factory", "scout"],
-                               extra={"factory_cell": "a-1.scout.ab12", "nothing": None})
-    assert path == tmp_path / "tasks" / "a-1.scout.ab12.md"
-    [task] = load_tasks(tmp_path / "tasks")
-    assert task.state == "active" and task.name == "a-1.scout.ab12"
-    import frontmatter
-
+    aid = new_artifact(ledger)
+    assert taskfile.sync_person_task(ledger, aid) is None  # nobody needed yet: no file
+    for _ in range(3):  # three crashed scout attempts: the stage is blocked
+        append_next(ledger, aid)
+        append_next(ledger, aid)
+    with pytest.raises(IllegalTransition):
+        engine.start_stage(ledger, aid)  # records attempts_exhausted
+    before = commit_count(ledger.repo.root)
+    what = taskfile.sync_person_task(ledger, aid)
+    assert what is not None and "start" in what and "--force" in what
+    path = ledger.repo.root / "tasks" / f"factory-{aid}.md"
+    [task] = load_tasks(ledger.repo.root / "tasks")
+    assert task.state == "waiting" and task.name == f"factory-{aid}"
     assert validate_task_file(path, frontmatter.load(path)) == []
-    taskfile.set_state(path, "done")
     meta, body = taskfile.parse(path.read_bytes(), str(path))
-    assert meta["state"] == "done" and meta["tags"] == ["factory", "scout"]
-    assert body.startswith("# scout for a-1") and "nothing" not in meta
+    assert meta["tags"] == ["factory", "needs-person"] and "--force" in meta["waiting_for"]
+    assert f"gptme-factory show {aid}" in body
+    # its own commit, holding only the task file
+    assert commit_count(ledger.repo.root) == before + 1
+    assert git(ledger.repo.root, "show", "--name-only", "--format=", "HEAD").split() == [
+        f"tasks/factory-{aid}.md"]
+    assert taskfile.sync_person_task(ledger, aid) is None  # unchanged: no new commit
+    # gptodo does not offer it as something to start
+    ready = subprocess.run(["gptodo", "ready", "--json"], cwd=ledger.repo.root,
+                           capture_output=True, text=True, check=True)
+    assert f"factory-{aid}" not in ready.stdout
+    # a person retries: the task is done
+    engine.start_stage(ledger, aid, force=True)
+    assert taskfile.sync_person_task(ledger, aid) == "no longer needs a person"
+    assert taskfile.parse(path.read_bytes(), str(path))[0]["state"] == "done"
     assert taskfile.problems({"state": "doing", "created": "x", "waiting_for": ["a"]}) == [
         "state: must be one of backlog, todo, active, ready_for_review, waiting, done, cancelled",
         "created: must be an ISO date or datetime string", "waiting_for: must be a string"]

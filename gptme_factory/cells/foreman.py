@@ -34,7 +34,7 @@ from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
 from ..outcomes.packaging import publish
-from . import preflight, reaper
+from . import preflight, reaper, taskfile
 from . import state as cellstate
 from .spawn import SpawnOptions, spawn
 from .watch import Observation
@@ -110,6 +110,7 @@ class Foreman:
         self.publish = publish
         self.stopped: dict[str, Stopped] = {}
         self.retry: set[str] = set()  # blocked by the environment before this run: try again
+        self._ask: set[str] = set()  # stopped artifacts whose needs-a-person task to update
         if until:
             for a in self.artifacts:
                 _, view = engine.load(ledger, a)
@@ -172,6 +173,10 @@ class Foreman:
         for a in self.active:
             if a not in stepped:
                 self._step(a)
+        for aid in sorted(self._ask):
+            if taskfile.sync_person_task(self.ledger, aid):
+                self.say(f"{aid}: waits for a person (tasks/factory-{aid}.md)")
+        self._ask.clear()
         if self.on_tick is not None:
             mine = set(self.artifacts)
             self.on_tick([reaper.observation(self.ledger, rec)
@@ -192,6 +197,7 @@ class Foreman:
         self.stopped[aid] = Stopped(aid, view.state, view.stage.name if view.stage else None,
                                     view.status, kind, reason)
         self.say(reason)
+        self._ask.add(aid)  # blocked or in review: a person's task, once this commit is made
 
     def _step(self, aid: str, *, spawn_only: bool = False) -> None:
         """Decide what `aid` needs now; `spawn_only` (inside a reap's commit) runs no gate."""

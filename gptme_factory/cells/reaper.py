@@ -29,7 +29,7 @@ from ..ledger.store import Ledger
 from ..line import engine
 from ..line.checks import tail
 from ..line.replay import ArtifactView
-from . import convlog, worktrees
+from . import convlog, taskfile, worktrees
 from . import state as cellstate
 from .backends import Backend, get_backend, read_output
 from .state import CellRecord
@@ -266,6 +266,8 @@ def record(ledger: Ledger, ending: Ending) -> Reaped | None:
     worktrees.discard(ledger.repo, Path(rec.workdir))
     cellstate.remove(ledger.runtime_dir, rec.cell)
     result.events = [*(result.advanced.events if result.advanced else []), stored.path]
+    if not ledger.in_transaction:  # (inside one, whoever opened it decides what follows)
+        taskfile.sync_person_task(ledger, rec.artifact)
     return result
 
 

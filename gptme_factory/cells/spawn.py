@@ -34,7 +34,7 @@ from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
-from . import preflight, watchdog, worktrees
+from . import preflight, taskfile, watchdog, worktrees
 from . import state as cellstate
 from .backends import Backend, LaunchSpec, get_backend
 from .brief import BriefContext, render_brief, render_prompt
@@ -198,6 +198,8 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
             if brief_abs is not None and not committed:
                 brief_abs.unlink(missing_ok=True)  # never committed: leave no stray file
             raise
+    if not ledger.in_transaction:
+        taskfile.sync_person_task(ledger, artifact)  # a block it resolved: its task is done
     return rec
 
 

@@ -1,19 +1,28 @@
-"""gptodo task files for cells: `tasks/<cell>.md`, so `gptodo list` shows factory work.
+"""gptodo task files for artifacts that wait for a person: `tasks/factory-<artifact>.md`.
 
-A task file is YAML frontmatter between `---` lines plus a Markdown body. The factory writes
-it itself, with a real YAML round-trip through yamlio (never by editing text), in the form
-gptodo and the brain repo's pre-commit task validator accept: required `state` and `created`
-(ISO string), `priority` one of high/medium/low, `tags` a list, no nulls. The file is working
-state, not a ledger record: it is written to the brain's working tree and never committed by
-the factory.
+Cells are the factory's own work and stay out of the user's task queue (they show in `gptodo
+sessions` and `gptme-factory status`). But an artifact that needs a person — blocked (attempts,
+a contract violation, its environment) or waiting for a review — is the user's work: it gets a
+task file with `state: waiting` and `waiting_for` saying what is needed, so `gptodo status`
+shows it among the waiting tasks (and `ready`/`next` do not offer it as something to start).
+When the artifact moves on, the task is set to `done`. Each change is its own commit (a task
+file is not a ledger file), made through the ledger's writer lock.
+
+A task file is YAML frontmatter between `---` lines plus a Markdown body, written with a real
+YAML round-trip through yamlio (never by editing text), in the form gptodo and the brain
+repo's pre-commit task validator accept: required `state` and `created` (ISO string),
+`priority` one of high/medium/low, `tags` a list, `waiting_for` a string, no nulls.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..ledger.store import Ledger
+    from ..line.replay import ArtifactView
 
 from ..errors import InvalidRecord
 from ..ledger import yamlio
@@ -22,9 +31,9 @@ TASKS_DIR = "tasks"
 _STATES = ("backlog", "todo", "active", "ready_for_review", "waiting", "done", "cancelled")
 
 
-def task_path(root: Path, cell: str) -> Path:
-    """Where the task file of `cell` lives in the brain repo."""
-    return root / TASKS_DIR / f"{cell}.md"
+def task_path(root: Path, artifact: str) -> Path:
+    """Where the needs-a-person task of `artifact` lives in the brain repo."""
+    return root / TASKS_DIR / f"factory-{artifact}.md"
 
 
 def render(meta: dict[str, Any], body: str) -> bytes:
@@ -64,35 +73,74 @@ def problems(meta: dict[str, Any]) -> list[str]:
     return out
 
 
-def _write(path: Path, raw: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(raw)
-    os.replace(tmp, path)
+def needs_person(view: ArtifactView) -> str | None:
+    """What a person must do for this artifact now, or None when nobody is needed."""
+    aid = view.intake.artifact
+    if view.is_final:
+        return None
+    stage = view.stage.name if view.stage else "-"
+    if view.status == "awaiting_approval":
+        return (f"review stage {stage}: `gptme-factory review {aid} "
+                "--approve|--request-changes|--reject`")
+    if view.status != "blocked":
+        return None
+    if view.blocked_by.startswith("environment"):
+        return f"fix the environment, then run it again: {view.blocked_reason}"
+    return (f"decide on stage {stage} ({view.blocked_reason}): `gptme-factory start {aid} "
+            f"--force` to retry, or reject/abandon it")
 
 
-def write_task(root: Path, cell: str, *, title: str, body: str, created: datetime,
-               tags: list[str], extra: dict[str, Any] | None = None) -> Path:
-    """Write the `active` task file of a cell and check it reads back valid."""
-    meta: dict[str, Any] = {"state": "active", "created": created.isoformat(),
-                            "priority": "medium", "tags": tags}
-    meta.update({k: v for k, v in (extra or {}).items() if v is not None})
-    path = task_path(root, cell)
-    raw = render(meta, f"# {title}\n\n{body}")
-    back, _ = parse(raw, str(path))
-    bad = problems(back)
+def render_task(view: ArtifactView, waiting_for: str, created: datetime,
+                state: str = "waiting") -> bytes:
+    """The task file's bytes for an artifact that waits for a person."""
+    aid = view.intake.artifact
+    meta: dict[str, Any] = {"state": state, "created": created.isoformat(),
+                            "priority": "high", "tags": ["factory", "needs-person"],
+                            "waiting_for": waiting_for[:500], "factory_artifact": aid}
+    body = (f"# {view.intake.title}\n\nThe factory's artifact `{aid}` (line "
+            f"`{view.intake.line}`, state `{view.state}`) waits for a person.\n\n"
+            f"- needed: {waiting_for}\n- see: `gptme-factory show {aid}`\n\n"
+            "The ledger is the record; this file only asks for the decision.")
+    raw = render(meta, body)
+    bad = problems(parse(raw, f"tasks/factory-{aid}.md")[0])
     if bad:
-        raise InvalidRecord(str(path), bad)
-    _write(path, raw)
-    return path
+        raise InvalidRecord(f"tasks/factory-{aid}.md", bad)
+    return raw
 
 
-def set_state(path: Path, state: str, **fields: Any) -> None:
-    """Move a task file to `state` (and set `fields`), keeping everything else as it was."""
-    try:
-        meta, body = parse(path.read_bytes(), str(path))
-    except (OSError, InvalidRecord):
-        return  # a person removed or rewrote it: the ledger is the record, not this file
-    meta["state"] = state
-    meta.update({k: v for k, v in fields.items() if v is not None})
-    _write(path, render(meta, body))
+def sync_person_task(ledger: Ledger, artifact: str) -> str | None:
+    """Keep `tasks/factory-<artifact>.md` in step with whether a person is needed.
+
+    Writes (and commits) a waiting task when one is needed, sets an open one to done when not;
+    returns what changed, or None.
+    """
+    from ..line.transitions import load
+
+    path = task_path(ledger.repo.root, artifact)
+    rel = ledger.relpath(path)
+    with ledger.locked():
+        _, view = load(ledger, artifact)
+        wanted = needs_person(view)
+        current: dict[str, Any] | None = None
+        if path.is_file():
+            try:
+                current = parse(path.read_bytes(), rel)[0]
+            except InvalidRecord:
+                current = None  # rewritten by hand: leave it to the person
+                return None
+        if wanted is not None:
+            if current and current.get("state") == "waiting" and \
+                    current.get("waiting_for") == wanted[:500]:
+                return None
+            raw = render_task(view, wanted, ledger.clock())
+            what = f"needs a person: {wanted}"
+        elif current and current.get("state") == "waiting":
+            raw = render_task(view, str(current.get("waiting_for", "")),
+                              datetime.fromisoformat(str(current["created"])), state="done")
+            what = "no longer needs a person"
+        else:
+            return None
+        with ledger.transaction(f"task: {artifact} {what}") as tx:
+            tx.marker = "task"
+            tx.files[rel] = raw
+        return what

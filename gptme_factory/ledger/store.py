@@ -212,6 +212,11 @@ class Ledger:
             finally:
                 self._lock_depth = 0
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside `transaction()`: what is recorded now is not committed yet."""
+        return self._tx is not None
+
     @contextmanager
     def transaction(self, subject: str | None = None) -> Iterator[Transaction]:
         """Group what is recorded inside into one commit (joins an open transaction)."""

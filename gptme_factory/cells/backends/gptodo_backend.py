@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ...errors import CellError
 from ...ledger.gitstore import GitRepo
-from .. import proctree, taskfile
+from .. import proctree
 from ..state import CellRecord
 from ..worktrees import ensure_excluded
 from . import LaunchSpec, output_exit_code
@@ -60,15 +59,8 @@ class GptodoBackend:
         """Write the task file and spawn the agent in tmux."""
         from gptodo.subagent import save_session, spawn_agent
 
-        body = (f"Factory cell `{spec.cell}` ({spec.role}), managed by gptme-factory.\n\n"
-                f"- brief: `{spec.brief_file}`\n- works in: `{spec.workdir}`\n\n"
-                "Its ledger events are the record; this file only mirrors its state.")
-        task = taskfile.write_task(
-            spec.brain, spec.cell, title=spec.title, body=body,
-            created=datetime.now(timezone.utc).replace(microsecond=0),
-            tags=["factory", spec.role, *spec.tags],
-            extra={"factory_cell": spec.cell})
-        rec.task_file = str(task)
+        # No task file in tasks/: a cell is the factory's work, not the user's queue (it shows
+        # in `gptodo sessions`); an artifact that needs a person gets one (taskfile.py).
         _link_sessions(spec.workdir, spec.brain)
         ensure_excluded(GitRepo.discover(spec.brain), f"/{SESSIONS.as_posix()}")
         session: Any = spawn_agent(
@@ -111,10 +103,8 @@ class GptodoBackend:
         proctree.kill_tree(rec.pid, rec.pid_start, extra=tree)
 
     def finalize(self, rec: CellRecord, outcome: str) -> None:
-        """Refresh gptodo's session record and move the task file to done/cancelled."""
+        """Refresh gptodo's session record (its `status` then says how the cell ended)."""
         self._status(rec)
-        if rec.task_file:
-            taskfile.set_state(Path(rec.task_file), "done" if outcome == "handoff" else "cancelled")
 
     def exit_code(self, rec: CellRecord) -> int | None:
         """From the `EXIT_CODE=N` line the launch wrapper appended."""
