@@ -151,7 +151,7 @@ class CellCapacity(CellError):
 class EnvironmentNotReady(FactoryError):
     """The machine cannot run the cell or its checks (no model key, a missing program)."""
 
-    exit_code = 11
+    exit_code = 12
 
     def __init__(self, message: str, failure: Any = None) -> None:
         super().__init__(message)

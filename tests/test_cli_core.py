@@ -175,3 +175,21 @@ def test_cli_subprocess_end_to_end(factory_repo: Path) -> None:
     proc = cli("show", "nope", cwd=factory_repo)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no artifact matches")
     assert "Traceback" not in proc.stderr
+
+
+def test_typos_get_did_you_mean(ledger: Ledger) -> None:
+    root = ledger.repo.root
+    aid = new_artifact(ledger)
+    result = run(root, "statsu")
+    assert result.exit_code == 2 and "did you mean status" in result.output
+    typo = aid[:-1] + ("0" if aid[-1] != "0" else "1")
+    result = run(root, "show", typo)
+    assert result.exit_code == 2 and f"did you mean {aid}?" in result.output
+
+
+def test_json_errors_are_json_on_stdout(ledger: Ledger) -> None:
+    result = CliRunner().invoke(main, ["show", "nope", "--json", "--repo", str(ledger.repo.root)])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["exit_code"] == 2 and "no artifact matches" in data["error"]
+    assert "error: no artifact matches" in result.stderr

@@ -120,7 +120,7 @@ def test_spawn_preflight_names_the_key_and_records_nothing(
     assert commit_count(ledger.repo.root) == before
     assert view(ledger, aid).attempts == {}
     result = CliRunner().invoke(main, ["run", aid, "--repo", str(ledger.repo.root)])
-    assert result.exit_code == 11
+    assert result.exit_code == 12
     assert result.stderr.count("\n") == 1 and "ANTHROPIC_API_KEY" in result.stderr
     assert commit_count(ledger.repo.root) == before
 

@@ -134,6 +134,20 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert publish(ledger, aid, dry_run=True).published is False  # re-render still works
 
 
+def test_dry_run_leaves_nothing_behind(packaged: tuple[Ledger, str, str]) -> None:
+    ledger, aid, _ = packaged
+    root = ledger.repo.root
+    before = (git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain",
+                                                 "--untracked-files=all"))
+    result = CliRunner().invoke(main, ["package", aid, "--dry-run", "--repo", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"would write factory/packages/changelog.d/{aid}.feat.md:" in result.output
+    assert "dry run: nothing was written, published or recorded" in result.output
+    assert not (root / "factory" / "packages").exists()
+    assert (git(root, "rev-parse", "HEAD"), git(root, "status", "--porcelain",
+                                                "--untracked-files=all")) == before
+
+
 def test_without_gh_login_it_prints_the_commands_and_records_nothing(
     packaged: tuple[Ledger, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -8,7 +8,9 @@ functions, so `gptme-factory --help` stays light (no GitPython, no pydantic mode
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import json
 from typing import Any
 
 import click
@@ -42,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "collect": "collect_cmd",
     "run": "run_cmd",
     "kill": "kill_cmd",
+    "gc": "gc_cmd",
 }
 
 
@@ -60,7 +63,19 @@ class FactoryGroup(click.Group):
         module, _, attr = target.partition(":")
         mod = importlib.import_module(f"{__name__}.{module}")
         cmd: click.Command = getattr(mod, attr or "command")
-        return cmd
+        return _json_errors(cmd)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Resolve a command; a typo gets the nearest names (`statsu`: did you mean status?)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            near = difflib.get_close_matches(name, list(COMMANDS), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            raise click.UsageError(f"no such command {name!r}{hint} (`gptme-factory --help` "
+                                   "lists them)", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; a FactoryError becomes `error: ...` and its exit code."""
@@ -71,6 +86,30 @@ class FactoryGroup(click.Group):
         except FactoryError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _json_errors(cmd: click.Command) -> click.Command:
+    """With `--json`, an expected failure is JSON on stdout too (a program reads stdout)."""
+    if "_factory_json_errors" in cmd.__dict__:
+        return cmd
+    invoke = cmd.invoke
+
+    def invoke_with_json_errors(ctx: click.Context) -> Any:
+        from ..errors import FactoryError
+
+        try:
+            return invoke(ctx)
+        except FactoryError as exc:
+            if not ctx.params.get("as_json"):
+                raise
+            click.echo(json.dumps({"ok": False, "error": str(exc).splitlines()[0],
+                                   "problems": list(getattr(exc, "problems", [])),
+                                   "exit_code": exc.exit_code}, indent=2))
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+    cmd.__dict__.update(invoke=invoke_with_json_errors, _factory_json_errors=True)
+    return cmd
 
 
 @click.group(cls=FactoryGroup, context_settings={"help_option_names": ["-h", "--help"]})

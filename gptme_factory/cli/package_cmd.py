@@ -20,7 +20,8 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @click.option("--tag", default=None, help="Release tag (required for --target release).")
 @click.option("--where", default=None,
               help="Record a publication made by hand (a PR URL, a tag, a path); runs nothing.")
-@click.option("--dry-run", is_flag=True, help="Render the files only; publish and record nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Show the rendered files; write, publish and record nothing.")
 @repo_option
 @json_option
 def command(artifact: str, target: str, out_dir: Path | None, base: str | None, remote: str,
@@ -43,8 +44,12 @@ def command(artifact: str, target: str, out_dir: Path | None, base: str | None, 
         click.echo(f"{p.artifact}: {p.change_type}, suggested version bump {p.version_bump}")
         if p.self_play:
             click.echo("  self-play: every named consumer is the factory itself")
-        for f in res.written:
-            click.echo(f"  wrote {f}")
+        for f, text in zip(res.written, p.files.values(), strict=False):
+            if dry_run:
+                click.echo(f"  would write {f}:")
+                click.echo("".join(f"    {line}\n" for line in text.splitlines()), nl=False)
+            else:
+                click.echo(f"  wrote {f}")
         for c in res.ran:
             click.echo(f"  ran   {c}")
         if res.published:

@@ -633,6 +633,17 @@ class GitRepo:
             _git(self.root, "worktree", "remove", "--force", str(path), check=False)
         _git(self.root, "worktree", "prune", check=False)
 
+    def branches(self, prefix: str) -> list[str]:
+        """Local branch names starting with `prefix` (like `factory/`)."""
+        out = self.git("for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}")
+        return [b for b in out.decode("utf-8", "surrogateescape").splitlines() if b]
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a local branch (its commits stay reachable from the reflog for a while)."""
+        if name.startswith("-"):
+            raise GitError(f"refusing to delete branch {name!r}")
+        self.git("branch", "-D", "--", name)
+
     def worktree_base(self) -> Path:
         """Where the factory keeps linked worktrees: inside the git dir, out of the work tree."""
         return self.common_dir / "factory-worktrees"

@@ -290,11 +290,13 @@ def publish(
         _check_publishable(view, stage)
     pkg = render(ledger, artifact, remote)
     out = (out_dir or ledger.dir / PACKAGES_DIR).resolve()
+    if dry_run:  # render only: not a file is written, pushed, published or recorded
+        would = [_display(out / rel, ledger.repo.root) for rel in pkg.files]
+        result = PackageResult(pkg, target, out, would)
+        result.reason = "dry run: nothing was written, published or recorded"
+        return result
     written = _write(pkg, out, ledger.repo.root)
     result = PackageResult(pkg, target, out, written)
-    if dry_run:
-        result.reason = "dry run: nothing was published or recorded"
-        return result
     if where is None and target == "note":
         where = _display(out / pkg.release_notes, ledger.repo.root)
     if where is None:
