@@ -96,7 +96,7 @@ def test_intake_errors_write_nothing(
     assert not (factory_repo / "factory/artifacts").exists()
 
 
-def test_status_groups_by_state(ledger: Ledger) -> None:
+def test_status_is_a_table_ordered_by_state(ledger: Ledger) -> None:
     root = ledger.repo.root
     result = run(root, "status")
     assert result.exit_code == 0 and result.output.startswith("no artifacts yet")
@@ -106,9 +106,15 @@ def test_status_groups_by_state(ledger: Ledger) -> None:
     result = run(root, "status")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0] == "idea (1)" and a in lines[1] and "scout:running" in lines[1]
-    assert "last stage_started" in lines[1] and lines[1].endswith("First")
-    assert lines[2] == "abandoned (1)" and b in lines[3] and "last abandoned" in lines[3]
+    assert lines[0] == "artifacts (2: 1 idea, 1 abandoned)"
+    assert lines[1].split() == ["ARTIFACT", "STATE", "STAGE", "STATUS", "AGE", "LAST", "EVENT",
+                                "TITLE"]
+    assert lines[2].split()[:4] == [a, "idea", "scout", "running"]
+    assert "stage_started" in lines[2] and lines[2].endswith("First")
+    assert lines[3].split()[:4] == [b, "abandoned", "-", "abandoned"] and "Second" in lines[3]
+    # columns line up under their headers
+    assert lines[2].index("idea") == lines[1].index("STATE")
+    assert lines[4] == "lines" and lines[5].split()[:2] == ["LINE", "STATE"]
     data = as_json(run(root, "status", "--json"))
     by_id = {s["artifact"]: s for s in data["artifacts"]}
     assert (by_id[a]["state"], by_id[a]["stage"], by_id[a]["status"]) == ("idea", "scout", "running")

@@ -130,7 +130,7 @@ def test_cli_park_unpark_archive_and_refused_intake(factory_repo: Path) -> None:
     assert run(factory_repo, "intake", "X", "--demand", "me", "--consumer", "erik",
                "--accept", "y").exit_code == 0
     text = run(factory_repo, "status").output
-    assert "lines\n  default: active; 1 artifact(s), last intake" in text
+    assert "lines\n  LINE     STATE   ARTIFACTS  LAST INTAKE  NOTE\n  default  active  1 " in text
     result = run(factory_repo, "park", "default")
     assert result.exit_code == 2 and "--trigger" in result.output
     result = run(factory_repo, "archive", "default", "--reason", "retired", "--json")

@@ -305,6 +305,12 @@ def run_demo(console: Any, keep: Path | None = None,
         elapsed = time.monotonic() - started
         console.print(f"\n{repo.artifact}: [bold]{view.state}[/] in {elapsed:.0f}s"
                       + (f"; kept in {root}" if keep else ""))
+        if view.state != "closed":
+            # the cause the factory itself observed, never only a cell's claim
+            why = view.blocked_reason or view.final_reason or view.retry_note or view.status
+            stage = view.stage.name if view.stage else "-"
+            console.print(f"the line stopped at {stage} ({view.status}): {why}",
+                          highlight=False, markup=False)
         return 0 if view.state == "closed" else 1
     finally:
         if tmp is not None:

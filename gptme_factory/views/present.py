@@ -8,7 +8,7 @@ heavy, because `status` formats ages on its fast path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,24 @@ def lead_time(seconds: float | None) -> str:
 def pct(value: float | None, digits: int = 1) -> str:
     """A rate as a percentage, or '-' when undefined."""
     return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str = "",
+          last_wide: bool = True) -> list[str]:
+    """A plain-text table with a header row; columns as wide as their widest cell.
+
+    The last column is left unpadded (titles, notes) when `last_wide`.
+    """
+    body = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        if last_wide:
+            padded[-1] = cells[-1]
+        return (indent + "  ".join(padded)).rstrip()
+
+    return [line([h.upper() for h in headers]), *(line(r) for r in body)]
 
 
 def check_line(c: CheckResult) -> str:

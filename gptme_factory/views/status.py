@@ -6,15 +6,19 @@ ledger file; `--no-cache` derives everything from the ledger again (same answer,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..ledger.store import Ledger
+from .present import age, table
 from .summary import ArtifactSummary, summarize_artifact
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
+    from ..cells.watch import Observation
     from .linestatus import LineStatus
+
+STATE_ORDER = ["idea", "designed", "patched", "verified", "published", "measured", "closed",
+               "rejected", "abandoned", "broken"]
 
 
 def load_summaries(ledger: Ledger, use_cache: bool = True) -> list[ArtifactSummary]:
@@ -37,3 +41,56 @@ def load_line_statuses(
     from .linestatus import line_statuses
 
     return line_statuses(ledger, summaries, now)
+
+
+def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
+                 cells: list[Observation], cap: int, now: datetime) -> str:
+    """The board as `status` prints it: tables of artifacts, lines and running cells."""
+    from .cellboard import row
+
+    out: list[str] = []
+    if not summaries:
+        out.append("no artifacts yet: `gptme-factory intake TITLE --demand ... --consumer ... "
+                   "--accept ...`")
+    else:
+        rank = {state: i for i, state in enumerate(STATE_ORDER)}
+        ordered = sorted(summaries, key=lambda s: (rank.get(s.state, len(rank)), s.artifact))
+        rows: list[list[str]] = []
+        notes: dict[int, str] = {}
+        for s in ordered:
+            rows.append([s.artifact, s.state, s.stage or "-", s.status, age(s.created_at, now),
+                         f"{s.last_event} {age(s.last_at, now)} ago", s.title])
+            if s.problem:
+                notes[len(rows)] = f"  ! {s.problem}"
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(
+            {s.state: sum(x.state == s.state for x in summaries) for s in summaries}.items(),
+            key=lambda kv: rank.get(kv[0], len(rank))))
+        out.append(f"artifacts ({len(summaries)}: {counts})")
+        for i, text in enumerate(table(
+                ["artifact", "state", "stage", "status", "age", "last event", "title"], rows,
+                indent="  ")):
+            out.append(text)
+            if i in notes:
+                out.append(notes[i])
+    out.append("lines")
+    out += table(["line", "state", "artifacts", "last intake", "note"],
+                 [_line_row(x) for x in lines], indent="  ")
+    if cells:
+        out.append(f"cells ({sum(o.alive for o in cells)} running, max {cap})")
+        cell_rows = [row(o) for o in cells]
+        out += table(["cell", "role", "backend", "elapsed", "state", "budget left", "latest"],
+                     [[r["cell"], r["role"], r["backend"], r["elapsed"], r["state"],
+                       r["budget"], r["latest"][:100]] for r in cell_rows], indent="  ")
+    return "\n".join(out)
+
+
+def _line_row(x: LineStatus) -> list[str]:
+    note = ""
+    if x.state == "parked":
+        note = "until " + "; ".join(f'"{t}"' for t in x.triggers)
+    elif x.state == "archived":
+        note = x.reason
+    if x.idle:
+        note = (f"IDLE: no intake for {x.idle_days} days (after {x.idle_after_days}); park or "
+                "archive it if the demand is gone")
+    return [x.line, x.state, str(x.artifacts), (x.last_intake or "none yet")[:10], note]
