@@ -149,7 +149,7 @@ def test_idle_line_is_flagged(clocked: tuple[Ledger, Clock]) -> None:
     assert (fresh.idle, fresh.idle_days, fresh.artifacts) == (False, 29, 1)
     stale = line_statuses(ledger, summaries, T0 + timedelta(days=30))[0]
     assert (stale.idle, stale.idle_days, stale.idle_after_days) == (True, 30, 30)
-    assert "IDLE: no intake for 30 days" in stale.describe()
+    assert "IDLE: no intake for 30 days" in stale.note()
     clock.now = T0 + timedelta(days=31)
     lines.park(ledger, "default", ["new demand"])
     parked = line_statuses(ledger, summaries, T0 + timedelta(days=90))[0]

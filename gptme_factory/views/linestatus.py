@@ -70,22 +70,14 @@ class LineStatus:
         """Plain dict for `status --json`."""
         return dict(self.__dict__)
 
-    def describe(self) -> str:
-        """One line of text for the board."""
-        text = f"{self.line}: {self.state}"
-        if self.state == "parked":
-            text += f" until {quote(self.triggers)}"
-        elif self.state == "archived":
-            text += f" ({self.reason})"
-        text += f"; {self.artifacts} artifact(s)"
-        if self.last_intake:
-            text += f", last intake {self.last_intake[:10]}"
-        else:
-            text += ", no intake yet"
+    def note(self) -> str:
+        """What the board says about the line beyond its state: triggers, reason, idleness."""
         if self.idle:
-            text += (f"; IDLE: no intake for {self.idle_days} days (idle after "
-                     f"{self.idle_after_days}); park or archive it if the demand is gone")
-        return text
+            return (f"IDLE: no intake for {self.idle_days} days (idle after "
+                    f"{self.idle_after_days}); park or archive it if the demand is gone")
+        if self.state == "parked":
+            return f"until {quote(self.triggers)}"
+        return self.reason if self.state == "archived" else ""
 
 
 def statuses(

@@ -85,12 +85,4 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
 
 
 def _line_row(x: LineStatus) -> list[str]:
-    note = ""
-    if x.state == "parked":
-        note = "until " + "; ".join(f'"{t}"' for t in x.triggers)
-    elif x.state == "archived":
-        note = x.reason
-    if x.idle:
-        note = (f"IDLE: no intake for {x.idle_days} days (after {x.idle_after_days}); park or "
-                "archive it if the demand is gone")
-    return [x.line, x.state, str(x.artifacts), (x.last_intake or "none yet")[:10], note]
+    return [x.line, x.state, str(x.artifacts), (x.last_intake or "none yet")[:10], x.note()]
