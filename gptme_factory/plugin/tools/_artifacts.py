@@ -210,23 +210,22 @@ def factory_close(artifact: str, successor: str | None = None, terminal: str | N
     return f"{aid} closed ({then})"
 
 
-@adapter
-def factory_reject(artifact: str, reason: str) -> str:
-    """Reject an artifact (it should not be built), with the reason."""
+def _finish(artifact: str, kind: str, reason: str) -> str:
     from ...line.engine import finish
 
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
-    finish(ledger, aid, "rejected", reason)
-    return f"{aid} rejected: {reason}"
+    finish(ledger, aid, kind, reason)
+    return f"{aid} {kind}: {reason}"
+
+
+@adapter
+def factory_reject(artifact: str, reason: str) -> str:
+    """Reject an artifact (it should not be built), with the reason."""
+    return _finish(artifact, "rejected", reason)
 
 
 @adapter
 def factory_abandon(artifact: str, reason: str) -> str:
     """Abandon an artifact (work stops), with the reason."""
-    from ...line.engine import finish
-
-    ledger = open_ledger()
-    aid = ledger.resolve(artifact)
-    finish(ledger, aid, "abandoned", reason)
-    return f"{aid} abandoned: {reason}"
+    return _finish(artifact, "abandoned", reason)
