@@ -1,6 +1,9 @@
-"""The board: one summary line per artifact, for `status`.
+"""The board: one summary per artifact, for `status` and the web board's cards.
 
-A summary is derived by reading and replaying an artifact's chain. `load_summaries` and
+A summary is derived by reading and replaying an artifact's chain: besides what `status`
+prints, it holds what a card shows (attempt n/max, cost so far, when the artifact arrived at
+its stage, demand and consumers, why it is blocked or needs a person), so neither ever
+re-reads an artifact that did not change. `load_summaries` and
 `load_line_statuses` are the entry points `status` uses; they go through the status cache
 (statuscache.py) so a warm run re-reads only the artifacts whose files changed. This module
 imports the replay (and with it pydantic and the models) only when an artifact is read.
@@ -8,7 +11,7 @@ imports the replay (and with it pydantic and the models) only when an artifact i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from .errors import FactoryError, InvalidRecord
@@ -17,6 +20,7 @@ from .ledger import Ledger
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from .ledger import Chain
     from .linestatus import LineStatus
     from .replay import ArtifactView
 
@@ -37,6 +41,17 @@ class ArtifactSummary:
     created_at: str
     events: int
     problem: str | None = None
+    demand: str = ""
+    consumers: list[str] = field(default_factory=list)
+    attempt: int = 0  # attempts used at the current stage
+    max_attempts: int = 0  # the current stage's attempt budget (0: no current stage)
+    cost_usd: float = 0.0  # measured cost of its finished cells
+    tokens: int = 0
+    stage_since: str = ""  # ISO: when it arrived at its current stage (or became final)
+    blocked_reason: str | None = None
+    needs_person: str | None = None  # what a person must do, when the line waits for one
+    retry_note: str | None = None
+    target: str | None = None  # the repo it changes, once intakes name one
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for --json output."""
@@ -59,12 +74,47 @@ class ArtifactSummary:
 
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArtifactSummary))
+NOTE_MAX = 300  # a card shows the start of a long reason; `show` has the whole of it
+
+
+def _short(text: str) -> str | None:
+    text = " ".join(text.split())
+    if not text:
+        return None
+    return text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 1] + "\u2026"
+
+
+def target_of(intake: Any) -> str | None:
+    """The intake's target repo as text, or None while intakes do not name one."""
+    target = getattr(intake, "target", None)
+    if target is None or isinstance(target, str):
+        return target or None
+    for attr in ("name", "repo", "url"):
+        value = getattr(target, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return str(target)
+
+
+def needs_person(view: ArtifactView) -> str | None:
+    """What a person must do before the artifact can move, or None."""
+    aid, stage = view.intake.artifact, view.stage
+    if view.is_final or stage is None:
+        return None
+    if view.status == "awaiting_approval":
+        return f"approve stage {stage.name} or send it back: `gptme-factory review {aid}`"
+    if view.status == "blocked":
+        return (f"stage {stage.name} is blocked: start it again (`gptme-factory start {aid}`),"
+                " or reject or abandon the artifact")
+    return None
 
 
 def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary:
     """Summary of a replayed artifact."""
     stage = view.stage
-    last_at = view.last_at or view.intake.created_at
+    intake = view.intake
+    last_at = view.last_at or intake.created_at
+    since = last_at if view.is_final else (view.stage_since or intake.created_at)
     return ArtifactSummary(
         artifact=view.intake.artifact,
         title=view.intake.title,
@@ -78,6 +128,17 @@ def summarize(view: ArtifactView, problem: str | None = None) -> ArtifactSummary
         created_at=view.intake.created_at.isoformat(),
         events=view.events,
         problem=problem,
+        demand=intake.demand,
+        consumers=list(intake.consumers),
+        attempt=view.attempts.get(stage.name, 0) if stage else 0,
+        max_attempts=stage.attempts if stage else 0,
+        cost_usd=round(view.cost_usd, 6),
+        tokens=view.tokens,
+        stage_since=since.isoformat(),
+        blocked_reason=_short(view.blocked_reason) if view.status == "blocked" else None,
+        needs_person=needs_person(view),
+        retry_note=_short(view.retry_note) if stage and view.status == "pending" else None,
+        target=target_of(intake),
     )
 
 
@@ -91,16 +152,22 @@ def load_view(ledger: Ledger, artifact: str) -> ArtifactView:
 
 
 def summarize_artifact(
-    ledger: Ledger, artifact: str, raw: dict[str, bytes] | None = None
+    ledger: Ledger, artifact: str, raw: dict[str, bytes] | None = None, *,
+    chain: Chain | None = None, error: FactoryError | None = None,
 ) -> ArtifactSummary:
     """Summary of one artifact; a broken one is shown with its problem, not hidden.
 
     `raw` is passed to `Ledger.read`: it receives the bytes the summary was derived from.
+    A caller that has already read the artifact passes its `chain`, or the `error` the read
+    raised.
     """
     from .replay import replay
 
     try:
-        chain = ledger.read(artifact, raw=raw)
+        if error is not None:
+            raise error
+        if chain is None:
+            chain = ledger.read(artifact, raw=raw)
         line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
         view = replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
     except FactoryError as exc:

@@ -1,7 +1,9 @@
 """Factory metrics, derived from the ledger alone, to tell whether a line is worth running.
 
-Every number is computed by replaying each artifact's events (times are the events' `at`);
-nothing is stored. The definitions, also in docs/metrics.md:
+Every number is computed from each artifact's replayed events (times are the events' `at`).
+An artifact's facts are kept in the metric-facts cache (factcache.py, the status cache's
+engine), so a call re-reads only the artifacts that changed. The definitions, also in
+docs/metrics.md:
 
 - **selection**: artifacts whose intake is on `line` (if given) and was created on or after
   `since` (if given). Broken artifacts (ledger problems) are skipped and listed.
@@ -37,10 +39,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from .config import FactoryConfig, LineConfig
+from .config import LineConfig
 from .costs import ArtifactCost, Cost, artifact_cost, per_line
 from .errors import FactoryError
-from .ledger import Ledger
+from .ledger import Chain, Ledger
 from .records import ContractViolation, Event, HandoffSubmitted, Intake, Rework, StageStarted
 from .replay import ArtifactView, apply
 from .selfplay import is_self_play, ledger_self_names
@@ -74,6 +76,32 @@ class ArtifactFacts:
     adopted: bool | None = None
     cost: Cost = field(default_factory=Cost)
 
+    def to_row(self) -> list[Any]:
+        """Compact JSON-able form for the metric-facts cache (`from_row` is its inverse)."""
+        c = self.cost
+        return [self.artifact, self.line, self.classification, self.created_at.isoformat(),
+                self.state, self.stage, self.status, self.self_play, self.stage_lead_s,
+                self.to_published_s, self.end_to_end_s, _iso(self.published_at),
+                _iso(self.measured_at), self.reached_verified, self.first_pass_verified,
+                self.started, self.reworks, self.handoffs, self.violations, self.adopted,
+                [c.cells, c.unmeasured, c.cells_without_cost, c.tokens_in, c.tokens_out,
+                 c.usd, c.wall_s]]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> ArtifactFacts:
+        """Inverse of `to_row`; ValueError/TypeError if `row` is not one."""
+        if len(row) != 21 or not isinstance(row[8], dict) or len(row[20]) != 7:
+            raise ValueError("not a facts row")
+        return cls(
+            artifact=row[0], line=row[1], classification=row[2],
+            created_at=datetime.fromisoformat(row[3]), state=row[4], stage=row[5],
+            status=row[6], self_play=row[7], stage_lead_s=row[8], to_published_s=row[9],
+            end_to_end_s=row[10], published_at=_dt(row[11]), measured_at=_dt(row[12]),
+            reached_verified=row[13], first_pass_verified=row[14], started=row[15],
+            reworks=row[16], handoffs=row[17], violations=row[18], adopted=row[19],
+            cost=Cost(*row[20]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `metrics --json --artifacts`."""
         return {
@@ -88,6 +116,23 @@ class ArtifactFacts:
             "reworks": self.reworks, "violations": self.violations, "adopted": self.adopted,
             "cost": self.cost.to_json(),
         }
+
+
+@dataclass(frozen=True)
+class BrokenFacts:
+    """An artifact the metrics skip as broken; its line and intake time when they are known."""
+
+    artifact: str
+    line: str | None = None
+    created_at: datetime | None = None
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
 
 
 def _gate_stage(line: LineConfig, gate: str) -> str | None:
@@ -153,33 +198,67 @@ def artifact_facts(
     return facts
 
 
-def collect(
-    ledger: Ledger, *, line: str | None = None, since: date | None = None
-) -> tuple[list[ArtifactFacts], list[str]]:
-    """Facts of every selected artifact, and the ids of broken ones (skipped)."""
-    cfg: FactoryConfig = ledger.config
-    if line is not None:
-        cfg.line(line)  # unknown line -> ConfigError
-    names = ledger_self_names(ledger)
+def read_facts(ledger: Ledger, aid: str, chain: Chain | None, error: FactoryError | None,
+               names: frozenset[str]) -> ArtifactFacts | BrokenFacts:
+    """One artifact's facts from its chain (or BrokenFacts: a read error, problems, bad history)."""
+    if error is not None or chain is None:
+        return BrokenFacts(aid)
+    intake = chain.intake.record
+    if not isinstance(intake, Intake):
+        return BrokenFacts(aid)
+    if chain.problems:
+        return BrokenFacts(aid, intake.line, intake.created_at)
+    try:
+        return artifact_facts(intake, ledger.config.line(intake.line), chain.models(), names)
+    except FactoryError:
+        return BrokenFacts(aid, intake.line, intake.created_at)
+
+
+def select(entries: Iterable[ArtifactFacts | BrokenFacts], *, line: str | None = None,
+           since: date | None = None) -> tuple[list[ArtifactFacts], list[str]]:
+    """The facts of the artifacts on `line` taken in on or after `since`, and broken ids.
+
+    A broken artifact whose intake is readable is filtered like the others.
+    """
     start = datetime(since.year, since.month, since.day, tzinfo=timezone.utc) if since else None
     out: list[ArtifactFacts] = []
     broken: list[str] = []
+    for f in entries:
+        if line is not None and f.line is not None and f.line != line:
+            continue
+        if start is not None and f.created_at is not None and f.created_at < start:
+            continue
+        if isinstance(f, BrokenFacts):
+            broken.append(f.artifact)
+        else:
+            out.append(f)
+    return out, broken
+
+
+def all_facts(ledger: Ledger, use_cache: bool = True) -> list[ArtifactFacts | BrokenFacts]:
+    """Every artifact's facts, in id order (through the metric-facts cache unless told not to)."""
+    if use_cache:
+        from .factcache import cached_facts
+
+        return cached_facts(ledger)
+    names = ledger_self_names(ledger)
+    out: list[ArtifactFacts | BrokenFacts] = []
     for aid in ledger.artifact_ids():
         try:
-            chain = ledger.read(aid)
-            intake = chain.intake.record
-            if not isinstance(intake, Intake):
-                raise FactoryError(f"{aid}: intake.yaml is not an intake record")
-            if line is not None and intake.line != line:
-                continue
-            if start is not None and intake.created_at < start:
-                continue
-            if chain.problems:
-                raise FactoryError(chain.problems[0])
-            out.append(artifact_facts(intake, cfg.line(intake.line), chain.models(), names))
-        except FactoryError:
-            broken.append(aid)
-    return out, broken
+            chain, error = ledger.read(aid), None
+        except FactoryError as exc:
+            chain, error = None, exc
+        out.append(read_facts(ledger, aid, chain, error, names))
+    return out
+
+
+def collect(
+    ledger: Ledger, *, line: str | None = None, since: date | None = None, use_cache: bool = True
+) -> tuple[list[ArtifactFacts], list[str]]:
+    """Facts of every selected artifact, and the ids of broken ones (skipped)."""
+    if line is not None:
+        ledger.config.line(line)  # unknown line -> ConfigError
+    return select(all_facts(ledger, use_cache), line=line, since=since)
 
 
 # -- aggregation ------------------------------------------------------------------------
@@ -297,11 +376,20 @@ def _as_costs(facts: list[ArtifactFacts]) -> list[ArtifactCost]:
     return [ArtifactCost(f.artifact, f.line, f.cost) for f in facts]
 
 
-def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = None,
-            per_artifact: bool = False) -> dict[str, Any]:
-    """The metrics report for a ledger (see the module docstring for every definition)."""
-    facts, broken = collect(ledger, line=line, since=since)
-    report = compute(facts, broken, {"line": line, "since": since.isoformat() if since else None})
+def report(entries: Iterable[ArtifactFacts | BrokenFacts], *, line: str | None = None,
+           since: date | None = None, per_artifact: bool = False) -> dict[str, Any]:
+    """The metrics report over already collected facts (what `metrics` prints)."""
+    facts, broken = select(entries, line=line, since=since)
+    out = compute(facts, broken, {"line": line, "since": since.isoformat() if since else None})
     if per_artifact:
-        report["per_artifact"] = [f.to_json() for f in facts]
-    return report
+        out["per_artifact"] = [f.to_json() for f in facts]
+    return out
+
+
+def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = None,
+            per_artifact: bool = False, use_cache: bool = True) -> dict[str, Any]:
+    """The metrics report for a ledger (see the module docstring for every definition)."""
+    if line is not None:
+        ledger.config.line(line)  # unknown line -> ConfigError
+    return report(all_facts(ledger, use_cache), line=line, since=since,
+                  per_artifact=per_artifact)

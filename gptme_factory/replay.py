@@ -93,6 +93,9 @@ class ArtifactView:
     first_pass: bool = True
     stage_entered_at: dict[str, datetime] = field(default_factory=dict)
     stage_passed_at: dict[str, datetime] = field(default_factory=dict)
+    # When the artifact arrived at its current stage (a pass or a rework moved it there);
+    # None: it is still at the first stage it entered at intake.
+    stage_since: datetime | None = None
 
     @property
     def stage(self) -> StageConfig | None:
@@ -238,6 +241,7 @@ def apply(view: ArtifactView, event: Event) -> None:
         view.stage_index = names.index(event.to_stage)
         view.state = _state_before(view, view.stage_index)
         view.status, view.retry_note = "pending", event.retry_note
+        view.stage_since = event.at
         for st in view.line.stages[view.stage_index :]:
             view.gates.pop(st.name, None)
     elif isinstance(event, AttemptsExhausted):
@@ -277,6 +281,7 @@ def apply(view: ArtifactView, event: Event) -> None:
 def _pass_stage(view: ArtifactView, stage: StageConfig, at: datetime) -> None:
     view.state = stage.produces
     view.stage_passed_at[stage.name] = at
+    view.stage_since = at
     view.stage_index += 1
     view.status = "pending" if view.stage_index < len(view.line.stages) else "done"
     view.retry_note = ""

@@ -1,7 +1,9 @@
 """The status cache: board summaries keyed by git content ids, so a warm `status` reads nothing.
 
 Kept in factory/.runtime/status-cache.json (gitignored). It can make `status` slower, never
-wrong. Each artifact's summary is stored with
+wrong. The same engine (`cached`) keeps other per-artifact values, one `Kind` and one file
+each (factcache.py: the metrics' facts); a caller that needs several kinds gets them from
+one freshness check and reads a changed artifact once. Each artifact's summary is stored with
 
 - the git tree id computed (gitstore.tree_id) from the exact bytes the summary was derived
   from: the files `Ledger.read` parsed, names and contents — a content key, not a timestamp;
@@ -45,10 +47,13 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .board import ArtifactSummary, summarize_artifact
+from .errors import FactoryError
 from .gitstore import tree_id
 from .ledger import CONFIG_FILE, Ledger
 
@@ -56,29 +61,68 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
+    from .ledger import Chain
     from .linestatus import HasLineAndTime, LineStatus
 
 CACHE_FILE = "status-cache.json"
 LINES_CACHE_FILE = "lines-cache.json"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 RACY_NS = 3_000_000_000
 # The modules whose code decides what a summary says: editing any of them drops the cache.
 _CODE = ("board.py", "config.py", "contracts.py", "gitstore.py", "ledger.py", "lines.py",
          "linestatus.py", "records.py", "replay.py", "statuscache.py", "yamlio.py")
 
+# derive(ledger, artifact id, its chain or None, the error reading it raised or None)
+#   -> (value, row to cache or None: not cached, derived again on every call)
+Derive = Callable[[Ledger, str, "Chain | None", "FactoryError | None"], tuple[Any, "list[Any] | None"]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One thing cached per artifact: its cache file and how a value is derived and restored.
+
+    `restore` turns a cached row back into the value (TypeError/ValueError if the row is
+    damaged: then the artifact is read again); `key` adds what else the values depend on.
+    """
+
+    file: str
+    code: tuple[str, ...]
+    derive: Derive
+    restore: Callable[[list[Any]], Any]
+    check: Callable[[Any, str], bool]  # does a restored value belong to this artifact id?
+    key: Callable[[Ledger], str] = lambda ledger: ""
+
+
+def _derive_summary(ledger: Ledger, aid: str, chain: Chain | None,
+                    error: FactoryError | None) -> tuple[ArtifactSummary, list[Any] | None]:
+    summary = summarize_artifact(ledger, aid, chain=chain, error=error)
+    return summary, None if summary.state == "broken" else summary.to_row()
+
+
+SUMMARIES = Kind(file=CACHE_FILE, code=_CODE, derive=_derive_summary,
+                 restore=ArtifactSummary.from_row, check=lambda s, aid: s.artifact == aid)
+
 
 def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
     """Summaries for every artifact, sorted by id, re-reading only what may have changed."""
+    return cached(ledger, [SUMMARIES])[0]
+
+
+def cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
+    """For each kind, every artifact's value in id order; one freshness check serves them all.
+
+    An artifact that misses in any kind is read once, and each missing kind derived from it.
+    """
     gc_was_enabled = gc.isenabled()
     gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
     try:
-        return _cached_summaries(ledger)
+        return _cached(ledger, kinds)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
+def _cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
     repo = ledger.repo
     rel = f"{ledger.rel}/artifacts"
     snap = repo.tree_at_head(rel)  # (commit, tree of factory/artifacts in it)
@@ -92,63 +136,88 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
         return heads.get(aid)
 
     # git lstat()s every ledger file in the background while this process does the rest of
-    # the checks (1, 3 and 4 of the module docstring) and builds the candidate summaries.
+    # the checks (1, 3 and 4 of the module docstring) and builds the candidate values.
     wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
+    olds: list[dict[str, list[Any]]] = []
+    keys: list[str] = []
+    same_tops: list[bool] = []
+    candidates: list[dict[str, Any]] = []
     try:
-        cache_path = ledger.runtime_dir / CACHE_FILE
-        key = _global_key(ledger)
-        old, old_top = _load(cache_path, key)
-        same_top = bool(old) and old_top == top
         ids = ledger.artifact_ids()
         stats = _dir_stats(str(ledger.artifacts_dir), ids)
-        candidates: dict[str, ArtifactSummary] = {}
-        for aid in ids if snap else ():
-            entry, st = old.get(aid), stats[aid]
-            # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
-            if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
-                continue
-            if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
-                continue
-            try:
-                summary = ArtifactSummary.from_row(entry[3])
-            except (TypeError, ValueError):
-                continue  # a damaged entry: read the artifact instead
-            if summary.artifact == aid:
-                candidates[aid] = summary
+        for kind in kinds:
+            key = _global_key(ledger, kind)
+            old, old_top = _load(ledger.runtime_dir / kind.file, key)
+            same_top = bool(old) and old_top == top
+            olds.append(old)
+            keys.append(key)
+            same_tops.append(same_top)
+            found: dict[str, Any] = {}
+            restore, check = kind.restore, kind.check
+            for aid in ids if snap else ():
+                entry, st = old.get(aid), stats[aid]
+                # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
+                if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
+                    continue
+                if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
+                    continue
+                try:
+                    value = restore(entry[3])
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    continue  # a damaged entry: read the artifact instead
+                if check(value, aid):
+                    found[aid] = value
+            candidates.append(found)
     finally:
         changed = wait_changed() if wait_changed else None
     if changed is None:
-        candidates = {}  # git could not say what changed: trust nothing
+        candidates = [{} for _ in kinds]  # git could not say what changed: trust nothing
     else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
-        for path in changed:
-            candidates.pop(path[len(rel) + 1 :].partition("/")[0], None)
+        dirty = {path[len(rel) + 1 :].partition("/")[0] for path in changed}
+        for found in candidates:
+            for aid in dirty:
+                found.pop(aid, None)
 
-    new: dict[str, list[Any]] = {}
-    out: list[ArtifactSummary] = []
-    stored = False
+    news: list[dict[str, list[Any]]] = [{} for _ in kinds]
+    outs: list[list[Any]] = [[] for _ in kinds]
+    stored = [False] * len(kinds)
     racy_after = time.time_ns() - RACY_NS
     algo = "sha256" if snap and len(snap[0]) == 64 else "sha1"
     for aid in ids:
         st = stats[aid]
-        hit = candidates.get(aid)
-        if hit is not None:
-            entry = old[aid]
-            new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
-            out.append(hit)
+        misses = []
+        for i, found in enumerate(candidates):
+            hit = found.get(aid)
+            if hit is None:
+                misses.append(i)
+                continue
+            entry = olds[i][aid]
+            news[i][aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
+            outs[i].append(hit)
+        if not misses:
             continue
         raw: dict[str, bytes] = {}
-        summary = summarize_artifact(ledger, aid, raw)
-        out.append(summary)
-        if summary.state == "broken" or st is None:
-            continue  # not cached: read (and reported) again every time
-        oid = tree_id(raw, algo)
-        if max(st[1], st[2]) >= racy_after:
+        chain: Chain | None = None
+        error: FactoryError | None = None
+        try:
+            chain = ledger.read(aid, raw=raw)
+        except FactoryError as exc:
+            error = exc
+        oid = tree_id(raw, algo) if error is None and st is not None else None
+        if st is not None and max(st[1], st[2]) >= racy_after:
             st = None  # changed just now: check again next time
-        new[aid] = [oid, snap is not None and oid == head_of(aid), st, summary.to_row()]
-        stored = True
-    if stored or not same_top or old.keys() != new.keys():
-        _write_json(cache_path, {"key": key, "top": top, "artifacts": new})
-    return out
+        for i in misses:
+            value, row = kinds[i].derive(ledger, aid, chain, error)
+            outs[i].append(value)
+            if row is None or oid is None:
+                continue  # not cached: read (and reported) again every time
+            news[i][aid] = [oid, snap is not None and oid == head_of(aid), st, row]
+            stored[i] = True
+    for i, kind in enumerate(kinds):
+        if stored[i] or not same_tops[i] or olds[i].keys() != news[i].keys():
+            _write_json(ledger.runtime_dir / kind.file,
+                        {"key": keys[i], "top": top, "artifacts": news[i]})
+    return outs
 
 
 def cached_line_statuses(
@@ -161,7 +230,7 @@ def cached_line_statuses(
     """
     from .linestatus import LineBase, statuses
 
-    h = hashlib.sha256(_global_key(ledger).encode())
+    h = hashlib.sha256(_global_key(ledger, SUMMARIES).encode())
     # Exactly what `lines.line_bases` reads: factory/lines/<line>/<file>, symlinks followed.
     for line_dir in _sorted_entries(str(ledger.dir / "lines")):
         h.update(b"\0line\0" + os.fsencode(line_dir.name))
@@ -217,15 +286,16 @@ def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
         return []
 
 
-def _global_key(ledger: Ledger) -> str:
-    """What every entry depends on: cache format, ledger path, config bytes, summary code."""
+def _global_key(ledger: Ledger, kind: Kind) -> str:
+    """What every entry depends on: cache format, ledger path, config bytes, the kind's code."""
     parts = [str(CACHE_VERSION), ledger.rel]
     try:
         parts.append(hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest())
     except OSError:
         parts.append("-")
+    parts.append(kind.key(ledger))
     here = Path(__file__).parent
-    for name in _CODE:
+    for name in kind.code:
         try:
             st = os.stat(here / name)
             parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")

@@ -34,10 +34,12 @@ def pct(value: float | None) -> str:
               help="Only artifacts taken in on or after DATE (YYYY-MM-DD, UTC).")
 @click.option("--artifacts", "per_artifact", is_flag=True,
               help="Also list each artifact's numbers (JSON: per_artifact).")
+@click.option("--no-cache", is_flag=True,
+              help="Ignore the metric-facts cache (slower, same numbers).")
 @repo_option
 @json_option
-def command(line: str | None, since: datetime | None, per_artifact: bool, repo: str,
-            as_json: bool) -> None:
+def command(line: str | None, since: datetime | None, per_artifact: bool, no_cache: bool,
+            repo: str, as_json: bool) -> None:
     """Show throughput, lead time, yield, cost, adoption and queues, from the ledger.
 
     Lead time per stage and end to end (median, p90), first-pass yield, rework and
@@ -48,7 +50,7 @@ def command(line: str | None, since: datetime | None, per_artifact: bool, repo: 
 
     ledger = open_ledger(repo)
     report = metrics(ledger, line=line, since=since.date() if since else None,
-                     per_artifact=per_artifact)
+                     per_artifact=per_artifact, use_cache=not no_cache)
     if as_json:
         echo_json(report)
     else:
