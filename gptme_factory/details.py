@@ -1,4 +1,4 @@
-"""An artifact's full derived record, for `show` (JSON and text)."""
+"""An artifact's full derived record, for `show` (JSON and text) and the board's artifact page."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dataclasses import asdict
 from typing import Any
 
 from . import yamlio
-from .ledger import Ledger
+from .ledger import Chain, Ledger
+from .records import GateFailed, GatePassed
 from .replay import replay
 
 
-def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
-    """Everything the ledger says about one artifact, as plain data."""
-    chain = ledger.read(artifact)
+def artifact_record(ledger: Ledger, artifact: str, chain: Chain | None = None) -> dict[str, Any]:
+    """Everything the ledger says about one artifact, as plain data (`chain`: already read)."""
+    chain = chain or ledger.read(artifact)
     intake = chain.intake.record
     line = ledger.config.line(intake.line)  # type: ignore[union-attr]
     view = replay(intake, line, chain.models())  # type: ignore[arg-type]
@@ -36,11 +37,30 @@ def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
         "closed": view.closed.model_dump(mode="json") if view.closed else None,
         "events": [
             {"seq": e.record.seq, "kind": e.record.kind, "at": e.record.at.isoformat(),  # type: ignore[union-attr]
-             "by": e.record.by, "file": e.path}  # type: ignore[union-attr]
+             "by": e.record.by, "file": e.path, "digest": e.digest}  # type: ignore[union-attr]
             for e in chain.events
         ],
+        "evidence": gate_evidence(chain),
         "problems": chain.problems,
     }
+
+
+def gate_evidence(chain: Chain) -> list[dict[str, Any]]:
+    """Every gate decision, passed or failed, with the checks the factory ran for it."""
+    out: list[dict[str, Any]] = []
+    for e in chain.events:
+        rec = e.record
+        if isinstance(rec, (GatePassed, GateFailed)):
+            passed = isinstance(rec, GatePassed)
+            out.append({
+                "seq": rec.seq, "at": rec.at.isoformat(), "stage": rec.stage, "gate": rec.gate,
+                "cell": rec.cell, "passed": passed, "commit": rec.commit, "tree": rec.tree,
+                "state": rec.state if isinstance(rec, GatePassed) else None,
+                "reasons": [] if isinstance(rec, GatePassed) else list(rec.reasons),
+                "notes": list(rec.notes) if isinstance(rec, GatePassed) else [],
+                "checks": [c.model_dump(mode="json") for c in rec.checks],
+            })
+    return out
 
 
 def render_artifact(record: dict[str, Any]) -> str:

@@ -109,3 +109,9 @@ class CellError(FactoryError):
     """A cell could not be spawned, found or controlled."""
 
     exit_code = 8
+
+
+class BoardError(FactoryError):
+    """The board's web server could not be started or stopped."""
+
+    exit_code = 9

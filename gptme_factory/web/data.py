@@ -1,0 +1,413 @@
+"""The board's data: plain JSON-able dicts built from the core, for the page and `/api`.
+
+- `board_data`: lines as swimlanes, each with its stages as columns (plus `done`: the line is
+  complete but the artifact not closed, and `closed`: closed, rejected or abandoned), each
+  column's artifacts as cards; the running cells; the metrics report (the numbers of
+  `metrics --json`). Summaries and metric facts come from the status cache's engine in one
+  freshness check (statuscache.cached), so a warm board re-reads nothing that did not change.
+- `artifact_data`: one artifact's page: its record (details.artifact_record), a timeline with
+  each event's commit (found by the `Factory-Hash` trailer the ledger writes), the handoffs,
+  the gate evidence and the cost per cell.
+- `commit_data`: one commit's ledger part (message and diff), for the timeline's links.
+- `change_token`: a cheap signal that moves when anything the board shows may have changed.
+
+Cards are sorted so what needs attention comes first (a person, a problem, a running cell,
+then the longest waiting); a column shows at most `limit` of them and counts the rest. Every
+string goes through the Redactor (no machine paths, no secrets); times are ISO text and
+durations seconds: formatting is the templates' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..board import ArtifactSummary, load_line_statuses
+from ..board_cells import budget_left, observations, state_of
+from ..cellwatch import Observation
+from ..errors import FactoryError, UsageError
+from ..factcache import facts_kind
+from ..ledger import Ledger
+from ..metrics import report
+from ..statuscache import SUMMARIES, cached
+from .redact import Redactor
+
+DEFAULT_LIMIT = 50
+DONE, FINAL, OTHER = "_done", "_final", "_other"
+FINAL_STATES = ("closed", "rejected", "abandoned")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{7,64}$")
+_GITHUB_RE = re.compile(
+    r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
+    r"([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
+SELF_PLAY_LISTED = 20  # the page lists this many self-play ids; /api/metrics has them all
+
+
+def redactor_for(ledger: Ledger) -> Redactor:
+    """The Redactor for pages of this ledger."""
+    return Redactor(ledger.repo.root, [(ledger.repo.worktree_base(), "<worktrees>"),
+                                       (ledger.repo.common_dir, "<git>")])
+
+
+def _seconds(now: datetime, iso: str) -> float | None:
+    if not iso:
+        return None
+    try:
+        return max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return None
+
+
+def github_base(ledger: Ledger) -> str | None:
+    """https://github.com/OWNER/REPO when `origin` is on GitHub (credentials never kept)."""
+    url = ledger.repo.remote_url("origin")
+    m = _GITHUB_RE.match(url or "")
+    return f"https://github.com/{m.group(1)}/{m.group(2)}" if m else None
+
+
+# -- the board --------------------------------------------------------------------------
+
+
+def _card(s: ArtifactSummary, now: datetime, cell: Observation | None) -> dict[str, Any]:
+    running = None
+    if cell is not None:
+        running = {"cell": cell.cell, "elapsed_s": cell.elapsed_s, "stalled": cell.stalled,
+                   "state": state_of(cell), "latest": cell.latest or None}
+    return {
+        "artifact": s.artifact, "title": s.title, "line": s.line, "state": s.state,
+        "stage": s.stage, "status": s.status, "cell": s.cell,
+        "in_stage_s": _seconds(now, s.stage_since or s.created_at),
+        "attempt": s.attempt, "max_attempts": s.max_attempts,
+        "cost_usd": s.cost_usd, "tokens": s.tokens, "target": s.target,
+        "demand": s.demand, "consumers": list(s.consumers),
+        "blocked_reason": s.blocked_reason, "needs_person": s.needs_person,
+        "retry_note": s.retry_note, "problem": s.problem,
+        "last_event": s.last_event, "last_at": s.last_at, "created_at": s.created_at,
+        "events": s.events, "running": running,
+    }
+
+
+def _urgency(s: ArtifactSummary) -> tuple[int, str]:
+    """Sort key: a person or a problem first, then work in flight, then the longest waiting."""
+    if s.needs_person or s.problem:
+        rank = 0
+    elif s.status in ("running", "submitted"):
+        rank = 1
+    else:
+        rank = 2
+    return rank, s.stage_since or s.created_at
+
+
+_NO_STAGE: dict[str, Any] = {"name": None, "role": None, "gate": None, "produces": None,
+                             "attempts": None, "approval": False, "hint": None}
+
+
+@dataclass
+class _Column:
+    key: str
+    title: str
+    info: dict[str, Any]
+    items: list[ArtifactSummary]
+
+
+def _columns_for(stages: list[dict[str, Any]]) -> dict[str, _Column]:
+    cols = {st["name"]: _Column(st["name"], st["name"], st, []) for st in stages}
+    cols[DONE] = _Column(DONE, "done", {"hint": "line complete: close it (successor or terminal)"}, [])
+    cols[FINAL] = _Column(FINAL, "closed", {"hint": "closed, rejected or abandoned"}, [])
+    return cols
+
+
+def _lanes(ledger: Ledger, summaries: list[ArtifactSummary], statuses: dict[str, Any],
+           now: datetime, limit: int, cells: dict[str, Observation]) -> list[dict[str, Any]]:
+    cfg = ledger.config
+    order = [cfg.default_line, *sorted(n for n in cfg.lines if n != cfg.default_line)]
+    lanes: dict[str, dict[str, _Column]] = {}
+    infos: dict[str, dict[str, Any]] = {}
+    for name in order:
+        line = cfg.lines[name]
+        stages = [{"name": st.name, "role": st.role, "gate": st.gate, "produces": st.produces,
+                   "attempts": st.attempts, "approval": st.approval} for st in line.stages]
+        lanes[name] = _columns_for(stages)
+        infos[name] = {"description": line.description}
+    for s in summaries:
+        if s.state == "broken":
+            cols = lanes.setdefault("?", {"broken": _Column("broken", "broken", {}, [])})
+            infos.setdefault("?", {"description": "artifacts whose ledger files fail to read: "
+                                                  "run `gptme-factory verify`"})
+            cols["broken"].items.append(s)
+            continue
+        found = lanes.get(s.line)
+        if found is None:  # a line no longer in factory.yaml
+            found = lanes[s.line] = _columns_for([])
+            infos[s.line] = {"description": "this line is not in factory.yaml any more"}
+        cols = found
+        if s.state in FINAL_STATES:
+            key = FINAL
+        elif s.stage is None:
+            key = DONE
+        else:
+            key = s.stage if s.stage in cols else OTHER
+        if key not in cols:
+            cols[key] = _Column(key, "other stages", {"hint": "stages not in the line"}, [])
+        cols[key].items.append(s)
+    out = []
+    for name, cols in lanes.items():
+        columns = []
+        for col in cols.values():
+            if col.key == FINAL:
+                col.items.sort(key=lambda s: s.last_at, reverse=True)  # latest first
+            else:
+                col.items.sort(key=_urgency)
+            shown = col.items if limit <= 0 else col.items[:limit]
+            counts: dict[str, int] = {}
+            for s in col.items:
+                counts[s.status] = counts.get(s.status, 0) + 1
+            columns.append({
+                "key": col.key, "title": col.title, **_NO_STAGE, **col.info,
+                "count": len(col.items),
+                "counts": counts, "hidden": len(col.items) - len(shown),
+                "cards": [_card(s, now, cells.get(s.cell or "")) for s in shown],
+            })
+        status = statuses.get(name)
+        out.append({"line": name, **infos[name],
+                    "status": status.to_json() if status else None,
+                    "describe": status.describe() if status else None,
+                    "artifacts": sum(c["count"] for c in columns), "columns": columns})
+    return out
+
+
+def _cell(o: Observation, titles: dict[str, str]) -> dict[str, Any]:
+    def frac(used: float | None, bound: float | None) -> float | None:
+        if not bound or used is None:
+            return None
+        return round(min(1.0, max(0.0, used / bound)), 4)
+
+    return {
+        "cell": o.cell, "artifact": o.artifact, "title": titles.get(o.artifact, ""),
+        "stage": o.stage, "role": o.role, "backend": o.backend, "alive": o.alive,
+        "state": state_of(o), "stalled": o.stalled, "stopping": o.stopping,
+        "elapsed_s": o.elapsed_s, "timeout_s": o.timeout_s, "time_left_s": o.time_left_s,
+        "time_frac": frac(o.elapsed_s, o.timeout_s),
+        "tokens": o.tokens, "tokens_measured": o.tokens_measured, "max_tokens": o.max_tokens,
+        "tokens_frac": frac(o.tokens, o.max_tokens),
+        "cost_usd": o.cost_usd, "max_cost_usd": o.max_cost_usd,
+        "cost_frac": frac(o.cost_usd, o.max_cost_usd),
+        "budget_left": budget_left(o), "over_budget": o.over_budget,
+        "latest": o.latest or None, "latest_source": o.latest_source or None,
+        "idle_s": o.idle_s,
+    }
+
+
+def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
+               redact: bool = True) -> dict[str, Any]:
+    """Everything the board page shows, as plain data."""
+    kinds = [SUMMARIES, facts_kind(ledger)]
+    summaries, facts = cached(ledger, kinds)
+    now = now or datetime.now(timezone.utc)
+    statuses = {x.line: x for x in load_line_statuses(ledger, summaries, now)}
+    obs = observations(ledger, now)
+    watched = {o.artifact for o in obs}
+    titles = {s.artifact: s.title for s in summaries if s.artifact in watched}
+    live = {o.cell: o for o in obs if o.alive}
+    metrics = report(facts)
+    sp = metrics["self_play"]
+    page_metrics = {**metrics, "self_play": {**sp, "artifacts": sp["artifacts"][:SELF_PLAY_LISTED]}}
+    totals: dict[str, int] = {"artifacts": len(summaries), "open": 0, "needs_person": 0,
+                              "blocked": 0, "broken": 0, "running_cells": len(live),
+                              "stalled_cells": sum(o.stalled for o in obs)}
+    for s in summaries:
+        totals["open"] += s.state not in FINAL_STATES and s.state != "broken"
+        totals["needs_person"] += s.needs_person is not None
+        totals["blocked"] += s.status == "blocked"
+        totals["broken"] += s.state == "broken"
+    data = {
+        "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
+                 "generated_at": now.isoformat(), "limit": limit,
+                 "max_cells": ledger.config.max_concurrent_cells,
+                 "github": github_base(ledger)},
+        "totals": totals,
+        "lanes": _lanes(ledger, summaries, statuses, now, limit, live),
+        "cells": [_cell(o, titles) for o in obs],
+        "metrics": page_metrics,
+    }
+    return redactor_for(ledger).mapping(data) if redact else data
+
+
+# -- one artifact -------------------------------------------------------------------------
+
+
+def _what(rec: Any) -> str:
+    """One line saying what an event did."""
+    k = rec.kind
+    if k == "stage_started":
+        return f"{rec.stage} attempt {rec.attempt} started: cell {rec.cell} ({rec.role})"
+    if k == "cell_spawned":
+        model = f", model {rec.model}" if rec.model else ""
+        return f"{rec.backend} cell launched{model}, {rec.budget.timeout_s:g} s budget"
+    if k == "handoff_submitted":
+        return f"{rec.contract} handed off by {rec.cell}"
+    if k == "gate_passed":
+        return f"{rec.gate} gate passed at {rec.stage}: now {rec.state}"
+    if k == "gate_failed":
+        return f"{rec.gate} gate failed at {rec.stage}: {rec.failure_summary}"
+    if k == "rework":
+        return f"sent back from {rec.from_stage} to {rec.to_stage}: {rec.retry_note}"
+    if k == "attempts_exhausted":
+        return f"{rec.stage} used its {rec.attempts} attempts"
+    if k == "contract_violation":
+        return f"contract violation by {rec.cell} after {rec.attempts} tries: {rec.errors[0]}"
+    if k == "cell_finished":
+        cost = f", ${rec.cost_usd:.4f}" if rec.cost_usd is not None else ""
+        why = f": {rec.reason}" if rec.reason else ""
+        return f"cell {rec.cell} ended ({rec.outcome}) after {rec.wall_s:.0f} s{cost}{why}"
+    if k == "approval_requested":
+        return f"approval requested for {rec.stage}"
+    if k == "reviewed":
+        said = f": {rec.comments}" if rec.comments else ""
+        return f"{rec.reviewer} reviewed {rec.stage}: {rec.decision}{said}"
+    if k in ("rejected", "abandoned"):
+        return f"{k}: {rec.reason}"
+    if k == "published":
+        return f"published ({rec.target}) at {rec.where}"
+    if k == "closed":
+        return f"closed, successor {rec.successor}" if rec.successor else f"closed: {rec.terminal}"
+    return str(k)
+
+
+def _commit(entry: Any) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {"id": entry.commit, "short": entry.commit[:10], "subject": entry.subject,
+            "time": entry.time, "author": entry.author}
+
+
+def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
+                  redact: bool = True, commits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One artifact's page: record, timeline with commits, handoffs, evidence, cost per cell.
+
+    `commits` (Factory-Hash -> LogEntry) may be passed by a caller that looked up many
+    artifacts' commits at once; otherwise this artifact's history is read from git.
+    """
+    from ..details import artifact_record
+
+    aid = ledger.resolve(query)
+    chain = ledger.read(aid)
+    record = artifact_record(ledger, aid, chain)
+    if commits is None:
+        commits = ledger.repo.commits_by_trailer([f"{ledger.rel}/artifacts/{aid}"],
+                                                 "Factory-Hash")
+    intake_commit = commits.get(chain.intake.digest)
+    timeline = [{"seq": 0, "kind": "intake", "at": record["intake"]["created_at"],
+                 "by": record["intake"]["created_by"], "file": chain.intake.path,
+                 "what": f"taken in: {record['intake']['title']}",
+                 "commit": _commit(intake_commit)}]
+    for stored, ev in zip(chain.events, record["events"], strict=True):
+        timeline.append({**{k: ev[k] for k in ("seq", "kind", "at", "by", "file")},
+                         "what": _what(stored.record), "commit": _commit(commits.get(stored.digest))})
+    now = now or datetime.now(timezone.utc)
+    cells = []
+    for c in record["cells"].values():
+        tokens = (c["tokens_in"] or 0) + (c["tokens_out"] or 0)
+        cells.append({k: c[k] for k in ("cell", "stage", "role", "attempt", "backend", "model",
+                                        "outcome", "wall_s", "tokens_in", "tokens_out",
+                                        "cost_usd", "started_at", "finished_at",
+                                        "last_progress", "brief")}
+                     | {"tokens": tokens if c["outcome"] else None})
+    for c in cells:
+        for key in ("started_at", "finished_at"):
+            c[key] = c[key].isoformat() if isinstance(c[key], datetime) else c[key]
+    data = {
+        "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
+                 "generated_at": now.isoformat(), "github": github_base(ledger)},
+        "artifact": aid, "intake": record["intake"], "state": record["state"],
+        "stage": record["stage"], "status": record["status"], "cell": record["cell"],
+        "attempts": record["attempts"], "retry_note": record["retry_note"],
+        "blocked_reason": record["blocked_reason"], "final_reason": record["final_reason"],
+        "timeline": timeline, "handoffs": record["handoffs"], "evidence": record["evidence"],
+        "cells": cells, "cost": record["cost"], "published": record["published"],
+        "closed": record["closed"], "problems": record["problems"],
+    }
+    return redactor_for(ledger).mapping(data) if redact else data
+
+
+def shown_artifacts(board: dict[str, Any]) -> list[str]:
+    """Ids of the artifacts that have a card on the board, in board order."""
+    return [card["artifact"] for lane in board["lanes"] for col in lane["columns"]
+            for card in col["cards"] if lane["line"] != "?"]
+
+
+def artifact_pages(ledger: Ledger, ids: list[str], now: datetime) -> list[dict[str, Any]]:
+    """Pages of many artifacts, their commits found with one `git log` (for the static file)."""
+    paths = [f"{ledger.rel}/artifacts/{aid}" for aid in ids]
+    commits = ledger.repo.commits_by_trailer(paths, "Factory-Hash") if paths else {}
+    pages = []
+    for aid in ids:
+        try:
+            pages.append(artifact_data(ledger, aid, now=now, commits=commits))
+        except FactoryError:
+            continue  # changed under us or broken: its card says so
+    return pages
+
+
+# -- one commit ---------------------------------------------------------------------------
+
+
+def commit_data(ledger: Ledger, commit: str, max_bytes: int = 200_000) -> dict[str, Any]:
+    """A commit's message and the part of its diff inside the ledger directory."""
+    if not _COMMIT_RE.match(commit):
+        raise UsageError(f"{commit!r} is not a commit id (hex digits)")
+    full = ledger.repo.resolve_commit(commit)
+    if full is None:
+        raise UsageError(f"no commit {commit} in this repo")
+    meta = ledger.repo.git("show", "-s", "--format=%H%x1f%an%x1f%aI%x1f%B", full).decode(
+        "utf-8", "replace").split("\x1f", 3)
+    diff = ledger.repo.git("show", "--format=", "--no-color", "--no-ext-diff", full, "--",
+                           f":(literal){ledger.rel}").decode("utf-8", "replace")
+    truncated = len(diff) > max_bytes
+    data = {"commit": meta[0], "short": meta[0][:10], "author": meta[1], "time": meta[2],
+            "message": meta[3].rstrip("\n"), "diff": diff[:max_bytes], "truncated": truncated,
+            "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
+                     "github": github_base(ledger)}}
+    return redactor_for(ledger).mapping(data)
+
+
+# -- the change signal ----------------------------------------------------------------------
+
+
+def _stat(path: Path | str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return 0, 0
+
+
+def change_token(ledger: Ledger, cell_tick_s: float = 5.0) -> str:
+    """Moves when anything the board shows may have changed (cheap: one git call, a few stats).
+
+    HEAD (every ledger event is a commit), the index and the artifacts directory (uncommitted
+    changes), factory.yaml, and the runtime records, progress notes and output of cells.
+    While a cell runs it also moves every `cell_tick_s`, for its elapsed time and tokens.
+    """
+    runtime = ledger.runtime_dir
+    parts: list[Any] = [ledger.repo.head(), _stat(ledger.repo.git_dir / "index"),
+                        _stat(ledger.artifacts_dir), _stat(ledger.dir / "factory.yaml"),
+                        _stat(ledger.dir / "lines")]
+    cells_dir = runtime / "cells"
+    for sub in ("cells", "progress", "output"):
+        parts.append(_stat(runtime / sub))
+    try:
+        names = sorted(os.listdir(cells_dir))
+    except OSError:
+        names = []
+    if names:
+        parts.append(int(time.time() // cell_tick_s))
+        out_dir = runtime / "output"
+        for name in names:
+            parts.append(_stat(out_dir / (name.removesuffix(".json") + ".output")))
+    return hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:16]
