@@ -6,19 +6,25 @@ explains why that is exact), so `metrics` and the board re-read only the artifac
 changed. The facts also depend on the names that mean the factory itself (self-play): they
 are part of the cache key. Kept in factory/.runtime/metrics-cache.json (gitignored).
 Broken artifacts are never cached: they are read, and reported, on every call.
+
+The report over all artifacts (no filters) is kept too, in metrics-report.json, under the
+pass's fingerprint of every artifact's content: while nothing changed, the board and
+`metrics` get it without loading a single artifact's facts.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .errors import FactoryError
 from .ledger import Chain, Ledger
-from .metrics import ArtifactFacts, BrokenFacts, read_facts
+from .metrics import ArtifactFacts, BrokenFacts, read_facts, report
 from .selfplay import ledger_self_names
-from .statuscache import _CODE, Kind, cached
+from .statuscache import _CODE, Kind, Pass, _global_key, _write_json, cached
 
 CACHE_FILE = "metrics-cache.json"
+REPORT_FILE = "metrics-report.json"
 _FACTS_CODE = (*_CODE, "costs.py", "factcache.py", "metrics.py", "selfplay.py")
 
 
@@ -39,3 +45,35 @@ def facts_kind(ledger: Ledger) -> Kind:
 def cached_facts(ledger: Ledger) -> list[ArtifactFacts | BrokenFacts]:
     """Every artifact's facts in id order, re-reading only the artifacts that changed."""
     return cached(ledger, [facts_kind(ledger)])[0]
+
+
+def cached_report(ledger: Ledger, p: Pass | None = None) -> dict[str, Any]:
+    """The metrics report over every artifact, computed again only when one changed.
+
+    `p`: a pass that already served another kind (the board's summaries): its fingerprint
+    is known, so an unchanged ledger costs no facts at all.
+    """
+    if p is None:
+        with Pass(ledger) as own:
+            return cached_report(ledger, own)
+    kind = facts_kind(ledger)
+    key = _global_key(ledger, kind)
+    path = ledger.runtime_dir / REPORT_FILE
+    fp = p.fingerprint()
+    facts = None
+    if fp is None:  # the pass has served no kind yet: the facts' entries give the content ids
+        facts = p.values(kind)
+        fp = p.fingerprint()
+    if fp is not None:
+        try:
+            data = json.loads(path.read_bytes().decode())
+            if data["key"] == key and data["fingerprint"] == fp:
+                kept: dict[str, Any] = data["report"]
+                return kept
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    out = report(facts if facts is not None else p.values(kind))
+    fp = p.fingerprint()
+    if fp is not None:
+        _write_json(path, {"key": key, "fingerprint": fp, "report": out})
+    return out

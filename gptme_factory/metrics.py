@@ -391,5 +391,9 @@ def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = Non
     """The metrics report for a ledger (see the module docstring for every definition)."""
     if line is not None:
         ledger.config.line(line)  # unknown line -> ConfigError
+    if use_cache and line is None and since is None and not per_artifact:
+        from .factcache import cached_report
+
+        return cached_report(ledger)
     return report(all_facts(ledger, use_cache), line=line, since=since,
                   per_artifact=per_artifact)

@@ -109,115 +109,156 @@ def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
 
 
 def cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
-    """For each kind, every artifact's value in id order; one freshness check serves them all.
+    """For each kind, every artifact's value in id order; one freshness check serves them all."""
+    with Pass(ledger) as p:
+        return [p.values(kind) for kind in kinds]
 
-    An artifact that misses in any kind is read once, and each missing kind derived from it.
+
+class Pass:
+    """One freshness check of every artifact, serving as many kinds as are asked of it.
+
+    The checks of the module docstring are made once: HEAD's tree, `git diff-index` (run in
+    the background while the first kind's cache file is loaded and its entries checked), the
+    directories' stat. An artifact read for one kind is not read again for another.
+    `fingerprint` identifies the content of every artifact, so a value computed from all of
+    them (the metrics report) can be kept and reused until one changes.
     """
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
-    try:
-        return _cached(ledger, kinds)
-    finally:
-        if gc_was_enabled:
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.rel = f"{ledger.rel}/artifacts"
+        repo = ledger.repo
+        self.snap = repo.tree_at_head(self.rel)  # (commit, tree of factory/artifacts in it)
+        self.top = self.snap[1] if self.snap else None
+        self._heads: dict[str, str] | None = None
+        # git lstat()s every ledger file in the background while this process does the rest
+        # of the checks (1, 3 and 4 of the module docstring) and builds candidate values.
+        self._wait = repo.start_changed_paths(self.snap[0], self.rel) if self.snap else None
+        self._dirty: set[str] | None = None
+        self._waited = False
+        self.ids = ledger.artifact_ids()
+        self.stats = _dir_stats(str(ledger.artifacts_dir), self.ids)
+        self.algo = "sha256" if self.snap and len(self.snap[0]) == 64 else "sha1"
+        self.racy_after = 0
+        # what this pass read: aid -> (chain, error, content id or None)
+        self._read: dict[str, tuple[Chain | None, FactoryError | None, str | None]] = {}
+        self._oids: dict[str, str | None] = {}
+        self._gc = gc.isenabled()
+        gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
+
+    def __enter__(self) -> Pass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for git if nobody did, and restore the garbage collector."""
+        self._changed()
+        if self._gc:
             gc.enable()
+            self._gc = False
 
+    def _head_of(self, aid: str) -> str | None:
+        if self._heads is None:
+            self._heads = self.ledger.repo.tree_entries(self.snap[1]) if self.snap else {}
+        return self._heads.get(aid)
 
-def _cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
-    repo = ledger.repo
-    rel = f"{ledger.rel}/artifacts"
-    snap = repo.tree_at_head(rel)  # (commit, tree of factory/artifacts in it)
-    top = snap[1] if snap else None
-    heads: dict[str, str] | None = None
+    def _changed(self) -> set[str] | None:
+        """Artifacts with a path that differs from HEAD (None: git could not say: all)."""
+        if not self._waited:
+            self._waited = True
+            changed = self._wait() if self._wait else None
+            if changed is not None:
+                cut = len(self.rel) + 1
+                self._dirty = {path[cut:].partition("/")[0] for path in changed}
+            self.racy_after = time.time_ns() - RACY_NS
+        return self._dirty
 
-    def head_of(aid: str) -> str | None:
-        nonlocal heads
-        if heads is None:
-            heads = repo.tree_entries(snap[1]) if snap else {}
-        return heads.get(aid)
-
-    # git lstat()s every ledger file in the background while this process does the rest of
-    # the checks (1, 3 and 4 of the module docstring) and builds the candidate values.
-    wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
-    olds: list[dict[str, list[Any]]] = []
-    keys: list[str] = []
-    same_tops: list[bool] = []
-    candidates: list[dict[str, Any]] = []
-    try:
-        ids = ledger.artifact_ids()
-        stats = _dir_stats(str(ledger.artifacts_dir), ids)
-        for kind in kinds:
-            key = _global_key(ledger, kind)
-            old, old_top = _load(ledger.runtime_dir / kind.file, key)
-            same_top = bool(old) and old_top == top
-            olds.append(old)
-            keys.append(key)
-            same_tops.append(same_top)
-            found: dict[str, Any] = {}
-            restore, check = kind.restore, kind.check
-            for aid in ids if snap else ():
-                entry, st = old.get(aid), stats[aid]
-                # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
-                if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
-                    continue
-                if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
-                    continue
-                try:
-                    value = restore(entry[3])
-                except (TypeError, ValueError, KeyError, AttributeError):
-                    continue  # a damaged entry: read the artifact instead
-                if check(value, aid):
-                    found[aid] = value
-            candidates.append(found)
-    finally:
-        changed = wait_changed() if wait_changed else None
-    if changed is None:
-        candidates = [{} for _ in kinds]  # git could not say what changed: trust nothing
-    else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
-        dirty = {path[len(rel) + 1 :].partition("/")[0] for path in changed}
-        for found in candidates:
+    def values(self, kind: Kind) -> list[Any]:
+        """Every artifact's value of `kind`, in id order; writes the kind's cache file."""
+        ledger, ids, stats = self.ledger, self.ids, self.stats
+        key = _global_key(ledger, kind)
+        old, old_top = _load(ledger.runtime_dir / kind.file, key)
+        same_top = bool(old) and old_top == self.top
+        found: dict[str, Any] = {}
+        restore, check, head_of = kind.restore, kind.check, self._head_of
+        for aid in ids if self.snap else ():
+            entry, st = old.get(aid), stats[aid]
+            # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
+            if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
+                continue
+            if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
+                continue
+            try:
+                value = restore(entry[3])
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue  # a damaged entry: read the artifact instead
+            if check(value, aid):
+                found[aid] = value
+        dirty = self._changed()
+        if dirty is None:
+            found = {}  # git could not say what changed: trust nothing
+        else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
             for aid in dirty:
                 found.pop(aid, None)
 
-    news: list[dict[str, list[Any]]] = [{} for _ in kinds]
-    outs: list[list[Any]] = [[] for _ in kinds]
-    stored = [False] * len(kinds)
-    racy_after = time.time_ns() - RACY_NS
-    algo = "sha256" if snap and len(snap[0]) == 64 else "sha1"
-    for aid in ids:
-        st = stats[aid]
-        misses = []
-        for i, found in enumerate(candidates):
+        new: dict[str, list[Any]] = {}
+        out: list[Any] = []
+        stored = False
+        oids = self._oids
+        for aid in ids:
+            st = stats[aid]
             hit = found.get(aid)
-            if hit is None:
-                misses.append(i)
+            if hit is not None:
+                entry = old[aid]
+                new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
+                oids[aid] = entry[0]
+                out.append(hit)
                 continue
-            entry = olds[i][aid]
-            news[i][aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
-            outs[i].append(hit)
-        if not misses:
-            continue
-        raw: dict[str, bytes] = {}
-        chain: Chain | None = None
-        error: FactoryError | None = None
-        try:
-            chain = ledger.read(aid, raw=raw)
-        except FactoryError as exc:
-            error = exc
-        oid = tree_id(raw, algo) if error is None and st is not None else None
-        if st is not None and max(st[1], st[2]) >= racy_after:
-            st = None  # changed just now: check again next time
-        for i in misses:
-            value, row = kinds[i].derive(ledger, aid, chain, error)
-            outs[i].append(value)
+            chain, error, oid = self._read_once(aid, st)
+            value, row = kind.derive(ledger, aid, chain, error)
+            out.append(value)
             if row is None or oid is None:
                 continue  # not cached: read (and reported) again every time
-            news[i][aid] = [oid, snap is not None and oid == head_of(aid), st, row]
-            stored[i] = True
-    for i, kind in enumerate(kinds):
-        if stored[i] or not same_tops[i] or olds[i].keys() != news[i].keys():
+            if st is not None and max(st[1], st[2]) >= self.racy_after:
+                st = None  # changed just now: check again next time
+            new[aid] = [oid, self.snap is not None and oid == head_of(aid), st, row]
+            stored = True
+        if stored or not same_top or old.keys() != new.keys():
             _write_json(ledger.runtime_dir / kind.file,
-                        {"key": keys[i], "top": top, "artifacts": news[i]})
-    return outs
+                        {"key": key, "top": self.top, "artifacts": new})
+        return out
+
+    def _read_once(self, aid: str, st: list[int] | None
+                   ) -> tuple[Chain | None, FactoryError | None, str | None]:
+        got = self._read.get(aid)
+        if got is None:
+            raw: dict[str, bytes] = {}
+            chain: Chain | None = None
+            error: FactoryError | None = None
+            try:
+                chain = self.ledger.read(aid, raw=raw)
+            except FactoryError as exc:
+                error = exc
+            oid = tree_id(raw, self.algo) if error is None and st is not None else None
+            got = self._read[aid] = (chain, error, oid)
+            self._oids[aid] = oid
+        return got
+
+    def fingerprint(self) -> str | None:
+        """An id of every artifact's content as this pass saw it; None when one is unknown.
+
+        Known once a kind's values were asked for: from the cached entries (their tree ids,
+        checked against HEAD) and from what was read. An artifact that could not be read or
+        stat'ed has no content id, and then nothing derived from all artifacts can be kept.
+        """
+        got = self._oids
+        oids = [oid for oid in map(got.get, self.ids) if oid is not None]
+        if len(oids) != len(self.ids):
+            return None
+        text = "\n".join(map("\0".join, zip(self.ids, oids, strict=True)))
+        return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def cached_line_statuses(

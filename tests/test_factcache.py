@@ -136,3 +136,39 @@ def test_cli_no_cache_gives_the_same_json(settled: Ledger, tmp_path: Path) -> No
     assert warm.exit_code == cold.exit_code == 0
     assert json.loads(warm.output) == json.loads(cold.output)
     assert (ledger.runtime_dir / CACHE_FILE).is_file()
+
+
+def test_the_report_is_kept_until_an_artifact_changes(settled: Ledger,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from gptme_factory.factcache import REPORT_FILE
+
+    ledger = settled
+    a, b = new_artifact(ledger, "One"), new_artifact(ledger, "Two")
+    append_next(ledger, a)
+    first = metrics(Ledger.open(ledger.repo.root))
+    assert first == metrics(Ledger.open(ledger.repo.root), use_cache=False)
+    path = ledger.runtime_dir / REPORT_FILE
+    stamp = path.stat().st_mtime_ns
+    seen = reads(monkeypatch)
+    assert metrics(Ledger.open(ledger.repo.root)) == first
+    assert seen == [] and path.stat().st_mtime_ns == stamp  # kept, not computed again
+    abandon(ledger, b, "not needed")
+    seen.clear()
+    second = metrics(Ledger.open(ledger.repo.root))
+    assert seen == [b] and second["queue"] != first["queue"]
+    assert second == metrics(Ledger.open(ledger.repo.root), use_cache=False)
+    path.write_text("{")  # damaged: ignored and rewritten
+    assert metrics(Ledger.open(ledger.repo.root)) == second
+    assert json.loads(path.read_text())["report"] == second
+
+
+def test_no_report_is_kept_while_an_artifact_cannot_be_read(settled: Ledger) -> None:
+    from gptme_factory.factcache import REPORT_FILE
+
+    ledger = settled
+    bad = new_artifact(ledger, "Bad")
+    (ledger.artifacts_dir / bad / "intake.yaml").write_text("kind: [\n")
+    report = metrics(Ledger.open(ledger.repo.root))
+    assert report["broken"] == [bad]
+    assert report == metrics(Ledger.open(ledger.repo.root), use_cache=False)
+    assert not (ledger.runtime_dir / REPORT_FILE).exists()

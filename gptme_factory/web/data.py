@@ -23,8 +23,10 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,9 @@ from ..board import ArtifactSummary, load_line_statuses
 from ..board_cells import budget_left, observations, state_of
 from ..cellwatch import Observation
 from ..errors import FactoryError, UsageError
-from ..factcache import facts_kind
+from ..factcache import cached_report
 from ..ledger import Ledger
-from ..metrics import report
-from ..statuscache import SUMMARIES, cached
+from ..statuscache import SUMMARIES, Pass
 from .redact import Redactor
 
 DEFAULT_LIMIT = 50
@@ -45,7 +46,8 @@ _COMMIT_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _GITHUB_RE = re.compile(
     r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
     r"([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
-SELF_PLAY_LISTED = 20  # the page lists this many self-play ids; /api/metrics has them all
+SELF_PLAY_LISTED = 20
+_SINCE, _LAST_AT, _STATUS = attrgetter("stage_since"), attrgetter("last_at"), attrgetter("status")  # the page lists this many self-play ids; /api/metrics has them all
 
 
 def redactor_for(ledger: Ledger) -> Redactor:
@@ -92,15 +94,11 @@ def _card(s: ArtifactSummary, now: datetime, cell: Observation | None) -> dict[s
     }
 
 
-def _urgency(s: ArtifactSummary) -> tuple[int, str]:
-    """Sort key: a person or a problem first, then work in flight, then the longest waiting."""
+def _urgent(s: ArtifactSummary) -> int:
+    """Sort rank in a column: a person or a problem first, then work in flight, then the rest."""
     if s.needs_person or s.problem:
-        rank = 0
-    elif s.status in ("running", "submitted"):
-        rank = 1
-    else:
-        rank = 2
-    return rank, s.stage_since or s.created_at
+        return 0
+    return 1 if s.status in ("running", "submitted") else 2
 
 
 _NO_STAGE: dict[str, Any] = {"name": None, "role": None, "gate": None, "produces": None,
@@ -113,6 +111,13 @@ class _Column:
     title: str
     info: dict[str, Any]
     items: list[ArtifactSummary]
+    ranks: tuple[list[ArtifactSummary], ...] = field(default_factory=lambda: ([], [], []))
+
+    def ordered(self) -> list[ArtifactSummary]:
+        """Most urgent first; within a rank, the longest in its stage first (closed: latest)."""
+        if self.key == FINAL:
+            return sorted(self.items, key=_LAST_AT, reverse=True)
+        return [s for rank in self.ranks for s in sorted(rank, key=_SINCE)]
 
 
 def _columns_for(stages: list[dict[str, Any]]) -> dict[str, _Column]:
@@ -123,7 +128,9 @@ def _columns_for(stages: list[dict[str, Any]]) -> dict[str, _Column]:
 
 
 def _lanes(ledger: Ledger, summaries: list[ArtifactSummary], statuses: dict[str, Any],
-           now: datetime, limit: int, cells: dict[str, Observation]) -> list[dict[str, Any]]:
+           now: datetime, limit: int, cells: dict[str, Observation],
+           totals: dict[str, int]) -> list[dict[str, Any]]:
+    """The swimlanes; counts what needs attention into `totals` on the way."""
     cfg = ledger.config
     order = [cfg.default_line, *sorted(n for n in cfg.lines if n != cfg.default_line)]
     lanes: dict[str, dict[str, _Column]] = {}
@@ -134,12 +141,19 @@ def _lanes(ledger: Ledger, summaries: list[ArtifactSummary], statuses: dict[str,
                    "attempts": st.attempts, "approval": st.approval} for st in line.stages]
         lanes[name] = _columns_for(stages)
         infos[name] = {"description": line.description}
+    opened = needs = blocked = broken = 0
     for s in summaries:
+        if s.needs_person is not None:
+            needs += 1
+        if s.status == "blocked":
+            blocked += 1
         if s.state == "broken":
+            broken += 1
             cols = lanes.setdefault("?", {"broken": _Column("broken", "broken", {}, [])})
             infos.setdefault("?", {"description": "artifacts whose ledger files fail to read: "
                                                   "run `gptme-factory verify`"})
             cols["broken"].items.append(s)
+            cols["broken"].ranks[0].append(s)
             continue
         found = lanes.get(s.line)
         if found is None:  # a line no longer in factory.yaml
@@ -148,25 +162,22 @@ def _lanes(ledger: Ledger, summaries: list[ArtifactSummary], statuses: dict[str,
         cols = found
         if s.state in FINAL_STATES:
             key = FINAL
-        elif s.stage is None:
-            key = DONE
         else:
-            key = s.stage if s.stage in cols else OTHER
-        if key not in cols:
-            cols[key] = _Column(key, "other stages", {"hint": "stages not in the line"}, [])
-        cols[key].items.append(s)
+            opened += 1
+            key = DONE if s.stage is None else s.stage if s.stage in cols else OTHER
+        col = cols.get(key)
+        if col is None:
+            col = cols[key] = _Column(key, "other stages", {"hint": "stages not in the line"}, [])
+        col.items.append(s)
+        col.ranks[_urgent(s)].append(s)
+    totals.update(open=opened, needs_person=needs, blocked=blocked, broken=broken)
     out = []
     for name, cols in lanes.items():
         columns = []
         for col in cols.values():
-            if col.key == FINAL:
-                col.items.sort(key=lambda s: s.last_at, reverse=True)  # latest first
-            else:
-                col.items.sort(key=_urgency)
-            shown = col.items if limit <= 0 else col.items[:limit]
-            counts: dict[str, int] = {}
-            for s in col.items:
-                counts[s.status] = counts.get(s.status, 0) + 1
+            ordered = col.ordered()
+            shown = ordered if limit <= 0 else ordered[:limit]
+            counts = dict(Counter(map(_STATUS, col.items)))
             columns.append({
                 "key": col.key, "title": col.title, **_NO_STAGE, **col.info,
                 "count": len(col.items),
@@ -206,32 +217,27 @@ def _cell(o: Observation, titles: dict[str, str]) -> dict[str, Any]:
 def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
                redact: bool = True) -> dict[str, Any]:
     """Everything the board page shows, as plain data."""
-    kinds = [SUMMARIES, facts_kind(ledger)]
-    summaries, facts = cached(ledger, kinds)
+    with Pass(ledger) as p:  # one freshness check for the summaries and the metrics
+        summaries = p.values(SUMMARIES)
+        metrics = cached_report(ledger, p)
     now = now or datetime.now(timezone.utc)
     statuses = {x.line: x for x in load_line_statuses(ledger, summaries, now)}
     obs = observations(ledger, now)
     watched = {o.artifact for o in obs}
     titles = {s.artifact: s.title for s in summaries if s.artifact in watched}
     live = {o.cell: o for o in obs if o.alive}
-    metrics = report(facts)
     sp = metrics["self_play"]
     page_metrics = {**metrics, "self_play": {**sp, "artifacts": sp["artifacts"][:SELF_PLAY_LISTED]}}
-    totals: dict[str, int] = {"artifacts": len(summaries), "open": 0, "needs_person": 0,
-                              "blocked": 0, "broken": 0, "running_cells": len(live),
+    totals: dict[str, int] = {"artifacts": len(summaries), "running_cells": len(live),
                               "stalled_cells": sum(o.stalled for o in obs)}
-    for s in summaries:
-        totals["open"] += s.state not in FINAL_STATES and s.state != "broken"
-        totals["needs_person"] += s.needs_person is not None
-        totals["blocked"] += s.status == "blocked"
-        totals["broken"] += s.state == "broken"
+    lanes = _lanes(ledger, summaries, statuses, now, limit, live, totals)
     data = {
         "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
                  "generated_at": now.isoformat(), "limit": limit,
                  "max_cells": ledger.config.max_concurrent_cells,
                  "github": github_base(ledger)},
         "totals": totals,
-        "lanes": _lanes(ledger, summaries, statuses, now, limit, live),
+        "lanes": lanes,
         "cells": [_cell(o, titles) for o in obs],
         "metrics": page_metrics,
     }

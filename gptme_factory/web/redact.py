@@ -82,11 +82,21 @@ class Redactor:
 
     def tree(self, data: Any) -> Any:
         """A copy of JSON-able `data` with every string (keys included) redacted."""
-        if isinstance(data, str):
-            return self.text(data)
-        if isinstance(data, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.tree(v)
-                    for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [self.tree(v) for v in data]
-        return data
+        memo: dict[str, str] = {}  # the same keys and values recur on every card
+
+        def text(value: str) -> str:
+            got = memo.get(value)
+            if got is None:
+                got = memo[value] = self.text(value)
+            return got
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, str):
+                return text(node)
+            if isinstance(node, dict):
+                return {text(k) if isinstance(k, str) else k: walk(v) for k, v in node.items()}
+            if isinstance(node, (list, tuple)):
+                return [walk(v) for v in node]
+            return node
+
+        return walk(data)
