@@ -79,22 +79,29 @@ def start_detached(ledger: Ledger, *, host: str = "127.0.0.1", port: int = 0,
         args += ["--limit", str(limit)]
     ledger.runtime_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GPTME_FACTORY_DIR": ledger.rel}
-    with open(ledger.runtime_dir / LOG, "ab") as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, env=env, cwd=ledger.repo.root)
+    log = ledger.runtime_dir / LOG
+    # Through a shell that puts it in the background and exits: the server is nobody's
+    # child, so it outlives this process and leaves no zombie behind when it stops.
+    launch = 'setsid "$@" >> "$LOG" 2>&1 < /dev/null & echo $!'
+    proc = subprocess.run(["bash", "-c", launch, "board", *args], capture_output=True,
+                          text=True, env={**env, "LOG": str(log)}, cwd=ledger.repo.root,
+                          check=False)
+    if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+        raise BoardError(f"could not start the board server: {proc.stderr.strip()}")
+    pid = int(proc.stdout.strip())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         rec = current(ledger)
-        if rec and rec.get("pid") == proc.pid:
+        if rec and rec.get("pid") == pid:
             return rec
-        if proc.poll() is not None:
+        if not proctree.alive(pid):
             break
         time.sleep(0.1)
-    if proc.poll() is None:
-        proc.terminate()
-    tail = (ledger.runtime_dir / LOG).read_text("utf-8", "replace")[-500:].strip()
+    if proctree.alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    tail = log.read_text("utf-8", "replace")[-500:].strip() if log.exists() else ""
     raise BoardError(f"the board server did not start: {tail or 'no output'} "
-                       f"(see {ledger.rel}/.runtime/{LOG})")
+                     f"(see {ledger.rel}/.runtime/{LOG})")
 
 
 def stop(ledger: Ledger, timeout_s: float = 10.0) -> dict[str, Any] | None:
