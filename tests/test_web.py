@@ -351,3 +351,17 @@ def test_pages_of_a_brain_with_paths_in_its_ledger(ledger: Ledger) -> None:
 def test_a_vendored_copy_of_the_chart_library_and_its_licence() -> None:
     assert (render.STATIC / "chart.js-LICENSE.md").read_text().startswith("The MIT License")
     assert "chart.js@4.6.1" in (render.STATIC / "VENDORED.md").read_text()
+
+
+def test_a_kept_page_is_rendered_again_once_the_ledger_moves(ledger: Ledger) -> None:
+    client = TestClient(create_app(ledger.repo.root), base_url="http://localhost")
+    first = new_artifact(ledger, "First")
+    page = client.get("/fragment/board").text
+    assert f'data-artifact="{first}"' in page
+    assert client.get("/fragment/board").text == page  # nothing moved: the same bytes
+    second = new_artifact(ledger, "Second")
+    again = client.get("/fragment/board").text
+    assert f'data-artifact="{second}"' in again and again != page
+    abandon(ledger, first, "gone")
+    art = client.get(f"/artifact/{first}").text
+    assert 'data-kind="abandoned"' in art

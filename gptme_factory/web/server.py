@@ -7,6 +7,9 @@ carry a Content-Security-Policy that lets the page load its own scripts and styl
 nothing else. Each request opens the ledger afresh (a changed factory.yaml is seen at once);
 one lock serializes the reads, which keeps the caches' writes from racing.
 
+Pages are kept by the change token (and for `MEMO_S` at most): several viewers, or a
+viewer's reloads, cost one rendering while nothing changed.
+
 Routes: `/` the board, `/artifact/ID` an artifact's page, `/commit/SHA` a commit's ledger
 diff, `/fragment/...` the parts live updates swap in, `/api/board`, `/api/artifact/ID` and
 `/api/metrics` (exactly `gptme-factory metrics --json`) as JSON, `/events` the change stream,
@@ -19,6 +22,7 @@ import asyncio
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +43,7 @@ from . import data, render
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLL_S = 1.0
+MEMO_S = 15.0
 
 
 class SecurityHeaders:
@@ -71,11 +76,16 @@ class SecurityHeaders:
 
 
 class Board:
-    """The ledger a server shows, and the lock its reads take."""
+    """The ledger a server shows, the lock its reads take, and the pages it last rendered.
+
+    A page is rendered again when the change token moved, or after `MEMO_S` (its ages and
+    elapsed times would go stale); otherwise every viewer gets the same bytes at once.
+    """
 
     def __init__(self, root: Path, ledger_dir: str | None, limit: int) -> None:
         self.root, self.ledger_dir, self.limit = root, ledger_dir, limit
         self.lock = threading.Lock()
+        self._memo: dict[str, tuple[str, int, str]] = {}
 
     def ledger(self) -> Ledger:
         """The ledger, opened afresh."""
@@ -89,6 +99,21 @@ class Board:
         """Run `fn` on a fresh ledger, one reader at a time."""
         with self.lock:
             return fn(self.ledger())
+
+    def page(self, key: str, build: Callable[[Ledger, str], str]) -> str:
+        """The HTML `build(ledger, token)` makes, reused while the token and the clock allow."""
+        with self.lock:
+            ledger = self.ledger()
+            token = data.change_token(ledger)
+            tick = int(time.monotonic() // MEMO_S)
+            kept = self._memo.get(key)
+            if kept and kept[0] == token and kept[1] == tick:
+                return kept[2]
+            html = build(ledger, token)
+            if len(self._memo) > 64:
+                self._memo.clear()
+            self._memo[key] = (token, tick, html)
+            return html
 
 
 def _limit(request: Request, default: int) -> int:
@@ -115,39 +140,23 @@ def create_app(root: Path, ledger_dir: str | None = None, *, limit: int = data.D
 
     def page(request: Request) -> Response:
         n = _limit(request, board.limit)
-
-        def build(ledger: Ledger) -> str:
-            token = data.change_token(ledger)
-            return render.board_page(data.board_data(ledger, limit=n), token)
-
-        return HTMLResponse(board.read(build))
+        return HTMLResponse(board.page(f"page:{n}", lambda ledger, token: render.board_page(
+            data.board_data(ledger, limit=n), token)))
 
     def board_fragment(request: Request) -> Response:
         n = _limit(request, board.limit)
-
-        def build(ledger: Ledger) -> str:
-            token = data.change_token(ledger)
-            return render.board_fragment(data.board_data(ledger, limit=n), token)
-
-        return HTMLResponse(board.read(build))
+        return HTMLResponse(board.page(f"fragment:{n}", lambda ledger, token: (
+            render.board_fragment(data.board_data(ledger, limit=n), token))))
 
     def artifact(request: Request) -> Response:
         aid = request.path_params["aid"]
-
-        def build(ledger: Ledger) -> str:
-            token = data.change_token(ledger)
-            return render.artifact_page(data.artifact_data(ledger, aid), token)
-
-        return HTMLResponse(board.read(build))
+        return HTMLResponse(board.page(f"artifact:{aid}", lambda ledger, token: (
+            render.artifact_page(data.artifact_data(ledger, aid), token))))
 
     def artifact_fragment(request: Request) -> Response:
         aid = request.path_params["aid"]
-
-        def build(ledger: Ledger) -> str:
-            token = data.change_token(ledger)
-            return render.artifact_fragment(data.artifact_data(ledger, aid), token)
-
-        return HTMLResponse(board.read(build))
+        return HTMLResponse(board.page(f"artifact-fragment:{aid}", lambda ledger, token: (
+            render.artifact_fragment(data.artifact_data(ledger, aid), token))))
 
     def commit(request: Request) -> Response:
         sha = request.path_params["sha"]
