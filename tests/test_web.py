@@ -353,6 +353,16 @@ def test_a_vendored_copy_of_the_chart_library_and_its_licence() -> None:
     assert "chart.js@4.6.1" in (render.STATIC / "VENDORED.md").read_text()
 
 
+def test_a_broken_artifact_page_says_why(ledger: Ledger) -> None:
+    aid = new_artifact(ledger, "Soon broken")
+    (ledger.artifacts_dir / aid / "intake.yaml").write_text("kind: [\n")
+    client = TestClient(create_app(ledger.repo.root), base_url="http://localhost")
+    r = client.get(f"/artifact/{aid}")
+    assert r.status_code == 422 and "malformed YAML" in r.text
+    board = client.get("/").text
+    assert 'data-lane="?"' in board and "run `gptme-factory verify`" in board
+
+
 def test_a_kept_page_is_rendered_again_once_the_ledger_moves(ledger: Ledger) -> None:
     client = TestClient(create_app(ledger.repo.root), base_url="http://localhost")
     first = new_artifact(ledger, "First")

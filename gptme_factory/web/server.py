@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ArtifactNotFound, FactoryError, UsageError
+from ..errors import ArtifactNotFound, FactoryError, InvalidRecord, UsageError
 from ..ledger import Ledger
 from . import data, render
 
@@ -195,6 +195,8 @@ def create_app(root: Path, ledger_dir: str | None = None, *, limit: int = data.D
             return _error_page(404, str(exc))
         if isinstance(exc, UsageError):
             return _error_page(400, str(exc))
+        if isinstance(exc, InvalidRecord):  # a broken artifact: its files fail to read
+            return _error_page(422, str(exc))
         return _error_page(500, str(exc))
 
     hosts = list(allowed_hosts or LOOPBACK_NAMES)
