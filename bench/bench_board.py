@@ -42,10 +42,10 @@ sys.path.insert(0, str(HERE))
 import bench_ledger  # noqa: E402 - sets the bytecode cache settings first
 from bench_ledger import clock, isolate_env  # noqa: E402
 
-from gptme_factory.board import load_line_statuses, load_summaries  # noqa: E402
-from gptme_factory.board_cells import observations  # noqa: E402
-from gptme_factory.ledger import Ledger  # noqa: E402
-from gptme_factory.metrics import metrics  # noqa: E402
+from gptme_factory.ledger.store import Ledger  # noqa: E402
+from gptme_factory.views.cellboard import observations  # noqa: E402
+from gptme_factory.views.factcache import metrics  # noqa: E402
+from gptme_factory.views.status import load_line_statuses, load_summaries  # noqa: E402
 from gptme_factory.web import data, render  # noqa: E402
 from gptme_factory.web.static_file import static_html  # noqa: E402
 

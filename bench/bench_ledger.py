@@ -53,8 +53,8 @@ sys.path.insert(0, str(HERE))
 
 import ledgergen
 
-from gptme_factory.board import load_line_statuses, load_summaries
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.views.status import load_line_statuses, load_summaries
 
 BIN = Path(sys.executable).parent
 TARGETS = "warm status <= 1 s and >= 20x faster than gptodo list; cold <= 1.5x the floor; " \
@@ -156,7 +156,7 @@ def measure(root: Path, n: int, reps: int, slow_reps: int, verify: bool) -> dict
         shutil.rmtree(cache, ignore_errors=True)
 
     if verify:
-        from gptme_factory.verify import verify_ledger
+        from gptme_factory.line.verify import verify_ledger
         problems = verify_ledger(Ledger.open(root))
         if problems:
             raise SystemExit(f"generated ledger does not verify: {problems[:3]}")
@@ -199,7 +199,7 @@ def measure(root: Path, n: int, reps: int, slow_reps: int, verify: bool) -> dict
 
 def commit_round(root: Path, fac: str, cells: list[tuple[str, str, str]], i: int) -> dict[str, float]:
     """One commit of each kind: plain git, Ledger.append, engine.submit, CLI submit."""
-    from gptme_factory.engine import submit
+    from gptme_factory.line.engine import submit
 
     out: dict[str, float] = {}
     note = f"notes/bench-{i}.md"

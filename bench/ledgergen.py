@@ -18,11 +18,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gptme_factory import yamlio
-from gptme_factory.config import default_config
-from gptme_factory.ledger import INTAKE_FILE, Ledger, sha256, slugify
-from gptme_factory.records import EVENT_ADAPTER, Intake
-from gptme_factory.replay import ArtifactView, apply
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.records import ARTIFACT_EVENTS, Intake
+from gptme_factory.ledger.store import INTAKE_FILE, Ledger, slugify
+from gptme_factory.ledger.stream import sha256
+from gptme_factory.line.replay import ArtifactView, apply
 
 BASE_TIME = datetime(2025, 6, 1, tzinfo=timezone.utc)
 WORDS = ["login", "timeout", "cache", "parser", "export", "sync", "retry", "search", "upload",
@@ -163,7 +164,7 @@ def render_artifact(i: int, mean_events: int, seed: int = 7) -> list[tuple[str, 
                 "parent": parent, "at": created + timedelta(minutes=11 * seq),
                 "by": payload.get("cell", "bench"),
                 **{k: v for k, v in payload.items() if k != "kind"}}
-        event = EVENT_ADAPTER.validate_python(data)
+        event = ARTIFACT_EVENTS.validate_python(data)
         apply(view, event)  # raises on an illegal history
         raw = yamlio.dumps(event.model_dump(mode="json", exclude_none=True))
         parent = sha256(raw)

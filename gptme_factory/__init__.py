@@ -17,14 +17,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Ledger": "gptme_factory.ledger",
+    "Ledger": "gptme_factory.ledger.store",
     "FactoryError": "gptme_factory.errors",
-    "verify_ledger": "gptme_factory.verify",
-    "start_stage": "gptme_factory.engine",
-    "submit": "gptme_factory.engine",
-    "advance": "gptme_factory.engine",
-    "review": "gptme_factory.engine",
-    "close": "gptme_factory.engine",
+    "verify_ledger": "gptme_factory.line.verify",
+    "start_stage": "gptme_factory.line.engine",
+    "submit": "gptme_factory.line.engine",
+    "advance": "gptme_factory.line.engine",
+    "review": "gptme_factory.line.engine",
+    "close": "gptme_factory.line.engine",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -3,10 +3,12 @@
 Every expected failure is a `FactoryError` whose message says what happened and what to do
 next. Each class carries the exit code the CLI uses; the gptme tool returns the message to
 the agent as a sentence. Anything else that escapes is a bug and keeps its traceback.
+Decisions are taken on these types (`except NotPublished`), never on a message's wording.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -37,9 +39,12 @@ class NotAFactory(FactoryError):
 class ArtifactNotFound(UsageError):
     """No artifact (or several) match the id or prefix given."""
 
-    def __init__(self, query: str, candidates: Iterable[str] = ()) -> None:
+    def __init__(self, query: str, candidates: Iterable[str] = (),
+                 known: Iterable[str] = ()) -> None:
         self.query = query
         self.candidates = sorted(candidates)
+        self.suggestions = [] if self.candidates else difflib.get_close_matches(
+            query, list(known), n=3, cutoff=0.6)
         if self.candidates:
             shown = ", ".join(self.candidates[:10])
             more = f" (and {len(self.candidates) - 10} more)" if len(self.candidates) > 10 else ""
@@ -47,6 +52,9 @@ class ArtifactNotFound(UsageError):
                 f"artifact id {query!r} is ambiguous: it matches {shown}{more}; "
                 "give a longer prefix"
             )
+        elif self.suggestions:
+            msg = (f"no artifact matches {query!r}; did you mean "
+                   f"{' or '.join(self.suggestions)}?")
         else:
             msg = f"no artifact matches {query!r}: run `gptme-factory status` to list artifacts"
         super().__init__(msg)
@@ -87,6 +95,14 @@ class LedgerConflict(FactoryError):
     exit_code = 5
 
 
+class ForkDetected(LedgerConflict):
+    """Two events of one stream claim the same parent; keep one side before appending."""
+
+
+class LedgerDamaged(LedgerConflict):
+    """A stream fails its integrity check (tampered, missing parent, bad record)."""
+
+
 class GitError(FactoryError):
     """A git command failed; the message carries git's own words."""
 
@@ -99,6 +115,18 @@ class IllegalTransition(FactoryError):
     exit_code = 7
 
 
+class NothingToAdvance(IllegalTransition):
+    """The current stage has no handoff waiting for its gate."""
+
+
+class NotPublished(IllegalTransition):
+    """The package gate needs a publication first (`gptme-factory package`)."""
+
+
+class AwaitingReview(IllegalTransition):
+    """The stage's result waits for a person's review."""
+
+
 class HandoffRefused(FactoryError):
     """A handoff came from the wrong cell, role, artifact or stage; nothing was recorded."""
 
@@ -109,6 +137,10 @@ class CellError(FactoryError):
     """A cell could not be spawned, found or controlled."""
 
     exit_code = 8
+
+
+class CellCapacity(CellError):
+    """`max_concurrent_cells` cells are running: wait for one to finish."""
 
 
 class BoardError(FactoryError):

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import engine, yamlio
-from gptme_factory.config import FactoryConfig, default_config
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.config import FactoryConfig, default_config
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
 from tests.conftest import git
 from tests.test_metrics import Clock, build, finish, intake, measure_stage, package, scout, verify
 

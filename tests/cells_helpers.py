@@ -19,9 +19,13 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import cellstate, engine, proctree, scripted, yamlio
-from gptme_factory.ledger import Ledger
-from gptme_factory.replay import ArtifactView
+from gptme_factory.cells import proctree
+from gptme_factory.cells import state as cellstate
+from gptme_factory.demo import scripted
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.replay import ArtifactView
 
 
 def tmux_sessions() -> list[str]:
@@ -34,7 +38,7 @@ def tmux_sessions() -> list[str]:
 def gptme_processes(marker: str, *, watchdogs: bool = False) -> list[int]:
     """Live processes whose command line mentions `marker` (a per-test path).
 
-    Cell watchdogs (gptme_factory.watchdog) are factory processes, not cells: they are left
+    Cell watchdogs (gptme_factory.cells.watchdog) are factory processes, not cells: they are left
     out unless `watchdogs` is set.
     """
     found = []
@@ -45,7 +49,7 @@ def gptme_processes(marker: str, *, watchdogs: bool = False) -> list[int]:
             cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "gptme_factory.watchdog" in cmd and not watchdogs:
+        if "gptme_factory.cells.watchdog" in cmd and not watchdogs:
             continue
         if marker in cmd and proctree.alive(int(name)):
             found.append(int(name))
@@ -80,7 +84,7 @@ def view(ledger: Ledger, aid: str) -> ArtifactView:
 
 def events(ledger: Ledger, aid: str, kind: str) -> list[Any]:
     """The artifact's events of one kind, in order."""
-    return [e.record for e in ledger.read(aid).events if e.record.kind == kind]
+    return [e.event for e in ledger.read(aid).events if e.event.kind == kind]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:

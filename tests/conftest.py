@@ -62,7 +62,7 @@ def brain(tmp_path: Path) -> Path:
 @pytest.fixture
 def factory_repo(brain: Path) -> Path:
     """A brain repo after `gptme-factory init` (through the Python API)."""
-    from gptme_factory.ledger import Ledger
+    from gptme_factory.ledger.store import Ledger
 
     Ledger.init(brain)
     return brain
@@ -71,7 +71,7 @@ def factory_repo(brain: Path) -> Path:
 @pytest.fixture
 def ledger(factory_repo: Path):  # type: ignore[no-untyped-def]
     """The opened ledger of `factory_repo`."""
-    from gptme_factory.ledger import Ledger
+    from gptme_factory.ledger.store import Ledger
 
     return Ledger.open(factory_repo)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gptme_factory import engine
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import DEMAND, FIXED_SOURCE, write_sample_project
+from gptme_factory.demo.sample import DEMAND, FIXED_SOURCE, write_sample_project
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
 from tests.conftest import git
 from tests.test_engine import build, report, scout_memo
 
@@ -32,7 +33,7 @@ def sample_artifact(ledger: Ledger, **overrides: Any) -> str:
         paths = write_sample_project(root)
         git(root, "add", *paths)
         git(root, "commit", "-q", "-m", "add sample project")
-    return ledger.create(**{**DEMAND, **overrides}).artifact  # type: ignore[arg-type]
+    return new_intake(ledger, **{**DEMAND, **overrides}).artifact
 
 
 def to_package(ledger: Ledger, aid: str) -> str:
@@ -47,9 +48,9 @@ def to_package(ledger: Ledger, aid: str) -> str:
     engine.submit(ledger, b.cell, build(ledger, b, FIXED_SOURCE))
     res = engine.advance(ledger, aid)
     assert res.passed, res.reasons
-    head = res.outcome.commit  # type: ignore[union-attr]
+    head = res.outcome.commit
     v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, report(aid, head, 0, "pass"))  # type: ignore[arg-type]
+    engine.submit(ledger, v.cell, report(aid, head, 0, "pass"))
     assert engine.advance(ledger, aid).passed
     p = engine.start_stage(ledger, aid)
     engine.submit(ledger, p.cell, {**RELEASE_PACKAGE, "artifact": aid})

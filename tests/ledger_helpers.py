@@ -1,6 +1,6 @@
 """Helpers for the ledger-core tests: legal events without the engine, git snapshots.
 
-Events are appended through the real `Ledger.append` under the real writer lock; the payloads
+Events are recorded through the real `Ledger.record` under the real writer lock; the payloads
 follow the default line's state machine (replay.py) so `verify` stays clean.
 """
 
@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gptme_factory.ledger import Chain, Ledger, StoredRecord
-from gptme_factory.replay import replay
+from gptme_factory.ledger.kinds import ArtifactChain, StoredEvent
+from gptme_factory.ledger.records import ARTIFACT_EVENTS, Abandoned, ArtifactEvent
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.replay import replay
 
 DEMAND: dict[str, Any] = {
     "demand": "gh:acme/app#42",
@@ -23,34 +26,41 @@ DEMAND: dict[str, Any] = {
 
 def new_artifact(ledger: Ledger, title: str = "Fix login timeout") -> str:
     """Intake one artifact and return its id."""
-    return ledger.create(title=title, **DEMAND).artifact
+    return new_intake(ledger, title=title, **DEMAND).artifact
 
 
-def next_payload(ledger: Ledger, chain: Chain) -> dict[str, Any]:
+def event(payload: dict[str, Any]) -> ArtifactEvent:
+    """A payload given as plain data, validated (what the engine builds as a model)."""
+    return ARTIFACT_EVENTS.validate_python(payload)
+
+
+def next_payload(ledger: Ledger, chain: ArtifactChain) -> ArtifactEvent:
     """A legal next event: alternate scout attempts (stage_started / cell_finished crashed)."""
-    line = ledger.config.line(chain.intake.record.line)  # type: ignore[union-attr]
-    view = replay(chain.intake.record, line, chain.models())  # type: ignore[arg-type]
+    assert chain.root is not None
+    line = ledger.config.line(chain.root.record.line)
+    view = replay(chain.root.record, line, chain.events)
     if view.status == "running":
-        return {"kind": "cell_finished", "cell": view.cell, "outcome": "crashed", "wall_s": 1.0}
+        return event({"kind": "cell_finished", "cell": view.cell, "outcome": "crashed",
+                      "wall_s": 1.0})
     attempt = view.attempts.get("scout", 0) + 1
-    return {
+    return event({
         "kind": "stage_started", "stage": "scout", "role": "scout",
-        "cell": f"{chain.artifact}.scout.{attempt:04x}", "attempt": attempt,
-    }
+        "cell": f"{chain.id}.scout.{attempt:04x}", "attempt": attempt,
+    })
 
 
-def append_next(ledger: Ledger, aid: str, **kw: Any) -> StoredRecord:
-    """Append one legal event to `aid` (read under the lock, as the API requires)."""
+def append_next(ledger: Ledger, aid: str, **kw: Any) -> StoredEvent:
+    """Record one legal event on `aid` (read under the lock, as the API requires)."""
     with ledger.locked():
         chain = ledger.read(aid)
-        return ledger.append(chain, next_payload(ledger, chain), **kw)
+        return ledger.record(chain, next_payload(ledger, chain), **kw)
 
 
-def abandon(ledger: Ledger, aid: str, reason: str) -> StoredRecord:
-    """Append an `abandoned` event (legal in any non-final state)."""
+def abandon(ledger: Ledger, aid: str, reason: str) -> StoredEvent:
+    """Record an `abandoned` event (legal in any non-final state)."""
     with ledger.locked():
         chain = ledger.read(aid)
-        return ledger.append(chain, {"kind": "abandoned", "reason": reason})
+        return ledger.record(chain, Abandoned(reason=reason))
 
 
 def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import cells, statuscache
-from gptme_factory.cells import SpawnOptions
-from gptme_factory.ledger import Ledger
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells.spawn import SpawnOptions
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake
+from gptme_factory.views import statuscache
 from tests.board_helpers import XSS_IMG, XSS_TITLE, make_brain
 from tests.cells_helpers import gptme_processes, wait_for
 
@@ -79,7 +81,7 @@ def site(env: Path) -> Iterator[dict[str, Any]]:
     made = make_brain(env / "brain")
     root = made["root"]
     ledger = Ledger.open(root)
-    live_aid = ledger.create(title="Index the docs", demand="gh:acme/app#9",
+    live_aid = intake(ledger, title="Index the docs", demand="gh:acme/app#9",
                              consumers=["erik"], acceptance=["search finds docs"]).artifact
     report = f"{shlex.quote(sys.executable)} -m gptme_factory progress --cell {{cell}}"
     rec = cells.spawn(ledger, live_aid, SpawnOptions(
@@ -198,7 +200,7 @@ def test_a_new_event_appears_without_a_reload(site: dict[str, Any], driver: Any)
     wait_for(lambda: text_of(driver, "#live-state") == "live", timeout=15)
     driver.execute_script("window.__stillHere = 42")
     ledger: Ledger = site["ledger"]
-    aid = ledger.create(title="Arrived while watching", demand="gh:acme/app#77",
+    aid = intake(ledger, title="Arrived while watching", demand="gh:acme/app#77",
                         consumers=["alice"], acceptance=["it shows"]).artifact
     wait_for(lambda: column_of(driver, aid) == ("default", "scout"), timeout=15)
     from tests.ledger_helpers import abandon

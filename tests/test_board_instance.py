@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory import proctree
+from gptme_factory.cells import proctree
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
-from gptme_factory.tools._command import run_factory_command
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake
+from gptme_factory.plugin.tools._command import run_factory_command
 from gptme_factory.web import instance
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def get(url: str) -> tuple[int, str]:
 
 def test_factory_board_command_starts_once_and_stop_ends_it(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    aid = ledger.create(title="Shown in the browser", demand="me", consumers=["erik"],
+    aid = intake(ledger, title="Shown in the browser", demand="me", consumers=["erik"],
                         acceptance=["ok"]).artifact
     monkeypatch.chdir(ledger.repo.root)
     said = run_factory_command(["board"])

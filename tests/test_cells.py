@@ -11,23 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import (
-    board_cells,
-    cells,
-    cellstate,
-    convlog,
-    engine,
-    proctree,
-    scripted,
-    taskfile,
-)
-from gptme_factory.brief import BriefContext, render_brief, render_prompt
-from gptme_factory.cellstate import CellRecord
-from gptme_factory.cellwatch import observe
+from gptme_factory.cells import convlog, proctree, taskfile
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import state as cellstate
+from gptme_factory.cells.brief import BriefContext, render_brief, render_prompt
+from gptme_factory.cells.state import CellRecord
+from gptme_factory.cells.watch import observe
+from gptme_factory.demo import scripted
 from gptme_factory.errors import HandoffRefused, InvalidRecord, UsageError
-from gptme_factory.ledger import Ledger
-from gptme_factory.schemas import contract_schema
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.schemas import contract_schema
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.views import cellboard as board_cells
 from tests import cells_helpers
 from tests.cells_helpers import events, view
 from tests.conftest import git
@@ -51,7 +48,7 @@ def ctx(**kw: object) -> BriefContext:
         base_commit="abc123", branch="factory/demo-1a2b3c.build.beef",
         runtime_dir="/srv/brain/factory/.runtime")
     base.update(kw)
-    return BriefContext(**base)  # type: ignore[arg-type]
+    return BriefContext(**base)
 
 
 def test_brief_has_everything_a_cell_needs() -> None:
@@ -186,7 +183,7 @@ def _rec(**kw: object) -> CellRecord:
         timeout_s=600.0, max_tokens=1000, max_cost_usd=0.5, session="agent_x",
         conversation=None)
     base.update(kw)
-    return CellRecord(**base)  # type: ignore[arg-type]
+    return CellRecord(**base)
 
 
 def test_observation_and_board_rows(tmp_path: Path) -> None:
@@ -229,7 +226,7 @@ def test_status_lists_cells_and_stays_quiet_without(ledger: Ledger) -> None:
 
 
 def test_progress_is_runtime_only_and_checked(ledger: Ledger) -> None:
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     head = git(ledger.repo.root, "rev-parse", "HEAD")
     proc = subprocess.run([sys.executable, "-m", "gptme_factory", "progress", "--cell",
                            f"{aid}.scout.ab12", "read", "the", "code", "--repo",
@@ -243,7 +240,7 @@ def test_progress_is_runtime_only_and_checked(ledger: Ledger) -> None:
 
 
 def test_failed_launch_fails_the_attempt_and_cleans_up(ledger: Ledger, cell_env: Path) -> None:
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     opts = cells.SpawnOptions(backend="command", command="echo {nope}")
     with pytest.raises(UsageError, match="bad command template"):
         cells.spawn(ledger, aid, opts)
@@ -258,7 +255,7 @@ def test_failed_launch_fails_the_attempt_and_cleans_up(ledger: Ledger, cell_env:
 
 
 def test_command_backend_and_reap_without_a_model(ledger: Ledger, cell_env: Path) -> None:
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     rec = cells.spawn(ledger, aid, cells.SpawnOptions(backend="command",
                                                       command="echo hello from {cell}; exit 3"))
     assert rec.read_only and Path(rec.workdir).is_dir()
@@ -286,7 +283,7 @@ def test_command_backend_and_reap_without_a_model(ledger: Ledger, cell_env: Path
 
 
 def test_spawn_and_collect_through_the_cli(ledger: Ledger, cell_env: Path) -> None:
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gptme_factory", *args, "--repo",
@@ -313,7 +310,7 @@ def test_spawn_and_collect_through_the_cli(ledger: Ledger, cell_env: Path) -> No
 
 
 def test_a_cell_worktree_reaches_the_brain_ledger(ledger: Ledger) -> None:
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     wt = ledger.repo.worktree_base() / f"{aid}.scout.ab12"
     ledger.repo.worktree_add(wt, ledger.repo.head() or "HEAD")
     assert Ledger.open(wt).dir == ledger.dir  # never the stale copy in the worktree

@@ -16,12 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import cells, engine, foreman, scripted, taskfile
-from gptme_factory.brief import BriefContext
-from gptme_factory.cells import SpawnOptions
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import taskfile
+from gptme_factory.cells.brief import BriefContext
+from gptme_factory.cells.spawn import SpawnOptions
+from gptme_factory.demo import scripted
+from gptme_factory.demo.scripted import run_scripted
 from gptme_factory.errors import CellError
-from gptme_factory.ledger import Ledger, sha256
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.ledger.stream import sha256
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
 from tests import cells_helpers
 from tests.cells_helpers import (
     events,
@@ -45,7 +51,7 @@ def clean(ledger: Ledger) -> None:
 
 
 def scripted_opts(script: cells.ScriptFn, **kw: object) -> SpawnOptions:
-    return SpawnOptions(model=ECHO, script=script, **kw)  # type: ignore[arg-type]
+    return SpawnOptions(model=ECHO, script=script, **kw)
 
 
 def reap_all(ledger: Ledger, aid: str, timeout: float = 60) -> list[cells.Reaped]:
@@ -63,7 +69,7 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     said: list[str] = []
     t0 = time.monotonic()
-    stopped = foreman.run_line(ledger, aid, scripted=True, until="verify", on_event=said.append)
+    stopped = run_scripted(ledger, aid, until="verify", on_event=said.append)
     elapsed = time.monotonic() - t0
     assert [s.kind for s in stopped] == ["done"], said
     v = view(ledger, aid)
@@ -79,8 +85,8 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
         assert sha256(raw) == ev.brief_digest
         assert ev.cell in raw.decode() and "JSON Schema" in raw.decode()
         assert ev.backend == "gptodo" and ev.session and ev.session.startswith("agent_")
-        assert git(ledger.repo.root, "log", "-1", "--format=%s", "--", ev.brief).startswith(
-            f"factory({aid}): cell_spawned")
+        subject = git(ledger.repo.root, "log", "-1", "--format=%s", "--", ev.brief).strip()
+        assert f"{ev.brief.rsplit('.', 3)[-3]} started" in subject  # the start and its spawn
     # The builder's work is on its own branch; every worktree is gone; the brain is untouched
     # except for gptodo's task files.
     build = events(ledger, aid, "gate_passed")[1]
@@ -107,7 +113,7 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
 def test_builder_fails_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     said: list[str] = []
-    stopped = foreman.run_line(ledger, aid, scripted="sample-rework", until="verify",
+    stopped = run_scripted(ledger, aid, "sample-rework", until="verify",
                                on_event=said.append)
     assert [s.kind for s in stopped] == ["done"], said
     v = view(ledger, aid)
@@ -192,9 +198,9 @@ def _slow_scout(ctx: BriefContext) -> str:
 def test_two_read_only_cells_in_parallel_and_the_cap(sample: tuple[Ledger, str]) -> None:
     ledger, a = sample
     ledger = set_config(ledger, max_concurrent_cells=2)
-    b = ledger.create(title="Another sample demand", demand="gh:acme/deploy-bot#18",
+    b = new_intake(ledger, title="Another sample demand", demand="gh:acme/deploy-bot#18",
                       consumers=["erik"], acceptance=["x", "y"]).artifact
-    c = ledger.create(title="A third", demand="me", consumers=["me"], acceptance=["z"]).artifact
+    c = new_intake(ledger, title="A third", demand="me", consumers=["me"], acceptance=["z"]).artifact
     head = git(ledger.repo.root, "rev-parse", "HEAD")
     ra = cells.spawn(ledger, a, scripted_opts(_slow_scout))
     rb = cells.spawn(ledger, b, scripted_opts(_slow_scout))
@@ -321,7 +327,7 @@ def test_foreman_resumes_a_stage_left_without_a_process(sample: tuple[Ledger, st
     ledger, aid = sample
     engine.start_stage(ledger, aid)  # a foreman died between start and launch
     said: list[str] = []
-    stopped = foreman.run_line(ledger, aid, scripted=True, until="scout", on_event=said.append)
+    stopped = run_scripted(ledger, aid, until="scout", on_event=said.append)
     assert [s.kind for s in stopped] == ["done"]
     assert any("never launched" in m for m in said)
     assert [f.outcome for f in events(ledger, aid, "cell_finished")] == ["crashed", "handoff"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory.checks import TAIL_LINES, passed, run_check, run_checks, tail
+from gptme_factory.line.checks import TAIL_LINES, passed, run_check, run_checks, tail
 
 
 def test_exit_code_output_and_cwd(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake as new_intake
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, cli, commit_count, new_artifact
 
@@ -118,7 +119,7 @@ def test_status_groups_by_state(ledger: Ledger) -> None:
 
 def test_show_text_json_and_bad_ids(ledger: Ledger) -> None:
     root = ledger.repo.root
-    a = ledger.create(title="alpha one", demand="gh:x/y#1", consumers=["erik"],
+    a = new_intake(ledger, title="alpha one", demand="gh:x/y#1", consumers=["erik"],
                       acceptance=["works", "is fast"]).artifact
     b = new_artifact(ledger, "alpha two")
     append_next(ledger, a)
@@ -154,12 +155,12 @@ def test_log_reads_git_history(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) 
     commits = git(root, "log", "--format=%H", "-2").split()[::-1]
     assert len(lines) == 2
     assert lines[0].startswith(f"{commits[0][:10]}  2026-01-02T03:04:05+00:00  Factory Test")
-    assert "#0   intake" in lines[0] and lines[0].endswith("intake Fix login timeout")
+    assert "#0     intake " in lines[0] and lines[0].endswith("intake: Fix login timeout")
     assert lines[1].startswith(f"{commits[1][:10]}  2026-02-03T04:05:06+00:00  Cell Runner")
-    assert "#1   stage_started" in lines[1]
+    assert "#1     stage_started " in lines[1]
     data = as_json(run(root, "log", aid, "--json"))
     assert [e["commit"] for e in data] == commits
-    assert data[1]["trailers"]["Factory-Event"] == "stage_started"
+    assert data[1]["trailers"]["Factory-Event"] == ["stage_started"]
     assert data[1]["author"] == "Cell Runner <test@factory.invalid>"
 
 

@@ -16,9 +16,10 @@ import yaml
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
-from gptme_factory.config import default_config
-from gptme_factory.ledger import Ledger, sha256
-from gptme_factory.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
+from gptme_factory.demo.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
+from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.store import Ledger, short_id
+from gptme_factory.ledger.stream import sha256
 from tests.conftest import git
 from tests.test_engine import build, scout_memo
 
@@ -128,7 +129,7 @@ def test_submit_a_yaml_file(repo: Path, tmp_path: Path) -> None:
     assert re.fullmatch(
         rf"accepted: factory/artifacts/{aid}/0002-handoff_submitted-[0-9a-f]{{12}}\.yaml\n",
         result.stdout)
-    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({aid}): handoff_submitted [scout]"
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({short_id(aid)}): scout handoff (scout_memo)"
     assert git(repo, "status", "--porcelain", "factory") == ""
     assert_clean(repo)
 
@@ -170,7 +171,7 @@ def test_invalid_handoff_exits_4_with_field_lines_and_no_commit(repo: Path) -> N
     # the third invalid handoff spends the repair budget: that is recorded
     result = cli(repo, "submit", "--cell", cell, "-", input="kind: scout_memo\n")
     assert result.exit_code == 4 and "a contract_violation was recorded" in result.stderr
-    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({aid}): contract_violation [scout]"
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({short_id(aid)}): scout blocked: contract violation"
     assert_clean(repo)
 
 
@@ -217,7 +218,7 @@ def test_advance_passes_and_fails_with_exit_10(repo: Path, ledger: Ledger) -> No
     assert (result.exit_code, result.stdout) == (0, f"{aid}: gate scout passed -> state designed\n")
     # a builder that claims success without committing anything: the patch gate fails
     started = json.loads(cli(repo, "start", aid, "--json").stdout)
-    from gptme_factory.engine import StartedStage
+    from gptme_factory.line.engine import StartedStage
 
     patch = build(ledger, StartedStage(**started), FIXED_SOURCE, commit=False)
     assert cli(repo, "submit", "--cell", started["cell"], "-", input=json.dumps(patch)).exit_code == 0
@@ -285,12 +286,12 @@ def test_review_approve_then_close(repo: Path) -> None:
     again = cli(repo, "review", aid, "--approve", "--reviewer", "erik")
     assert again.exit_code == 7 and "every stage of" in again.stderr
     neither = cli(repo, "close", aid)
-    assert neither.exit_code == 1
+    assert neither.exit_code == 2
     assert "done is not a handoff: give exactly one of --successor" in neither.stderr
     both = cli(repo, "close", aid, "--successor", aid, "--terminal", "x")
-    assert both.exit_code == 1 and "done is not a handoff" in both.stderr
+    assert both.exit_code == 2 and "done is not a handoff" in both.stderr
     itself = cli(repo, "close", aid, "--successor", aid)
-    assert itself.exit_code == 1 and "cannot be its own successor" in itself.stderr
+    assert itself.exit_code == 2 and "cannot be its own successor" in itself.stderr
     unknown = cli(repo, "close", aid, "--successor", "nope-123")
     assert unknown.exit_code == 2 and "no artifact matches 'nope-123'" in unknown.stderr
     successor = intake(repo, line="check")
@@ -306,7 +307,7 @@ def test_close_terminal(repo: Path) -> None:
     assert cli(repo, "review", aid, "--approve", "--reviewer", "erik").exit_code == 0
     result = cli(repo, "close", aid, "--terminal", "the demand is met")
     assert (result.exit_code, result.stdout) == (0, f"{aid}: closed (terminal)\n")
-    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({aid}): closed terminal"
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({short_id(aid)}): closed: terminal"
     assert_clean(repo)
 
 
@@ -348,7 +349,7 @@ def test_reject_and_abandon(repo: Path) -> None:
     start(repo, other)
     assert cli(repo, "abandon", other).exit_code == 2  # --reason is required
     blank = cli(repo, "abandon", other, "--reason", "  ")
-    assert blank.exit_code == 1 and "a reason is required" in blank.stderr
+    assert blank.exit_code == 2 and "a reason is required" in blank.stderr
     result = cli(repo, "abandon", other, "--reason", "the demand went away")
     assert (result.exit_code, result.stdout) == (0, f"{other}: abandoned\n")
     late = cli(repo, "submit", "--cell", f"{other}.scout.0000", "-", input=json.dumps(memo(other)))
@@ -361,7 +362,7 @@ def test_full_default_line_through_the_cli(repo: Path, ledger: Ledger) -> None:
     aid = intake(repo, accept=("parse_duration('2m30s') == 150", "old tests pass"))
     through_scout(repo, aid)
     started = json.loads(cli(repo, "start", aid, "--json").stdout)
-    from gptme_factory.engine import StartedStage
+    from gptme_factory.line.engine import StartedStage
 
     patch = build(ledger, StartedStage(**started), FIXED_SOURCE)
     assert cli(repo, "submit", "--cell", started["cell"], "-", input=yaml.safe_dump(patch)).exit_code == 0

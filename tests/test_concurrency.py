@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import append_next, commit_count, git_state, new_artifact
 
@@ -29,7 +29,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
 from tests.ledger_helpers import next_payload
 repo, aid, ready, go = sys.argv[1:5]
 ledger = Ledger.open(repo)
@@ -39,7 +39,7 @@ while go and not os.path.exists(go):
     time.sleep(0.005)
 with ledger.locked():
     chain = ledger.read(aid)
-    ledger.append(chain, next_payload(ledger, chain))
+    ledger.record(chain, next_payload(ledger, chain))
 """
 
 FAKE_GIT = """#!/bin/sh
@@ -110,8 +110,8 @@ def test_sixteen_concurrent_writers(ledger: Ledger, tmp_path: Path, shared: bool
     assert git(repo, "status", "--porcelain") == ""
     if shared:
         chain = ledger.read(aids[0])
-        assert [e.record.seq for e in chain.events] == list(range(1, 17))  # type: ignore[union-attr]
-        assert [e.record.kind for e in chain.events] == ["stage_started", "cell_finished"] * 8
+        assert [e.seq for e in chain.events] == list(range(1, 17))
+        assert [e.event.kind for e in chain.events] == ["stage_started", "cell_finished"] * 8
     else:
         assert all(len(ledger.read(aid).events) == 1 for aid in aids)
     subjects = git(repo, "log", "-16", "--format=%s").splitlines()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gptme_factory.convlog import last_output_line
+from gptme_factory.cells.convlog import last_output_line
 
 CRASH = """\
 \x1b[31m· ERROR    Fatal error occurred                                                 \x1b[0m

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptme_factory.cli import main
-from gptme_factory.demand import parse_acceptance
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.outcomes.demand import parse_acceptance
 from tests import fake_gh
 
 ISSUE_BODY = """The deploy bot rejects `--timeout 2m30s`.
@@ -36,7 +36,7 @@ def run(repo: Path, *args: str) -> Result:
 def intake_record(ledger: Ledger, result: Result) -> dict[str, object]:
     assert result.exit_code == 0, result.output
     aid = json.loads(result.stdout)["artifact"]
-    return ledger.read(aid).intake.record.model_dump(mode="json")
+    return ledger.read(aid).root.record.model_dump(mode="json")
 
 
 def test_parse_acceptance_sections_labels_and_checkboxes() -> None:
@@ -115,7 +115,7 @@ def test_intake_from_task(ledger: Ledger) -> None:
     assert record["demand"] == "task:speed-up-status"
     assert record["consumers"] == ["erik"]
     assert record["acceptance"] == ["status under 1 s warm", "same output"]
-    assert record["problem"].startswith("status takes 3 s")  # type: ignore[union-attr]
+    assert record["problem"].startswith("status takes 3 s")
     result = run(root, "intake", "--from-task", "no-such-task")
     assert result.exit_code == 2 and "no task file tasks/no-such-task.md" in result.output
     result = run(root, "intake", "--from-task", "../etc/passwd")

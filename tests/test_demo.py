@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from gptme_factory.cli import main
-from gptme_factory.demo import board_line, prepare, run_demo
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.demo.run import board_line, prepare, run_demo
+from gptme_factory.demo.sample import DEMAND
+from gptme_factory.ledger.store import Ledger, short_id
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 
 
@@ -21,7 +22,7 @@ def test_prepare_makes_a_wired_brain_repo_with_demand(tmp_path: Path) -> None:
     root = repo.root
     assert (root / "sample" / "durations.py").is_file()
     assert (root / "skills" / "factory-run" / "SKILL.md").is_file()
-    assert "gptme_factory.tools" in (root / "gptme.toml").read_text()
+    assert "gptme_factory.plugin.tools" in (root / "gptme.toml").read_text()
     assert git(root, "config", "user.email").strip() == "demo@gptme-factory.invalid"
     assert git(root, "status", "--porcelain") == ""
     assert repo.artifact in Ledger.open(root).artifact_ids()
@@ -55,16 +56,23 @@ def test_demo_runs_the_whole_line(tmp_path: Path) -> None:
                         ("verify", "verifier_report"), ("package", "release_package"),
                         ("measure", "outcome_report")):
         assert f"--- [{stage}] {kind}" in text
-    # the audit trail is git history: one commit per event, ending with the close
+    # the audit trail is git history: one commit per decision, ending with the close
     subjects = git(keep, "log", "--format=%s").splitlines()
-    assert subjects[0] == f"factory({aid}): closed terminal"
+    sid = short_id(aid)
+    line = subjects[:subjects.index(f"factory({sid}): intake: {DEMAND['title']}") + 1]
+    assert line[0] == f"factory({sid}): closed: terminal"
+    assert len(line) <= 14, line  # intake to close: at most half of one commit per event
+    assert all(len(s) <= 72 for s in subjects), subjects
+    for stage, after in (("scout", "build"), ("build", "verify"), ("verify", "package")):
+        assert f"factory({sid}): {stage} passed -> " in "\n".join(line)
+        assert any(s.startswith(f"factory({sid}): {stage} passed") and f"{after} started" in s
+                   for s in line), line  # the verdict and the next cell: one commit
+    assert sum(s.endswith(")") and "handoff (" in s for s in line) == 5
     for stage in ("scout", "build", "verify", "package", "measure"):
-        assert f"factory({aid}): gate_passed [{stage}]" in subjects
-        assert f"factory({aid}): gate_passed [{stage}]" in text
-    assert sum(s.startswith(f"factory({aid}): cell_spawned") for s in subjects) == 5
+        assert f"{aid}: gate {stage} passed" in text
     assert f"{aid}: closed in " in text
     # a real gptme ran each cell: its conversation log recorded the scripted actions
     events = ledger.read(aid).events
-    finished = [e.record for e in events if e.record.kind == "cell_finished"]
-    assert [f.outcome for f in finished] == ["handoff"] * 5  # type: ignore[union-attr]
-    assert all(f.conversation for f in finished)  # type: ignore[union-attr]
+    finished = [e.event for e in events if e.event.kind == "cell_finished"]
+    assert [f.outcome for f in finished] == ["handoff"] * 5
+    assert all(f.conversation for f in finished)

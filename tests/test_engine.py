@@ -8,10 +8,7 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import engine
-from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import (
+from gptme_factory.demo.sample import (
     BROKEN_SOURCE,
     CHECK_COMMAND,
     DEMAND,
@@ -20,7 +17,11 @@ from gptme_factory.sample import (
     SAMPLE_DIR,
     write_sample_project,
 )
-from gptme_factory.verify import verify_ledger
+from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord
+from gptme_factory.ledger.store import Ledger, short_id
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 
 
@@ -30,7 +31,7 @@ def sample(ledger: Ledger) -> tuple[Ledger, str]:
     paths = write_sample_project(root)
     git(root, "add", *paths)
     git(root, "commit", "-q", "-m", "add sample project")
-    intake = ledger.create(**DEMAND)  # type: ignore[arg-type]
+    intake = new_intake(ledger, **DEMAND)
     return ledger, intake.artifact
 
 
@@ -117,11 +118,11 @@ def test_full_line_to_closed(sample: tuple[Ledger, str]) -> None:
     assert res.passed, res.reasons
     assert state(ledger, aid)[0] == "patched"
     v = engine.start_stage(ledger, aid)
-    head = res.outcome.commit  # type: ignore[union-attr]
+    head = res.outcome.commit
     engine.submit(ledger, v.cell, report(aid, head, 0, "pass"))
     res = engine.advance(ledger, aid)
     assert res.passed, res.reasons
-    assert res.outcome.checks[0].exit_code == 0  # type: ignore[union-attr]
+    assert res.outcome.checks[0].exit_code == 0
     assert state(ledger, aid)[0] == "verified"
     p = engine.start_stage(ledger, aid)
     engine.submit(ledger, p.cell, {
@@ -147,8 +148,9 @@ def test_full_line_to_closed(sample: tuple[Ledger, str]) -> None:
     assert state(ledger, aid)[0] == "closed"
     clean(ledger)
     subjects = git(ledger.repo.root, "log", "--format=%s").splitlines()
-    assert subjects[0] == f"factory({aid}): closed terminal"
-    assert any(s.startswith(f"factory({aid}): gate_passed [verify]") for s in subjects)
+    assert subjects[0] == f"factory({short_id(aid)}): closed: terminal"
+    assert f"factory({short_id(aid)}): verify passed -> verified" in subjects
+    assert all(len(s) <= 72 for s in subjects)
 
 
 def test_failing_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
@@ -164,7 +166,7 @@ def test_failing_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     assert b2.attempt == 2 and "test_compound" in b2.retry_note
     assert "assert" in b2.retry_note or "failed" in b2.retry_note
     engine.submit(ledger, b2.cell, build(ledger, b2, FIXED_SOURCE))
-    head = engine.advance(ledger, aid).outcome.commit  # type: ignore[union-attr]
+    head = engine.advance(ledger, aid).outcome.commit
     v2 = engine.start_stage(ledger, aid)
     engine.submit(ledger, v2.cell, report(aid, head, 0, "pass"))
     assert engine.advance(ledger, aid).passed
@@ -237,7 +239,7 @@ def test_timed_out_check_is_a_failure(ledger: Ledger, sample: tuple[Ledger, str]
     engine.submit(ledger, v.cell, report(aid, head, 0, "pass", command="sleep 30"))
     res = engine.advance(ledger, aid)
     assert not res.passed
-    check = res.outcome.checks[0]  # type: ignore[union-attr]
+    check = res.outcome.checks[0]
     assert check.timed_out and check.exit_code is None and check.duration_s < 10
     clean(ledger)
 
@@ -246,7 +248,7 @@ def test_handoff_for_other_artifact_or_role_is_refused_and_unrecorded(
     sample: tuple[Ledger, str],
 ) -> None:
     ledger, aid = sample
-    other = ledger.create(title="Other", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    other = new_intake(ledger, title="Other", demand="me", consumers=["me"], acceptance=["x"]).artifact
     s = engine.start_stage(ledger, aid)
     head = git(ledger.repo.root, "rev-parse", "HEAD")
     with pytest.raises(HandoffRefused, match="names artifact"):
@@ -321,7 +323,7 @@ def test_gate_worktrees_left_by_a_killed_advance_are_swept(sample: tuple[Ledger,
     import subprocess
     import sys
 
-    from gptme_factory.gates import _sweep_gate_worktrees
+    from gptme_factory.line.gates import _sweep_gate_worktrees
 
     ledger, _ = sample
     repo = ledger.repo

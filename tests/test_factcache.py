@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory import statuscache
 from gptme_factory.cli import main
-from gptme_factory.factcache import CACHE_FILE, facts_kind
-from gptme_factory.ledger import Ledger
-from gptme_factory.metrics import metrics
-from gptme_factory.statuscache import SUMMARIES, cached
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake
+from gptme_factory.views import statuscache
+from gptme_factory.views.factcache import CACHE_FILE, facts_kind, metrics
+from gptme_factory.views.statuscache import SUMMARIES, cached
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
@@ -85,7 +85,7 @@ def test_one_pass_serves_summaries_and_facts(settled: Ledger,
 
 def test_self_names_are_part_of_the_key(settled: Ledger) -> None:
     ledger = settled
-    ledger.create(title="Inner", demand="me", consumers=["robo"], acceptance=["ok"])
+    intake(ledger, title="Inner", demand="me", consumers=["robo"], acceptance=["ok"])
     assert both(ledger)["self_play"]["count"] == 0
     (ledger.repo.root / "gptme.toml").write_text('[agent]\nname = "Robo"\n')
     assert both(ledger)["self_play"]["count"] == 1
@@ -140,7 +140,7 @@ def test_cli_no_cache_gives_the_same_json(settled: Ledger, tmp_path: Path) -> No
 
 def test_the_report_is_kept_until_an_artifact_changes(settled: Ledger,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from gptme_factory.factcache import REPORT_FILE
+    from gptme_factory.views.factcache import REPORT_FILE
 
     ledger = settled
     a, b = new_artifact(ledger, "One"), new_artifact(ledger, "Two")
@@ -163,7 +163,7 @@ def test_the_report_is_kept_until_an_artifact_changes(settled: Ledger,
 
 
 def test_no_report_is_kept_while_an_artifact_cannot_be_read(settled: Ledger) -> None:
-    from gptme_factory.factcache import REPORT_FILE
+    from gptme_factory.views.factcache import REPORT_FILE
 
     ledger = settled
     bad = new_artifact(ledger, "Bad")

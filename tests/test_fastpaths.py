@@ -20,10 +20,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import gitstore, statuscache, yamlio
-from gptme_factory.board import load_line_statuses, load_summaries
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger import gitstore, yamlio
+from gptme_factory.ledger.records import Abandoned
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.views import statuscache
+from gptme_factory.views.status import load_line_statuses, load_summaries
 
 # -- yamlio -------------------------------------------------------------------------------
 
@@ -242,7 +245,7 @@ def test_staged_in_place_edit_with_restored_stat_is_seen(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settle(ledger, monkeypatch)
-    aid = ledger.create(title="Alpha", demand="d", consumers=["c"], acceptance=["a"]).artifact
+    aid = new_intake(ledger, title="Alpha", demand="d", consumers=["c"], acceptance=["a"]).artifact
     board(ledger)
     intake = ledger.artifacts_dir / aid / "intake.yaml"
     st_before = intake.stat()
@@ -256,11 +259,11 @@ def test_checkout_of_an_older_commit_and_back(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settle(ledger, monkeypatch)
-    aid = ledger.create(title="Beta", demand="d", consumers=["c"], acceptance=["a"]).artifact
+    aid = new_intake(ledger, title="Beta", demand="d", consumers=["c"], acceptance=["a"]).artifact
     before = git(ledger.repo.root, "rev-parse", "HEAD").decode().strip()
     with ledger.locked():
         chain = ledger.read(aid)
-        ledger.append(chain, {"kind": "abandoned", "reason": "no demand"})
+        ledger.record(chain, Abandoned(reason="no demand"))
     assert board(ledger)[aid]["state"] == "abandoned"
     git(ledger.repo.root, "checkout", "-q", before)
     assert board(ledger)[aid]["state"] == "idea"
@@ -269,7 +272,8 @@ def test_checkout_of_an_older_commit_and_back(
 
 
 def test_line_statuses_follow_a_park(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gptme_factory.lines import line_statuses, park
+    from gptme_factory.line.lifecycle import park
+    from gptme_factory.views.linestatus import line_statuses
 
     settle(ledger, monkeypatch)
     now = datetime.now(timezone.utc)

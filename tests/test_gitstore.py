@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gptme_factory.errors import GitError, NotAFactory, NotAGitRepo, UsageError
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.store import Ledger, short_id
+from gptme_factory.line import engine
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, commit_count, git_state, new_artifact
 
@@ -20,7 +21,7 @@ def test_init_creates_config_and_gitignore_in_one_commit(brain: Path) -> None:
     assert changed == ["factory/.gitignore", "factory/factory.yaml"]
     assert commit_count(brain) == before + 1
     assert git(brain, "show", "--name-only", "--format=%s", "HEAD").split() == [
-        "factory:", "init", "create", "the", "factory", "ledger",
+        "factory:", "init", "the", "ledger",
         "factory/.gitignore", "factory/factory.yaml",
     ]
     assert "Factory-Event: init" in git(brain, "log", "-1", "--format=%B")
@@ -69,7 +70,8 @@ def test_works_on_any_branch_name(tmp_path: Path, branch: str) -> None:
     aid = new_artifact(ledger)
     assert git(repo, "symbolic-ref", "--short", "HEAD").strip() == branch
     assert git(repo, "rev-list", "--count", branch).strip() == "3"
-    assert git(repo, "log", "-1", "--format=%s", branch).startswith(f"factory({aid}): intake")
+    assert git(repo, "log", "-1", "--format=%s", branch).startswith(
+        f"factory({short_id(aid)}): intake: ")
 
 
 def test_works_in_repo_without_commits(tmp_path: Path) -> None:
@@ -94,14 +96,14 @@ def test_each_mutation_is_one_commit_with_only_its_files(ledger: Ledger) -> None
     root = ledger.repo.root
     start = commit_count(root)
     aid = new_artifact(ledger)
-    first = append_next(ledger, aid)
-    second = abandon(ledger, aid, "no longer needed")
+    first = append_next(ledger, aid)  # straight through Ledger.record: the subject is its kind
+    second = engine.finish(ledger, aid, "abandoned", "no longer needed")
     assert commit_count(root) == start + 3
     subjects = git(root, "log", f"-{3}", "--format=%s").splitlines()
     assert subjects == [
-        f"factory({aid}): abandoned",
-        f"factory({aid}): stage_started [scout]",
-        f"factory({aid}): intake Fix login timeout",
+        f"factory({short_id(aid)}): abandoned: no longer needed",
+        f"factory({short_id(aid)}): stage_started",
+        f"factory({short_id(aid)}): intake: Fix login timeout",
     ]
     for rev, path, event, seq in (
         ("HEAD", second.path, "abandoned", 2),
@@ -162,7 +164,7 @@ def test_discover_from_subdirectory_and_log(ledger: Ledger) -> None:
     assert repo.root == ledger.repo.root
     aid = new_artifact(ledger)
     entries = repo.log(f"factory/artifacts/{aid}")
-    assert [e.trailers["Factory-Event"] for e in entries] == ["intake"]
+    assert [e.trailers["Factory-Event"] for e in entries] == [["intake"]]
     assert entries[0].author == "Factory Test <test@factory.invalid>"
     assert entries[0].time == "2026-01-02T03:04:05+00:00"
 

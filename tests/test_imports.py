@@ -4,7 +4,7 @@
   interpreter through `sys.modules`.
 - A warm `status` (served from the status cache) imports neither pydantic nor PyYAML.
 - `gptme-factory board --help` imports none of the web stack (jinja2, starlette, uvicorn).
-- The core — every module but the adapters (gptme_factory/cli/, web/, plugin.py, tools*, and
+- The core — every module but the adapters (gptme_factory/cli/, web/, plugin/, demo/, and
   __main__.py, which only runs the CLI) — never imports click, rich, gptme or the web stack,
   nor the adapters themselves: checked by parsing every import statement, wherever it sits.
   KNOWN_LAZY lists core modules that reach an adapter library from inside a function only
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from gptme_factory.line.intake import intake as new_intake
+
 PKG = Path(__file__).resolve().parents[1] / "gptme_factory"
 ADAPTER_LIBS = ("click", "rich", "gptme", "jinja2", "starlette", "uvicorn", "sse_starlette")
-ADAPTERS = ("cli/", "web/", "plugin.py", "tools", "__main__.py")
+ADAPTERS = ("cli/", "web/", "plugin/", "demo/", "__main__.py")
 KNOWN_LAZY = {
-    "backends/subagent_backend.py": "runs cells through gptme's in-process subagent API",
-    "demo.py": "draws the offline demo's live board with rich",
-    "doctor.py": "checks that the gptme plugin, tools and lessons load",
+    "cells/backends/subagent_backend.py": "runs cells through gptme's in-process subagent API",
+    "envcheck/model.py": "reads gptme's provider/model registry for the model pre-flight",
 }
 
 MODULES_AFTER = """
@@ -64,25 +65,25 @@ def test_board_help_imports_no_web_stack() -> None:
 
 
 def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> None:
-    from gptme_factory.ledger import Ledger
+    from gptme_factory.ledger.store import Ledger
 
     ledger = Ledger.open(factory_repo)
     for title in ("One", "Two"):
-        ledger.create(title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+        new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
     # The cache does not trust directories changed in the last seconds (racy); no wait here.
-    setup = "import gptme_factory.statuscache as sc; sc.RACY_NS = 0"
+    setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
     cold = modules_after(["status", "--repo", str(factory_repo)], setup)
     assert "pydantic" in cold  # the first run read the ledger
     warm = modules_after(["status", "--repo", str(factory_repo)], setup)
     assert not warm & {"pydantic", "pydantic_core", "yaml", "git"}
 
 
-def _imports(tree: ast.Module) -> list[tuple[ast.stmt, str, bool]]:
+def _imports(tree: ast.Module, package: str = "gptme_factory") -> list[tuple[ast.stmt, str, bool]]:
     """(node, module name, at module level) for every import statement, wherever it is.
 
-    Relative imports are named from the package root (`from ..ledger import x` and
-    `from .ledger import x` both give gptme_factory.ledger; `from . import cli` gives
-    gptme_factory.cli): good enough to tell the core from the adapters.
+    Relative imports are resolved against `package`, the dotted package of the file
+    (`from ..ledger import x` in gptme_factory.cells.spawn gives gptme_factory.ledger;
+    `from . import cli` in gptme_factory gives gptme_factory.cli).
     """
     top = {id(n) for n in tree.body}
     found: list[tuple[ast.stmt, str, bool]] = []
@@ -92,18 +93,26 @@ def _imports(tree: ast.Module) -> list[tuple[ast.stmt, str, bool]]:
             found += [(node, a.name, at_top) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level:
             found.append((node, node.module or "", at_top))
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.append((node, f"gptme_factory.{node.module}", at_top))
         elif isinstance(node, ast.ImportFrom):
-            found += [(node, f"gptme_factory.{a.name}", at_top) for a in node.names]
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - (node.level - 1)])
+            if node.module:
+                found.append((node, f"{base}.{node.module}", at_top))
+            else:
+                found += [(node, f"{base}.{a.name}", at_top) for a in node.names]
     return found
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(rel if path.name == "__init__.py" else rel[:-1]).removesuffix(".__init__")
 
 
 def _forbidden(name: str) -> bool:
     if name.split(".")[0] in ADAPTER_LIBS:
         return True
     inner = name.removeprefix("gptme_factory.") if name.startswith("gptme_factory.") else None
-    return inner is not None and inner.split(".")[0] in ("cli", "plugin", "tools", "web")
+    return inner is not None and inner.split(".")[0] in ("cli", "plugin", "demo", "web")
 
 
 def core_modules() -> list[Path]:
@@ -113,21 +122,21 @@ def core_modules() -> list[Path]:
 
 def test_the_probe_sees_every_kind_of_import() -> None:
     tree = ast.parse(
-        "import click\nfrom rich.table import Table\nfrom . import cli\n"
-        "from .tools import x\ndef f():\n    import gptme.tools\n"
+        "import click\nfrom rich.table import Table\nfrom .. import cli\n"
+        "from ..plugin.tools import x\ndef f():\n    import gptme.tools\n"
     )
-    names = {(name, top) for _, name, top in _imports(tree)}
+    names = {(name, top) for _, name, top in _imports(tree, "gptme_factory.cells")}
     assert {("click", True), ("rich.table", True), ("gptme_factory.cli", True),
-            ("gptme_factory.tools", True), ("gptme.tools", False)} <= names
+            ("gptme_factory.plugin.tools", True), ("gptme.tools", False)} <= names
     assert all(_forbidden(n) for n, _ in names)
-    assert not _forbidden("gptme_factory.ledger") and not _forbidden("gptmex")
+    assert not _forbidden("gptme_factory.ledger.store") and not _forbidden("gptmex")
 
 
 @pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.relative_to(PKG).as_posix())
 def test_core_never_imports_click_rich_gptme_or_the_adapters(path: Path) -> None:
     rel = path.relative_to(PKG).as_posix()
     tree = ast.parse(path.read_text("utf-8"), filename=str(path))
-    bad = [f"line {node.lineno}: {name}" for node, name, top in _imports(tree)
+    bad = [f"line {node.lineno}: {name}" for node, name, top in _imports(tree, _package_of(path))
            if _forbidden(name) and (top or rel not in KNOWN_LAZY)]
     assert not bad, f"gptme_factory/{rel} imports adapter code: {bad}"
 

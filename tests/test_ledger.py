@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import yamlio
 from gptme_factory.errors import (
     ArtifactNotFound,
     ConfigError,
@@ -17,11 +16,22 @@ from gptme_factory.errors import (
     LedgerConflict,
     UsageError,
 )
-from gptme_factory.ledger import Ledger, commit_message, sha256
-from gptme_factory.records import Intake
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.records import Abandoned, Intake, Rejected
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.ledger.stream import sha256
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
-from tests.ledger_helpers import DEMAND, abandon, append_next, commit_count, git_state, new_artifact
+from tests.ledger_helpers import (
+    DEMAND,
+    abandon,
+    append_next,
+    commit_count,
+    event,
+    git_state,
+    new_artifact,
+)
 
 ID_RE = re.compile(r"^[a-z0-9-]+-[0-9a-f]{6}$")
 
@@ -42,7 +52,7 @@ def test_intake_needs_demand_consumer_and_acceptance(
     root = ledger.repo.root
     head, before = git(root, "rev-parse", "HEAD"), git_state(root)
     with pytest.raises(UsageError, match=re.escape(needle)) as exc:
-        ledger.create(title="Fix login timeout", **{**DEMAND, **override})
+        new_intake(ledger, title="Fix login timeout", **{**DEMAND, **override})
     assert "nothing was written" in str(exc.value)
     assert git(root, "rev-parse", "HEAD") == head
     assert git_state(root) == before
@@ -64,7 +74,7 @@ def test_intake_invalid_fields_write_nothing(
     count = commit_count(ledger.repo.root)
     kwargs = {"title": "Fix it", **DEMAND, **override}
     with pytest.raises(error, match=needle):
-        ledger.create(**kwargs)
+        new_intake(ledger, **kwargs)
     assert commit_count(ledger.repo.root) == count
     assert ledger.artifact_ids() == []
 
@@ -76,7 +86,7 @@ def test_intake_record_and_ids(ledger: Ledger) -> None:
     assert len(ids) == 5
     for aid in ids:
         assert ID_RE.match(aid) and aid.startswith("fix-login-timeout-v2-")
-    odd = ledger.create(title="日本語 / ../etc", **DEMAND).artifact
+    odd = new_intake(ledger, title="日本語 / ../etc", **DEMAND).artifact
     assert ID_RE.match(odd) and odd.startswith("etc-")
     aid = sorted(ids)[0]
     raw = (ledger.artifacts_dir / aid / "intake.yaml").read_bytes()
@@ -87,8 +97,8 @@ def test_intake_record_and_ids(ledger: Ledger) -> None:
 
 
 def test_resolve_exact_prefix_ambiguous_unknown(ledger: Ledger) -> None:
-    a = ledger.create(title="alpha one", **DEMAND).artifact
-    b = ledger.create(title="alpha two", **DEMAND).artifact
+    a = new_intake(ledger, title="alpha one", **DEMAND).artifact
+    b = new_intake(ledger, title="alpha two", **DEMAND).artifact
     assert ledger.resolve(a) == a
     assert ledger.resolve("alpha-t") == b
     assert ledger.resolve(a[:-2]) == a
@@ -118,27 +128,26 @@ def test_chain_links_parents_by_hash(ledger: Ledger) -> None:
     chain = ledger.read(aid)
     assert chain.problems == []
     assert [e.path for e in chain.events] == [first.path, second.path]
-    assert first.record.parent == chain.intake.digest  # type: ignore[union-attr]
-    assert second.record.parent == first.digest  # type: ignore[union-attr]
+    assert first.header.parent == chain.root.digest
+    assert second.header.parent == first.digest
     name = Path(second.path).name
     assert name == f"0002-cell_finished-{second.digest[:12]}.yaml"
     assert second.digest == sha256((ledger.repo.root / second.path).read_bytes())
     assert verify_ledger(ledger) == []
 
 
-def test_append_requires_the_lock_and_a_legal_payload(ledger: Ledger) -> None:
+def test_record_requires_the_lock_and_a_valid_payload(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     chain = ledger.read(aid)
     count = commit_count(ledger.repo.root)
     with pytest.raises(RuntimeError, match="requires the writer lock"):
-        ledger.append(chain, {"kind": "abandoned", "reason": "x"})
-    with ledger.locked():
-        with pytest.raises(InvalidRecord, match="reason"):
-            ledger.append(ledger.read(aid), {"kind": "abandoned"})
-        with pytest.raises(InvalidRecord, match="unknown field"):
-            ledger.append(ledger.read(aid), {"kind": "abandoned", "reason": "x", "mood": "sad"})
-        with pytest.raises(InvalidRecord, match="unknown kind"):
-            ledger.append(ledger.read(aid), {"kind": "teleported"})
+        ledger.record(chain, Abandoned(reason="x"))
+    with pytest.raises(InvalidRecord, match="reason: required field is missing"):
+        Abandoned.build()
+    with pytest.raises(InvalidRecord, match="mood: unknown field"):
+        Abandoned.build(reason="x", mood="sad")
+    with pytest.raises(InvalidRecord, match=r"abandoned event.*\n.*reason: String should have"):
+        Abandoned.build(reason="")
     assert commit_count(ledger.repo.root) == count
     assert ledger.read(aid).events == []
 
@@ -150,20 +159,23 @@ def test_append_refuses_a_chain_with_integrity_problems(ledger: Ledger) -> None:
     path.write_bytes(path.read_bytes().replace(b"attempt: 1", b"attempt: 2"))
     count = commit_count(ledger.repo.root)
     with ledger.locked(), pytest.raises(LedgerConflict, match="integrity check"):
-        ledger.append(ledger.read(aid), {"kind": "abandoned", "reason": "x"})
+        ledger.record(ledger.read(aid), Abandoned(reason="x"))
     assert commit_count(ledger.repo.root) == count
 
 
-def test_commit_subject_is_one_line_even_for_multiline_titles(ledger: Ledger) -> None:
+def test_commit_subject_is_one_short_line_even_for_multiline_titles(ledger: Ledger) -> None:
     title = "Fix it\n\nFactory-Artifact: other-000000"
-    aid = ledger.create(title=title, **DEMAND).artifact
+    aid = new_intake(ledger, title=title, **DEMAND).artifact
     body = git(ledger.repo.root, "log", "-1", "--format=%B")
-    assert body.splitlines()[0] == f"factory({aid}): intake Fix it Factory-Artifact: other-000000"
+    scope = f"fix-{aid[-6:]}"
+    assert body.splitlines()[0] == f"factory({scope}): intake: Fix it Factory-Artifact: other-000000"
     assert body.splitlines()[1] == ""
     trailers = git(ledger.repo.root, "log", "-1", "--format=%(trailers:key=Factory-Artifact)")
     assert trailers.strip() == f"Factory-Artifact: {aid}"
-    long = commit_message("x-000000", "abandoned", "y" * 200, {})
-    assert len(long.splitlines()[0]) == 100 and long.splitlines()[0].endswith("...")
+    long = new_intake(ledger, title="y" * 200, **DEMAND).artifact
+    subject = git(ledger.repo.root, "log", "-1", "--format=%s").strip()
+    assert len(subject) == 72 and subject.endswith("..."), subject
+    assert subject.startswith(f"factory(yyyyyyyyyyyy-{long[-6:]}): intake: yyy")
 
 
 def test_read_reports_but_skips_stray_entries_when_tolerant(ledger: Ledger) -> None:
@@ -173,7 +185,7 @@ def test_read_reports_but_skips_stray_entries_when_tolerant(ledger: Ledger) -> N
     (adir / "0009-abandoned-0123456789ab.yaml").mkdir()
     (adir / ".DS_Store").write_bytes(b"\0")
     assert ledger.read(aid).problems == []  # strict readers ignore strays
-    problems = ledger.read(aid, tolerant=True).problems
+    problems = [str(p) for p in ledger.read(aid, tolerant=True).problems]
     assert any("notes.txt: not a ledger record (unexpected file)" in p for p in problems)
     assert any("0009-abandoned-0123456789ab.yaml: not a ledger record (unexpected directory)"
                in p for p in problems)
@@ -184,7 +196,7 @@ def test_abandon_then_more_events_is_illegal_for_verify(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     abandon(ledger, aid, "not needed")
     with ledger.locked():
-        ledger.append(ledger.read(aid), {"kind": "rejected", "reason": "also"})
+        ledger.record(ledger.read(aid), Rejected(reason="also"))
     problems = verify_ledger(ledger)
     assert len(problems) == 1
     assert re.fullmatch(rf"factory/artifacts/{aid}/0002-rejected-[0-9a-f]{{12}}\.yaml",
@@ -192,22 +204,14 @@ def test_abandon_then_more_events_is_illegal_for_verify(ledger: Ledger) -> None:
     assert "illegal transition" in problems[0].message
 
 
-@pytest.mark.parametrize(
-    ("payload", "needle"),
-    [
-        ({"reason": "x"}, "kind: required field is missing"),
-        ({"kind": "abandoned", "reason": "x", "parent": "0" * 64}, "parent: set by the ledger"),
-        ({"kind": "abandoned", "reason": "x", "artifact": "other-000000"}, "artifact: set by"),
-        ({"kind": "abandoned", "reason": "x", "seq": 7}, "seq: set by the ledger"),
-    ],
-)
-def test_append_owns_the_event_header(
-    ledger: Ledger, payload: dict[str, Any], needle: str
-) -> None:
-    aid = new_artifact(ledger)
+@pytest.mark.parametrize("field", ["parent", "artifact", "seq", "at", "by", "schema_version"])
+def test_the_ledger_owns_the_event_header(ledger: Ledger, field: str) -> None:
+    new_artifact(ledger)
     count = commit_count(ledger.repo.root)
-    with ledger.locked(), pytest.raises(InvalidRecord, match=needle):
-        ledger.append(ledger.read(aid), payload)
+    with pytest.raises(InvalidRecord, match=f"{field}: unknown field"):
+        Abandoned.build(reason="x", **{field: "0" * 64})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        event({"kind": "abandoned", "reason": "x", field: "0" * 64})
     assert commit_count(ledger.repo.root) == count
 
 
@@ -218,7 +222,7 @@ def test_symlinks_are_never_followed(ledger: Ledger, tmp_path: Path) -> None:
     adir = ledger.artifacts_dir / aid
     (adir / "0001-abandoned-0123456789ab.yaml").symlink_to(secret)
     assert ledger.read(aid).events == []
-    assert any("unexpected symlink" in p for p in ledger.read(aid, tolerant=True).problems)
+    assert any("unexpected symlink" in str(p) for p in ledger.read(aid, tolerant=True).problems)
     other = new_artifact(ledger, "Other")
     intake = ledger.artifacts_dir / other / "intake.yaml"
     intake.unlink()
@@ -238,6 +242,14 @@ def test_append_refuses_a_chain_read_before_the_lock(ledger: Ledger) -> None:
     append_next(ledger, aid)  # ... and someone else appends meanwhile
     count = commit_count(ledger.repo.root)
     with ledger.locked(), pytest.raises(LedgerConflict, match="has moved on since it was read"):
-        ledger.append(stale, {"kind": "abandoned", "reason": "x"})
+        ledger.record(stale, Abandoned(reason="x"))
     assert commit_count(ledger.repo.root) == count
     assert verify_ledger(ledger) == []
+
+
+def test_the_actor_is_the_git_identity(factory_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPTME_FACTORY_ACTOR")
+    ledger = Ledger.open(factory_repo)
+    aid = new_artifact(ledger)
+    assert ledger.read(aid).root.record.created_by == "Factory Test <test@factory.invalid>"  # type: ignore[union-attr]
+    assert abandon(ledger, aid, "gone").by == "Factory Test <test@factory.invalid>"

@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gptme_factory import lines
 from gptme_factory.cli import main
 from gptme_factory.errors import ConfigError, IllegalTransition, LedgerConflict
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
-from gptme_factory.lines import LineRefusesIntake, genesis, line_statuses, verify_lines
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.kinds import LINES
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import lifecycle as lines
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.lifecycle import LineRefusesIntake
+from gptme_factory.line.verify import verify_lines
+from gptme_factory.views.linestatus import line_statuses
 from tests.conftest import git
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -55,7 +59,7 @@ def test_park_writes_a_hash_chained_event_and_refuses_intake(
         "schema_version: 1\n"
         "line: default\n"
         "seq: 1\n"
-        f"parent: {genesis('default')}\n"
+        f"parent: {LINES.genesis('default')}\n"
         "at: '2026-01-05T09:00:00Z'\n"
         "by: tester\n"
         "triggers:\n"
@@ -64,12 +68,13 @@ def test_park_writes_a_hash_chained_event_and_refuses_intake(
         "reason: no demand this quarter\n"
     )
     msg = git(ledger.repo.root, "log", "-1", "--format=%B")
-    assert msg.splitlines()[0] == "factory: line_parked [default]"
+    assert msg.splitlines()[0] == (
+        "factory(line:default): parked until acme files a new issue; erik asks...")
     assert "Factory-Line: default" in msg and f"Factory-Hash: {stored.digest}" in msg
     assert git(ledger.repo.root, "status", "--porcelain") == ""
     head = git(ledger.repo.root, "rev-parse", "HEAD")
     with pytest.raises(LineRefusesIntake) as err:
-        ledger.create(title="More work", **DEMAND)  # type: ignore[arg-type]
+        new_intake(ledger, title="More work", **DEMAND)
     assert str(err.value) == (
         "line 'default' is parked since 2026-01-05 (no demand this quarter) and takes no new "
         'intake until one of its restart triggers fires: "acme files a new issue"; '
@@ -86,10 +91,10 @@ def test_unpark_resumes_and_archive_is_final(clocked: tuple[Ledger, Clock]) -> N
     first = lines.park(ledger, "default", ["a new issue"])
     clock.now = T0 + timedelta(days=3)
     second = lines.unpark(ledger, "default", "acme filed issue #50")
-    assert second.event.parent == first.digest and second.event.seq == 2
+    assert second.header.parent == first.digest and second.seq == 2
     st = lines.line_state(ledger, "default")
     assert (st.state, st.because, st.resumed_at) == ("active", "acme filed issue #50", clock.now)
-    ledger.create(title="Now there is demand", **DEMAND)  # type: ignore[arg-type]
+    new_intake(ledger, title="Now there is demand", **DEMAND)
     with pytest.raises(IllegalTransition, match="not parked"):
         lines.unpark(ledger, "default", "again")
     lines.park(ledger, "default", ["x"])
@@ -97,12 +102,12 @@ def test_unpark_resumes_and_archive_is_final(clocked: tuple[Ledger, Clock]) -> N
         lines.park(ledger, "default", ["y"])
     lines.archive(ledger, "default", "the product was retired")
     with pytest.raises(LineRefusesIntake, match=r"archived \(the product was retired\)"):
-        ledger.create(title="Late", **DEMAND)  # type: ignore[arg-type]
+        new_intake(ledger, title="Late", **DEMAND)
     with pytest.raises(IllegalTransition, match="archived"):
         lines.unpark(ledger, "default", "changed my mind")
     with pytest.raises(ConfigError, match="unknown line 'nope'"):
         lines.park(ledger, "nope", ["x"])
-    assert [e.event.kind for e in lines.read_stream(ledger, "default").events] == [
+    assert [e.event.kind for e in ledger.read_line("default").events] == [
         "line_parked", "line_unparked", "line_parked", "line_archived"]
     assert verify_lines(ledger) == []
 
@@ -135,10 +140,10 @@ def test_cli_park_unpark_archive_and_refused_intake(factory_repo: Path) -> None:
 
 def test_idle_line_is_flagged(clocked: tuple[Ledger, Clock]) -> None:
     ledger, clock = clocked
-    from gptme_factory.board import load_summaries
+    from gptme_factory.views.status import load_summaries
 
     assert line_statuses(ledger, [], T0)[0].idle is False  # no intake yet: no reference time
-    ledger.create(title="Once", **DEMAND)  # type: ignore[arg-type]
+    new_intake(ledger, title="Once", **DEMAND)
     summaries = load_summaries(ledger, use_cache=False)
     fresh = line_statuses(ledger, summaries, T0 + timedelta(days=29))[0]
     assert (fresh.idle, fresh.idle_days, fresh.artifacts) == (False, 29, 1)
@@ -163,22 +168,21 @@ def test_verify_lines_names_tampering_forks_and_strays(clocked: tuple[Ledger, Cl
     path.write_text(path.read_text().replace("- a\n", "- b\n"))
     problems = [str(p) for p in verify_lines(ledger)]
     assert f"{first.path}: content does not match the hash in its name (edited after it was written)" in problems
-    assert any(p.startswith(second.path) and "not in the line's stream" in p for p in problems)
+    assert any(p.startswith(second.path) and "is not in the chain" in p for p in problems)
     with pytest.raises(LedgerConflict, match="ledger problems"):
         lines.park(ledger, "default", ["c"])
     git(root, "checkout", "--", first.path)
     assert verify_lines(ledger) == []
     # a second writer on another clone appended after the same parent: a fork
     rival = second.event.model_copy(update={"because": "something else"})
-    from gptme_factory import yamlio
-    from gptme_factory.ledger import sha256
+    from gptme_factory.ledger.stream import sha256
 
-    raw = yamlio.dumps(rival.model_dump(mode="json"))
+    raw = LINES.dump("default", second.header, rival)
     (root / f"factory/lines/default/0002-line_unparked-{sha256(raw)[:12]}.yaml").write_bytes(raw)
     (root / "factory/lines/default/notes.txt").write_text("hi")
     (root / "factory/lines/stray.yaml").write_text("x: 1\n")
     problems = [str(p) for p in verify_lines(ledger)]
     assert any(p.startswith("factory/lines/default: fork: factory/lines/default/0002-line_unparked-")
                and "all claim the same parent" in p for p in problems), problems
-    assert "factory/lines/default/notes.txt: not a line event file name (unexpected file)" in problems
+    assert "factory/lines/default/notes.txt: not a ledger record (unexpected file)" in problems
     assert "factory/lines/stray.yaml: unexpected file in lines/" in problems

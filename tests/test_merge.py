@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from gptme_factory.cli import main
-from gptme_factory.errors import LedgerConflict
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.errors import ForkDetected
+from gptme_factory.ledger.records import Abandoned
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
@@ -80,8 +81,8 @@ def test_same_artifact_advanced_twice_is_a_detected_fork(clones: tuple[Ledger, L
     result = CliRunner().invoke(main, ["verify", "--repo", str(b.repo.root)])
     assert result.exit_code == 9 and "fork" in result.output
     head = b.repo.head()
-    with b.locked(), pytest.raises(LedgerConflict, match="has a fork; nothing was appended"):
-        b.append(b.read(x), {"kind": "abandoned", "reason": "try to paper over it"})
+    with b.locked(), pytest.raises(ForkDetected, match="has a fork; nothing was recorded"):
+        b.record(b.read(x), Abandoned(reason="try to paper over it"))
     assert b.repo.head() == head
     # Resolution, as the message says: revert the other side's commit, then carry on.
     theirs_commit = git(b.repo.root, "log", "-1", "--format=%H", "origin/master").strip()

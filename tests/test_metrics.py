@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory import engine, yamlio
 from gptme_factory.cli import main
-from gptme_factory.config import FactoryConfig, default_config
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.gitstore import GitRepo
-from gptme_factory.ledger import Ledger
-from gptme_factory.metrics import metrics, percentile
-from gptme_factory.selfplay import is_self_play, ledger_self_names
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.config import FactoryConfig, default_config
+from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.outcomes.metrics import metrics, percentile
+from gptme_factory.outcomes.selfplay import is_self_play, ledger_self_names
 from tests.conftest import git
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday: ISO week 2026-W02
@@ -39,7 +41,7 @@ class Clock:
 
 
 def intake(ledger: Ledger, title: str, consumers: list[str], **kw: Any) -> str:
-    return ledger.create(title=title, demand="gh:acme/app#1", consumers=consumers,
+    return new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=consumers,
                          acceptance=["app.txt says fixed"], **kw).artifact
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gptme_factory import engine
 from gptme_factory.cli import main
 from gptme_factory.errors import IllegalTransition, UsageError
-from gptme_factory.ghcli import GhError
-from gptme_factory.ledger import Ledger
-from gptme_factory.packaging import publish, render
-from gptme_factory.records import GatePassed, HandoffSubmitted
-from gptme_factory.verify import verify_ledger
+from gptme_factory.ledger.records import GatePassed, HandoffSubmitted
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line import engine
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.outcomes.ghcli import GhError
+from gptme_factory.outcomes.packaging import publish, render
 from tests import fake_gh
 from tests.conftest import git
 from tests.flow_helpers import add_origin, sample_artifact, to_package
@@ -76,7 +76,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert [(p.target, p.where, p.commit) for p in view.published] == [("pr", PR_URL, head)]
     changed = git(root, "show", "--name-only", "--format=", "HEAD").split()
     assert sorted(changed) == sorted([
-        f"factory/artifacts/{aid}/{Path(engine.load(ledger, aid)[0].tip.path).name}",
+        f"factory/artifacts/{aid}/{Path(engine.load(ledger, aid)[0].events[-1].path).name}",
         f"factory/packages/announcements/{aid}.md",
         f"factory/packages/changelog.d/{aid}.feature.md",
         f"factory/packages/pr/{aid}.md",
@@ -90,18 +90,18 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         "`parse_duration` accepts compound durations such as `2m30s`.\n")
     assert (out / "announcements" / f"{aid}.md").read_text() == (
         "The deploy bot now understands timeouts like 2m30s.\n")
-    gate = [r for r in chain.events if isinstance(r.record, GatePassed)
-            and r.record.gate == "evidence"][-1]
-    g = gate.record
+    gate = [r for r in chain.events if isinstance(r.event, GatePassed)
+            and r.event.gate == "evidence"][-1]
+    g = gate.event
     assert (out / "release-notes" / f"{aid}.md").read_text() == (
         "# Accept compound durations like 2m30s\n\n"
         "## Compound durations\n\n`--timeout 2m30s` now works.\n\n"
         "- Change: feature; suggested version bump: **minor**\n"
         "- Demand: acme/deploy-bot#17; for deploy-bot maintainers, erik\n"
-        f"- Verified on commit `{head[:12]}`: `{g.checks[0].command}` exit 0\n"  # type: ignore[union-attr]
+        f"- Verified on commit `{head[:12]}`: `{g.checks[0].command}` exit 0\n"
         f"- Factory artifact: `{aid}`\n"
     )
-    handoffs = [r for r in chain.events if isinstance(r.record, HandoffSubmitted)]
+    handoffs = [r for r in chain.events if isinstance(r.event, HandoffSubmitted)]
     scout, patch = handoffs[0], handoffs[1]
     blob = f"https://github.com/acme/brain/blob/{tip}"
     base = view.handoffs["build"]["base"]
@@ -119,7 +119,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         f"`{base[:12]}...{head[:12]}`, files: `sample/durations.py`, `sample/test_durations.py`\n"
         f"- **Verifier evidence:** [`{Path(gate.path).name}`]({blob}/{gate.path}) — commit "
         f"`{head[:12]}`, tree `{g.tree[:12]}`, checks run by the factory:\n"  # type: ignore[union-attr,index]
-        f"  - `{g.checks[0].command}` → exit 0 ({g.checks[0].duration_s:.1f} s)\n"  # type: ignore[union-attr]
+        f"  - `{g.checks[0].command}` → exit 0 ({g.checks[0].duration_s:.1f} s)\n"
         "- **Criteria verdicts:** 0: pass, 1: pass\n"
         "- **Suggested version bump:** minor (feature)\n"
     )
@@ -127,7 +127,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     # the package gate passes now, and only now
     res = engine.advance(ledger, aid)
     assert res.passed and res.state == "published"
-    assert res.outcome.notes == [f"published: {PR_URL}"]  # type: ignore[union-attr]
+    assert res.outcome.notes == [f"published: {PR_URL}"]
     assert [str(p) for p in verify_ledger(ledger)] == []
     with pytest.raises(IllegalTransition, match="package stage is not current"):
         publish(ledger, aid, target="note")
@@ -200,7 +200,7 @@ def test_package_before_the_release_package_is_refused(ledger: Ledger) -> None:
 
 
 def test_parallel_artifacts_never_share_a_file(ledger: Ledger) -> None:
-    from gptme_factory.packaging import package_paths
+    from gptme_factory.outcomes.packaging import package_paths
 
     a, b = package_paths("fix-a-111111", "fix"), package_paths("fix-b-222222", "fix")
     assert not set(a.values()) & set(b.values())

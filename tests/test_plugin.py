@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from gptme_factory import plugin as manifest
-from gptme_factory.ledger import Ledger
-from gptme_factory.tools._session import briefing_for, session_start
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.plugin import manifest as manifest
+from gptme_factory.plugin.settings import Settings, configure, settings
+from gptme_factory.plugin.tools._session import briefing_for, session_start
 
 LIGHT_PROBE = r"""
 import json, sys
@@ -40,11 +42,12 @@ def test_manifest_import_is_light() -> None:
                           check=True, cwd=Path(__file__).parent)
     data = json.loads(proc.stdout)
     assert data["name"] == "gptme_factory"
-    assert data["tool_modules"] == ["gptme_factory.tools"]
+    assert data["tool_modules"] == ["gptme_factory.plugin.tools"]
     new = data["new"]
     assert not [m for m in new if m == "git" or m.startswith(("git.", "pydantic", "yaml"))], new
     ours = sorted(m for m in new if m.startswith("gptme_factory"))
-    assert ours == ["gptme_factory", "gptme_factory.plugin"], ours
+    assert ours == ["gptme_factory", "gptme_factory.plugin", "gptme_factory.plugin.manifest",
+                    "gptme_factory.plugin.settings"], ours
     assert not [p for p in data["opened"] if not p.endswith((".pth", "RECORD", "METADATA"))
                 and "dist-info" not in p and "__pycache__" not in p], data["opened"]
 
@@ -61,9 +64,8 @@ def test_entry_point_resolves_to_the_plugin() -> None:
 
 @pytest.fixture
 def restore_settings() -> Any:
-    saved = manifest.settings
     yield
-    manifest.settings = saved
+    configure({})
 
 
 def test_init_reads_project_over_user_config(restore_settings: None,
@@ -75,16 +77,15 @@ def test_init_reads_project_over_user_config(restore_settings: None,
             "max_tokens": "lots"}}),
     )
     manifest.init(config)
-    s = manifest.settings
+    s = settings
     assert (s.ledger_dir, s.model, s.timeout_s, s.max_cost_usd, s.max_tokens) == (
         "ledger", "user/model", 120, 1, None)
-    assert s.budget() == {"timeout_s": 120, "max_cost_usd": 1}
     assert "colour: unknown key" in caplog.text and "max_tokens: expected int" in caplog.text
 
 
 def test_init_without_project_config(restore_settings: None) -> None:
     manifest.init(SimpleNamespace(user=SimpleNamespace(plugin={}), project=None))
-    assert manifest.settings == manifest.Settings()
+    assert settings == Settings()
 
 
 def test_register_hooks_and_commands() -> None:
@@ -113,15 +114,15 @@ def test_briefing_is_silent_without_a_ledger(brain: Path, tmp_path: Path) -> Non
 
 
 def test_briefing_names_active_artifacts_and_running_cells(ledger: Ledger) -> None:
-    from gptme_factory import engine
+    from gptme_factory.line import engine
 
     assert briefing_for(ledger.repo.root) == ""  # a ledger with nothing active says nothing
-    a = ledger.create(title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
+    a = new_intake(ledger, title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
                       acceptance=["login under 2 s"]).artifact
-    b = ledger.create(title="Faster status", demand="gh:acme/app#43", consumers=["ops"],
+    b = new_intake(ledger, title="Faster status", demand="gh:acme/app#43", consumers=["ops"],
                       acceptance=["status under 1 s"]).artifact
     cell = engine.start_stage(ledger, b).cell
-    c = ledger.create(title="Old idea", demand="gh:acme/app#1", consumers=["erik"],
+    c = new_intake(ledger, title="Old idea", demand="gh:acme/app#1", consumers=["erik"],
                       acceptance=["x"]).artifact
     engine.finish(ledger, c, "abandoned", "nobody needs it")
     text = briefing_for(ledger.repo.root)
@@ -135,8 +136,8 @@ def test_briefing_names_active_artifacts_and_running_cells(ledger: Ledger) -> No
 
 
 def test_briefing_can_be_turned_off(ledger: Ledger, restore_settings: None) -> None:
-    ledger.create(title="X", demand="d", consumers=["c"], acceptance=["a"])
-    manifest.settings = manifest.Settings(session_start=False)
+    new_intake(ledger, title="X", demand="d", consumers=["c"], acceptance=["a"])
+    configure({"session_start": False})
     assert list(session_start(Path("/tmp"), ledger.repo.root, [])) == []
 
 
@@ -157,7 +158,7 @@ def test_factory_command_through_gptme(ledger: Ledger, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from gptme.commands import unregister_command
 
-    aid = ledger.create(title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
+    aid = new_intake(ledger, title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
                         acceptance=["login under 2 s"]).artifact
     monkeypatch.chdir(ledger.repo.root)
     manifest.register_commands()
@@ -180,7 +181,7 @@ def test_factory_command_through_gptme(ledger: Ledger, tmp_path: Path,
 @pytest.mark.slow
 def test_session_start_message_in_a_real_session(ledger: Ledger, isolated_env: Path) -> None:
     repo = ledger.repo.root
-    aid = ledger.create(title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
+    aid = new_intake(ledger, title="Fix login timeout", demand="gh:acme/app#42", consumers=["erik"],
                         acceptance=["login under 2 s"]).artifact
     env = {**os.environ, "GPTME_TIKTOKEN_TIMEOUT": "0", "GPTME_MAX_STEPS": "2"}
     proc = subprocess.run(

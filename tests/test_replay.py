@@ -10,14 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import engine
-from gptme_factory.config import (
-    FINAL_STATES,
-    PROGRESS_STATES,
-    LineConfig,
-    StageConfig,
-    default_config,
-)
 from gptme_factory.errors import (
     FactoryError,
     HandoffRefused,
@@ -26,10 +18,21 @@ from gptme_factory.errors import (
     InvalidRecord,
     UsageError,
 )
-from gptme_factory.ledger import Ledger
-from gptme_factory.records import EVENT_ADAPTER, EVENT_KINDS, Budget, Event, Intake
-from gptme_factory.replay import ArtifactView, apply, replay
-from gptme_factory.verify import verify_artifact
+from gptme_factory.ledger.config import (
+    FINAL_STATES,
+    PROGRESS_STATES,
+    LineConfig,
+    StageConfig,
+    default_config,
+)
+from gptme_factory.ledger.kinds import StoredEvent as Event
+from gptme_factory.ledger.records import ARTIFACT_EVENTS, EVENT_KINDS, Budget, EventHeader, Intake
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.ledger.stream import Stored
+from gptme_factory.line import engine
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.replay import ArtifactView, apply, replay
+from gptme_factory.line.verify import verify_artifact
 from tests.conftest import git
 
 AID = "art-1"
@@ -45,9 +48,12 @@ INTAKE = Intake(artifact=AID, title="t", demand="me", consumers=["erik"], accept
 
 def ev(kind: str, **fields: Any) -> Event:
     """An event of `kind` with a fixed header (replay ignores seq/parent: the ledger checks them)."""
-    return EVENT_ADAPTER.validate_python(
-        {"kind": kind, "artifact": AID, "seq": 1, "parent": "0" * 64, "at": AT, "by": "t", **fields}
-    )
+    header = EventHeader(kind=kind, seq=1, parent="0" * 64, at=AT, by="t")
+    return Stored("t.yaml", "0" * 64, header, ARTIFACT_EVENTS.validate_python({"kind": kind, **fields}))
+
+
+def apply_ev(view: ArtifactView, stored: Event) -> None:
+    apply(view, stored.event, stored.at)
 
 
 def cell(stage: str, n: int = 1) -> str:
@@ -153,7 +159,7 @@ LEGAL = [
 def test_legal_transition(prefix: list[Event], event: Event,
                           expected: tuple[str, str | None, str, str | None]) -> None:
     view = view_after(prefix)
-    apply(view, event)
+    apply_ev(view, event)
     assert where(view) == expected
     assert view.last_kind == event.kind and view.events == len(prefix) + 1
     assert_legal(view)
@@ -179,7 +185,7 @@ LEGAL_APPROVAL = [
 def test_legal_transition_with_approval(prefix: list[Event], event: Event,
                                         expected: tuple[str, str | None, str, str | None]) -> None:
     view = view_after(prefix, APPROVAL)
-    apply(view, event)
+    apply_ev(view, event)
     assert where(view) == expected
     assert_legal(view)
 
@@ -347,7 +353,7 @@ def test_illegal_transition(prefix: list[Event], event: Event, message: str) -> 
     view = view_after(prefix)
     before = copy.deepcopy(view)
     with pytest.raises(IllegalTransition) as err:
-        apply(view, event)
+        apply_ev(view, event)
     assert str(err.value) == message
     assert view == before, "a refused event must leave the view untouched"
 
@@ -362,7 +368,7 @@ def test_review_after_approval_line_is_not_awaiting() -> None:
     view = view_after([*AWAITING, ev("reviewed", stage="scout", reviewer="e", decision="approve")],
                       APPROVAL)
     with pytest.raises(IllegalTransition, match="the current stage is build, not scout"):
-        apply(view, ev("reviewed", stage="scout", reviewer="e", decision="approve"))
+        apply_ev(view, ev("reviewed", stage="scout", reviewer="e", decision="approve"))
 
 
 def test_replay_raises_on_an_impossible_history() -> None:
@@ -508,7 +514,7 @@ def test_accepted_histories_replay_to_legal_states(data: st.DataObject, line: Li
         # The line and intake are immutable: share them instead of copying on every step.
         before = copy.deepcopy(view, {id(view.line): view.line, id(view.intake): view.intake})
         try:
-            apply(view, event)
+            apply_ev(view, event)
         except IllegalTransition:
             assert view == before, f"refused {event.kind} changed the view"
             continue
@@ -566,7 +572,7 @@ def test_random_sequences_only_ever_raise_illegal_transition(events: list[Event]
     accepted = []
     for event in events:
         try:
-            apply(view, event)
+            apply_ev(view, event)
         except IllegalTransition:
             continue
         accepted.append(event)
@@ -660,7 +666,7 @@ def test_engine_operations_keep_the_ledger_clean(quick_ledger: Ledger, data: st.
     handoff commits nothing (unless it spends the repair budget); `verify` stays clean.
     """
     led = quick_ledger
-    aid = led.create(title="machine", demand="me", consumers=["erik"],
+    aid = new_intake(led, title="machine", demand="me", consumers=["erik"],
                      acceptance=["it works"]).artifact
     issued: list[str] = []
     for _ in range(data.draw(st.integers(5, 40))):
@@ -688,7 +694,7 @@ def test_engine_operations_keep_the_ledger_clean(quick_ledger: Ledger, data: st.
 def test_engine_refusals_are_factory_errors(quick_ledger: Ledger) -> None:
     """Bad arguments to the engine API are FactoryErrors naming the field, never tracebacks."""
     led = quick_ledger
-    aid = led.create(title="t", demand="me", consumers=["erik"], acceptance=["a"]).artifact
+    aid = new_intake(led, title="t", demand="me", consumers=["erik"], acceptance=["a"]).artifact
     head = led.repo.head()
     with pytest.raises(IllegalTransition, match=f"cell {aid}.plan.abcd was never issued"):
         engine.record_cell_spawned(led, f"{aid}.plan.abcd", backend="gptodo",
@@ -708,7 +714,7 @@ def test_engine_refusals_are_factory_errors(quick_ledger: Ledger) -> None:
 
 def test_long_review_comments_still_start_the_next_attempt(quick_ledger: Ledger) -> None:
     led = quick_ledger
-    aid = led.create(title="t", demand="me", consumers=["erik"], acceptance=["a"]).artifact
+    aid = new_intake(led, title="t", demand="me", consumers=["erik"], acceptance=["a"]).artifact
     for _ in range(2):
         s = engine.start_stage(led, aid)
         engine.submit(led, s.cell, _memo(aid))

@@ -9,8 +9,8 @@ import pytest
 from gptme.lessons.matcher import LessonMatcher, MatchContext
 from gptme.lessons.parser import Lesson, parse_lesson
 
-from gptme_factory.tools.factory import tool
-from gptme_factory.wiring import data_root
+from gptme_factory.plugin.tools.factory import tool
+from gptme_factory.plugin.wiring import data_root
 
 ROOT = data_root()
 SKILL = ROOT / "skills" / "factory-run" / "SKILL.md"
@@ -104,8 +104,8 @@ def test_gptme_indexes_the_installed_skill_and_lessons(factory_repo: Path,
     """After `init`, gptme's lesson index (workspace ./skills, ./lessons) finds them all."""
     from gptme.lessons.index import LessonIndex
 
-    from gptme_factory.ledger import Ledger
-    from gptme_factory.wiring import wire
+    from gptme_factory.ledger.store import Ledger
+    from gptme_factory.plugin.wiring import wire
 
     wire(Ledger.open(factory_repo))
     monkeypatch.chdir(factory_repo)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory.board import load_summaries
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
-from gptme_factory.statuscache import CACHE_FILE
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.views.status import load_summaries
+from gptme_factory.views.statuscache import CACHE_FILE
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 

@@ -7,16 +7,17 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gptme_factory.ledger import Ledger
-from gptme_factory.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
-from gptme_factory.tools import _functions as f
-from gptme_factory.tools.factory import ACTIONS, execute, tool
-from gptme_factory.verify import verify_ledger
+from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.ledger.store import Ledger, short_id
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.plugin.tools import _functions as f
+from gptme_factory.plugin.tools.factory import ACTIONS, execute, tool
 from tests import cells_helpers
 from tests.conftest import git
 
@@ -73,10 +74,10 @@ def test_intake_status_show_start_submit_advance(repo: Path) -> None:
     assert "stage build needs a cell" in advanced
     shown = f.factory_show(aid)
     assert "handoff [scout]:" in shown and "kind: scout_memo" in shown
-    handoff_event = Ledger.open(repo).read(aid).events[1].record
-    assert handoff_event.last_progress == "read durations.py"  # type: ignore[union-attr]
+    handoff_event = Ledger.open(repo).read(aid).events[1].event
+    assert handoff_event.last_progress == "read durations.py"
     log = f.factory_log(aid)
-    assert "intake" in log and "handoff_submitted" in log and "gate_passed" in log
+    assert "#0     intake " in log and "handoff_submitted" in log and "gate_passed" in log
     assert f.factory_verify().startswith("ledger ok: 1 artifact(s)")
     clean(repo)
 
@@ -123,7 +124,7 @@ def test_no_ledger_says_run_init(brain: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_inside_a_cell_worktree_the_main_ledger_is_used(repo: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A cell's worktree holds a stale ledger copy on its branch: the tools never write there."""
-    from gptme_factory.tools._session import briefing_for
+    from gptme_factory.plugin.tools._session import briefing_for
 
     wt = repo / ".git" / "factory-worktrees" / "cell-x"
     git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
@@ -172,7 +173,7 @@ def test_execute_block_and_native_payloads(repo: Path) -> None:
     assert aid in run_execute("", ["status"])
     assert f"{aid}: Compound durations" in run_execute(None, None, {"action": "show", "artifact": aid})
     native = run_execute(None, None, {"action": "start", "artifact": aid, "payload": ""})
-    cell_id = re.search(r"cell (\S+)\. Do the work", native).group(1)  # type: ignore[union-attr]
+    cell_id = re.search(r"cell (\S+)\. Do the work", native).group(1)
     payload = json.dumps({"handoff": {**scout_memo(aid)}})
     assert run_execute(None, None, {"action": "submit", "cell": cell_id, "payload": payload}
                        ).startswith("accepted: ")
@@ -194,7 +195,7 @@ def test_execute_errors(repo: Path) -> None:
 def test_gptme_discovers_one_factory_tool_with_documented_functions() -> None:
     from gptme.tools import _discover_tools
 
-    found = [t for t in _discover_tools(["gptme.tools", "gptme_factory.tools"])
+    found = [t for t in _discover_tools(["gptme.tools", "gptme_factory.plugin.tools"])
              if t.name == "factory"]
     assert found == [tool]
     assert tool.execute is not None and tool.block_types == ["factory"]
@@ -208,7 +209,7 @@ def test_ipython_tool_registers_the_functions(monkeypatch: pytest.MonkeyPatch) -
     from gptme.tools import clear_tools, get_tool, init_tools
     from gptme.tools.python import registered_functions
 
-    monkeypatch.setenv("TOOL_MODULES", "gptme.tools,gptme_factory.tools")
+    monkeypatch.setenv("TOOL_MODULES", "gptme.tools,gptme_factory.plugin.tools")
     clear_tools()
     try:
         init_tools(["ipython", "factory"])
@@ -273,14 +274,15 @@ print(factory_advance(aid))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ledger = Ledger.open(repo)
     [aid] = ledger.artifact_ids()
-    kinds = [e.record.kind for e in ledger.read(aid).events]
+    kinds = [e.event.kind for e in ledger.read(aid).events]
     assert kinds == ["stage_started", "handoff_submitted", "gate_passed"]
     assert verify_ledger(ledger) == []
     subjects = git(repo, "log", "--format=%s", "-5").splitlines()
-    assert subjects[:4] == [f"factory({aid}): gate_passed [scout]",
-                            f"factory({aid}): handoff_submitted [scout]",
-                            f"factory({aid}): stage_started [scout]",
-                            f"factory({aid}): intake {DEMAND['title']}"]
+    sid = short_id(aid)
+    assert subjects[:4] == [f"factory({sid}): scout passed -> designed",
+                            f"factory({sid}): scout handoff (scout_memo)",
+                            f"factory({sid}): scout started",
+                            f"factory({sid}): intake: {DEMAND['title']}"]
     assert git(repo, "status", "--porcelain").splitlines() == ["?? notes.txt"]
     msgs = conversation(isolated_env, "factory-e2e")
     outputs = "\n".join(m["content"] for m in msgs
@@ -293,13 +295,13 @@ print(factory_advance(aid))
 
 
 @pytest.fixture
-def cells_repo(repo: Path, cell_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cells_repo(repo: Path, cell_env: Path) -> Iterator[Path]:
     """`repo` with a private tmux server, and cells that run gptme on mock/echo."""
-    from gptme_factory import plugin as manifest
+    from gptme_factory.plugin.settings import configure
 
-    monkeypatch.setattr(manifest, "settings", manifest.Settings(model="mock/echo", timeout_s=120,
-                                                                max_tokens=50_000))
-    return repo
+    configure({"model": "mock/echo", "timeout_s": 120, "max_tokens": 50_000})
+    yield repo
+    configure({})
 
 
 @pytest.mark.slow
@@ -322,8 +324,8 @@ def test_spawn_status_kill_collect_through_the_tools(cells_repo: Path) -> None:
                          timeout=90)
     assert f"{second}: over_budget" in collected and "over its budget of 50,000" in collected
     assert "stage scout needs a cell" in collected  # the attempt failed; the stage is pending
-    outcomes = [e.record.outcome for e in Ledger.open(cells_repo).read(aid).events  # type: ignore[union-attr]
-                if e.record.kind == "cell_finished"]
+    outcomes = [e.event.outcome for e in Ledger.open(cells_repo).read(aid).events
+                if e.event.kind == "cell_finished"]
     assert outcomes == ["killed", "over_budget"]
     no_cells_left(Ledger.open(cells_repo))
     clean(cells_repo)

@@ -10,16 +10,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from gptme_factory import yamlio
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger, StoredRecord, sha256
-from gptme_factory.verify import Problem, verify_ledger
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.kinds import StoredEvent
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.ledger.stream import sha256
+from gptme_factory.line.verify import Problem, verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
 @pytest.fixture
-def three(ledger: Ledger) -> tuple[Ledger, str, list[StoredRecord]]:
+def three(ledger: Ledger) -> tuple[Ledger, str, list[StoredEvent]]:
     """An artifact with three legal events: started, finished (crashed), started again."""
     aid = new_artifact(ledger)
     events = [append_next(ledger, aid) for _ in range(3)]
@@ -42,14 +44,14 @@ def forge(ledger: Ledger, aid: str, seq: int, kind: str, data: dict[str, Any]) -
 def header(ledger: Ledger, aid: str, kind: str) -> dict[str, Any]:
     chain = ledger.read(aid)
     return {"kind": kind, "schema_version": 1, "artifact": aid, "seq": len(chain.events) + 1,
-            "parent": chain.tip.digest, "at": "2026-01-02T03:04:05Z", "by": "tester"}
+            "parent": chain.tip, "at": "2026-01-02T03:04:05Z", "by": "tester"}
 
 
 def only(problems: list[Problem], where: str) -> list[str]:
     return [p.message for p in problems if p.where == where]
 
 
-def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredRecord]]) -> None:
+def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, _, _ = three
     new_artifact(ledger, "Another one")
     result = cli_verify(ledger)
@@ -57,11 +59,11 @@ def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredRe
     assert result.output == "ledger ok: 2 artifact(s)\n"
     result = cli_verify(ledger, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output) == {"ok": True, "artifacts": 2, "problems": []}
+    assert json.loads(result.output) == {"ok": True, "artifacts": 2, "notes": [], "problems": []}
 
 
 def test_edited_event_breaks_its_hash_and_its_childs_parent(
-    three: tuple[Ledger, str, list[StoredRecord]],
+    three: tuple[Ledger, str, list[StoredEvent]],
 ) -> None:
     ledger, _, events = three
     middle = ledger.repo.root / events[1].path
@@ -82,7 +84,7 @@ def test_edited_event_breaks_its_hash_and_its_childs_parent(
 
 
 def test_edited_and_renamed_event_still_breaks_the_parent_link(
-    three: tuple[Ledger, str, list[StoredRecord]],
+    three: tuple[Ledger, str, list[StoredEvent]],
 ) -> None:
     ledger, _, events = three
     old = ledger.repo.root / events[0].path
@@ -95,7 +97,7 @@ def test_edited_and_renamed_event_still_breaks_the_parent_link(
     assert problems[2].message.startswith("deleted since it was committed")
 
 
-def test_edited_intake_breaks_the_first_link(three: tuple[Ledger, str, list[StoredRecord]]) -> None:
+def test_edited_intake_breaks_the_first_link(three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, aid, events = three
     intake = ledger.artifacts_dir / aid / "intake.yaml"
     intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
@@ -105,7 +107,7 @@ def test_edited_intake_breaks_the_first_link(three: tuple[Ledger, str, list[Stor
 
 
 def test_missing_parent_after_deleting_a_middle_event(
-    three: tuple[Ledger, str, list[StoredRecord]],
+    three: tuple[Ledger, str, list[StoredEvent]],
 ) -> None:
     ledger, _, events = three
     (ledger.repo.root / events[1].path).unlink()
@@ -212,7 +214,7 @@ def test_copied_artifact_directory_is_reported(ledger: Ledger) -> None:
         f"factory/artifacts/copy-000000/intake.yaml: artifact is {aid!r}, "
         "but the directory is 'copy-000000'",
         f"factory/artifacts/copy-000000/{Path(event.path).name}: artifact is {aid!r}, "
-        "not 'copy-000000'",
+        "but the directory is 'copy-000000'",
     ]
 
 

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gptme_factory import cells, cellstate, proctree
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
+from gptme_factory.cells import proctree
+from gptme_factory.cells import spawn as cells
+from gptme_factory.cells import state as cellstate
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake as new_intake
+from gptme_factory.line.verify import verify_ledger
 from tests import cells_helpers
 from tests.cells_helpers import events, view
 
@@ -30,7 +33,7 @@ def test_overdue_cell_is_stopped_and_recorded_without_a_foreman(
     ledger: Ledger, cell_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GPTME_FACTORY_WATCHDOG_MARGIN", "0.5")
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     rec = cells.spawn(ledger, aid, cells.SpawnOptions(
         backend="command", command="sleep 120", timeout_s=1.0))
     pid = rec.extra.get("watchdog_pid")
@@ -49,7 +52,7 @@ def test_a_cell_that_ends_by_itself_is_left_to_collect(
     ledger: Ledger, cell_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GPTME_FACTORY_WATCHDOG_MARGIN", "0.5")
-    aid = ledger.create(title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
+    aid = new_intake(ledger, title="T", demand="me", consumers=["me"], acceptance=["x"]).artifact
     rec = cells.spawn(ledger, aid, cells.SpawnOptions(backend="command", command="exit 0"))
     pid = rec.extra["watchdog_pid"]
     assert _wait(lambda: not proctree.alive(pid), 15)

@@ -21,10 +21,11 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from gptme_factory import statuscache
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
-from gptme_factory.metrics import metrics
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.intake import intake
+from gptme_factory.views import statuscache
+from gptme_factory.views.factcache import metrics
 from gptme_factory.web import data, render
 from gptme_factory.web.redact import Redactor
 from gptme_factory.web.server import create_app, is_loopback
@@ -130,8 +131,8 @@ def test_artifact_page_links_every_event_to_its_commit(made: dict[str, Any]) -> 
     ledger = fresh(made)
     aid = made["ids"]["closed"]
     page = data.artifact_data(ledger, aid)
-    log = {e.trailers["Factory-Seq"]: e.commit
-           for e in ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")}
+    log = {seq: e.commit for e in ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
+           for seq in e.trailers["Factory-Seq"]}
     assert [str(e["seq"]) for e in page["timeline"]] == sorted(log, key=int)
     assert all(e["commit"]["id"] == log[str(e["seq"])] for e in page["timeline"])
     assert page["timeline"][-1]["what"] == "closed: done"
@@ -338,7 +339,7 @@ def test_redactor_keeps_machine_paths_and_secrets_out(tmp_path: Path) -> None:
 
 def test_pages_of_a_brain_with_paths_in_its_ledger(ledger: Ledger) -> None:
     root = ledger.repo.root
-    aid = ledger.create(title=f"Fix {root}/src/app.py", demand="me", consumers=["me"],
+    aid = intake(ledger, title=f"Fix {root}/src/app.py", demand="me", consumers=["me"],
                         acceptance=[f"{Path.home()}/x works"],
                         problem="token: hunter2hunter2").artifact
     page = render.artifact_page(data.artifact_data(ledger, aid), "t")

@@ -9,9 +9,9 @@ import tomlkit
 from click.testing import CliRunner
 
 from gptme_factory.cli import main
-from gptme_factory.ledger import Ledger
-from gptme_factory.verify import verify_ledger
-from gptme_factory.wiring import (
+from gptme_factory.ledger.store import Ledger
+from gptme_factory.line.verify import verify_ledger
+from gptme_factory.plugin.wiring import (
     RECORD_FILE,
     digest,
     merge_gptme_toml,
@@ -44,12 +44,12 @@ enabled = ["gptme_attention_tracker"]
 
 def test_merge_preserves_keys_comments_and_existing_tool_modules() -> None:
     merged, did = merge_gptme_toml(BRAIN_TOML)
-    assert did == ["[env] TOOL_MODULES: added gptme_factory.tools",
+    assert did == ["[env] TOOL_MODULES: added gptme_factory.plugin.tools",
                    "[plugins] enabled: added gptme_factory"]
     for line in ("# Bob's brain: keep this comment", 'name = "Bob"  # the agent\'s name',
                  "# my own tools", 'EDITOR = "vim"', 'files = ["ABOUT.md", "README.md"]'):
         assert line in merged
-    assert 'TOOL_MODULES = "gptme.tools,bob.tools,gptme_factory.tools"  # keep mine' in merged
+    assert 'TOOL_MODULES = "gptme.tools,bob.tools,gptme_factory.plugin.tools"  # keep mine' in merged
     data = tomlkit.parse(merged).unwrap()
     assert data["plugins"]["enabled"] == ["gptme_attention_tracker", "gptme_factory"]
     assert data["lessons"]["dirs"] == ["lessons", "skills"]
@@ -60,8 +60,8 @@ def test_merge_preserves_keys_comments_and_existing_tool_modules() -> None:
 
 def test_merge_adds_gptme_tools_when_an_existing_value_lacks_it() -> None:
     merged, did = merge_gptme_toml('[env]\nTOOL_MODULES = "bob.tools"\n')
-    assert tomlkit.parse(merged)["env"]["TOOL_MODULES"] == "gptme.tools,bob.tools,gptme_factory.tools"
-    assert did == ["[env] TOOL_MODULES: added gptme.tools, gptme_factory.tools"]
+    assert tomlkit.parse(merged)["env"]["TOOL_MODULES"] == "gptme.tools,bob.tools,gptme_factory.plugin.tools"
+    assert did == ["[env] TOOL_MODULES: added gptme.tools, gptme_factory.plugin.tools"]
 
 
 def test_merge_into_missing_or_minimal_file() -> None:
@@ -148,7 +148,7 @@ def test_uncommitted_gptme_toml_is_merged_but_not_committed(ledger: Ledger) -> N
     assert "not committed" in what
     assert tool_modules_ok((root / "gptme.toml").read_text())
     assert 'x = "mine"' in (root / "gptme.toml").read_text()
-    assert "gptme_factory.tools" not in git(root, "show", "HEAD:gptme.toml")
+    assert "gptme_factory.plugin.tools" not in git(root, "show", "HEAD:gptme.toml")
 
 
 def test_init_cli_says_what_changed(brain: Path) -> None:
@@ -185,3 +185,15 @@ def test_doctor_passes_after_init_and_says_how_to_fix(brain: Path) -> None:
     checks = {c["name"]: c for c in json.loads(bad.output)["checks"]}
     assert not checks["gptme.toml"]["ok"] and not checks["plugin enabled"]["ok"]
     assert 'add "gptme_factory" to [plugins] enabled' in checks["plugin enabled"]["fix"]
+
+
+def test_merge_replaces_the_tool_module_of_older_versions() -> None:
+    from gptme_factory.plugin.wiring import merge_gptme_toml, tool_modules_ok
+
+    old = '[env]\nTOOL_MODULES = "gptme.tools,gptme_factory.tools"  # keep\n'
+    assert not tool_modules_ok(old)
+    text, did = merge_gptme_toml(old)
+    assert 'TOOL_MODULES = "gptme.tools,gptme_factory.plugin.tools"  # keep' in text
+    assert did == ["[env] TOOL_MODULES: added gptme_factory.plugin.tools "
+                   "(replacing gptme_factory.tools)"]
+    assert tool_modules_ok(text)

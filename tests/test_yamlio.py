@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptme_factory import yamlio
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.ledger import parse_record
-from gptme_factory.records import EVENT_ADAPTER, Intake
+from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.kinds import ARTIFACTS
+from gptme_factory.ledger.records import EventHeader, Intake, StageStarted
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 AID = "fix-login-timeout-8c1f2a"
@@ -66,12 +66,20 @@ def sample_intake() -> Intake:
     )
 
 
-def sample_event() -> Any:
-    return EVENT_ADAPTER.validate_python({
-        "kind": "stage_started", "artifact": AID, "seq": 1, "parent": "0123456789abcdef" * 4,
-        "at": AT, "by": "tester", "stage": "scout", "role": "scout",
-        "cell": f"{AID}.scout.ab12", "attempt": 1, "retry_note": "first line\nsecond line",
-    })
+HEADER = EventHeader(kind="stage_started", seq=1, parent="0123456789abcdef" * 4, at=AT,
+                     by="tester")
+
+
+def sample_event() -> StageStarted:
+    return StageStarted(stage="scout", role="scout", cell=f"{AID}.scout.ab12", attempt=1,
+                        retry_note="first line\nsecond line")
+
+
+def parse_record(raw: bytes, source: str, expect_intake: bool) -> Any:
+    """A root (intake) or an event file, parsed as the ledger reads them."""
+    if expect_intake:
+        return ARTIFACTS.parse_root(raw, source)
+    return ARTIFACTS.parse(raw, source)[2]
 
 
 def test_intake_snapshot() -> None:
@@ -81,9 +89,9 @@ def test_intake_snapshot() -> None:
 
 
 def test_event_snapshot_kind_leads() -> None:
-    raw = yamlio.dumps(sample_event().model_dump(mode="json", exclude_none=True))
+    raw = ARTIFACTS.dump(AID, HEADER, sample_event())
     assert raw.decode() == EVENT_YAML
-    assert parse_record(raw, "e.yaml", expect_intake=False) == sample_event()
+    assert ARTIFACTS.parse(raw, "e.yaml") == (AID, HEADER, sample_event())
 
 
 def test_dumps_is_stable_and_hook_clean() -> None:

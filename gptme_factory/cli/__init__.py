@@ -9,7 +9,6 @@ functions, so `gptme-factory --help` stays light (no GitPython, no pydantic mode
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -82,9 +81,3 @@ def main() -> None:
 
     Start with `gptme-factory init` in a brain repo, then `intake` an artifact and `run` it.
     """
-
-
-def run() -> None:  # pragma: no cover - exercised through the console script
-    """Entry point for `python -m gptme_factory`."""
-    main(prog_name="gptme-factory")
-    sys.exit(0)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from ..cells import SpawnOptions
+    from ..cells.spawn import SpawnOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,11 +40,11 @@ def spawn_options(backend: str, model: str | None, timeout_s: float | None,
                   command_template: str | None, scripted: str | None,
                   force: bool = False) -> SpawnOptions:
     """SpawnOptions from the CLI values."""
-    from ..cells import SpawnOptions
+    from ..cells.spawn import SpawnOptions
 
     script = None
     if scripted:
-        from ..scripted import SCRIPTED_MODEL, plan
+        from ..demo.scripted import SCRIPTED_MODEL, plan
 
         script = plan(scripted)
         model = model or SCRIPTED_MODEL

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..ledger.store import Ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,7 +34,7 @@ def json_option(func: F) -> F:
 
 def open_ledger(repo: str) -> Ledger:
     """Open the ledger of the repo at `repo`."""
-    from ..ledger import Ledger
+    from ..ledger.store import Ledger
 
     return Ledger.open(repo)
 

@@ -13,7 +13,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(artifact: str, repo: str, as_json: bool) -> None:
     """Evaluate the gate of ARTIFACT's current stage on its handoff (exit 10 if it failed)."""
-    from ..engine import advance
+    from ..line.engine import advance
 
     ledger = open_ledger(repo)
     res = advance(ledger, ledger.resolve(artifact))
@@ -23,12 +23,8 @@ def command(artifact: str, repo: str, as_json: bool) -> None:
                    "state": res.state, "reasons": res.reasons, "events": res.events,
                    "checks": [c.model_dump(mode="json") for c in checks]})
     else:
-        verdict = "passed" if res.passed else "FAILED"
-        click.echo(f"{res.artifact}: gate {res.stage} {verdict} -> state {res.state}")
-        for c in checks:
-            code = "timeout" if c.timed_out else c.exit_code
-            click.echo(f"  $ {c.command}  exit {code}  {c.duration_s:.1f}s")
-        for r in res.reasons:
-            click.echo(f"  - {r}")
+        from ..views.present import verdict_lines
+
+        click.echo("\n".join(verdict_lines(res)))
     if not res.passed:
         raise SystemExit(10)

@@ -14,10 +14,10 @@ from ._common import open_ledger, repo_option
 @repo_option
 def command(artifact: str, successor: str | None, terminal: str | None, repo: str) -> None:
     """Close a finished artifact: name a --successor or declare it --terminal."""
-    from ..engine import close
+    from ..line.engine import close
 
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)
-    record = close(ledger, aid, successor=successor, terminal=terminal).record
-    resolved = getattr(record, "successor", None)  # a prefix given, the full id recorded
+    event = close(ledger, aid, successor=successor, terminal=terminal).event
+    resolved = getattr(event, "successor", None)  # a prefix given, the full id recorded
     click.echo(f"{aid}: closed" + (f" -> {resolved}" if resolved else " (terminal)"))

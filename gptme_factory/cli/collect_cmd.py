@@ -22,7 +22,7 @@ def command(artifacts: tuple[str, ...], no_advance: bool, grace_s: float, repo: 
     the cell's gptme log, output tail), removes the cell's worktree, and runs the stage's gate
     on a submitted handoff.
     """
-    from ..cells import collect
+    from ..cells.spawn import collect
 
     ledger = open_ledger(repo)
     wanted = [ledger.resolve(a) for a in artifacts] or None
@@ -36,17 +36,11 @@ def command(artifacts: tuple[str, ...], no_advance: bool, grace_s: float, repo: 
                 "state": r.advanced.state, "reasons": r.advanced.reasons},
             "gate_note": r.gate_note} for r in reaped]})
         return
+    from ..views.present import reaped_lines
+
     for line in said:
         click.echo(line)
     for r in reaped:
-        click.echo(f"{r.cell}: {r.outcome} after {r.wall_s:.1f} s"
-                   + (f" ({r.reason})" if r.reason else ""))
-        if r.advanced is not None:
-            verdict = "passed" if r.advanced.passed else "FAILED"
-            click.echo(f"  gate {r.advanced.stage} {verdict} -> {r.advanced.state}")
-            for reason in r.advanced.reasons:
-                click.echo(f"    - {reason}")
-        if r.gate_note:
-            click.echo(f"  {r.gate_note}")
+        click.echo("\n".join(reaped_lines(r)))
     if not reaped and not said:
         click.echo("nothing to collect")

@@ -20,6 +20,6 @@ def command(keep: Path | None) -> None:
     """
     from rich.console import Console
 
-    from ..demo import run_demo
+    from ..demo.run import run_demo
 
     raise SystemExit(run_demo(Console(soft_wrap=True), keep=keep))

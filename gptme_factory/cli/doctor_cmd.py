@@ -12,7 +12,7 @@ from ._common import echo_json, json_option, repo_option
 @json_option
 def command(repo: str, as_json: bool) -> None:
     """Check ledger, gptme.toml, plugin, tools, skill, gptme/gptodo/tmux (exit 1 on problems)."""
-    from ..doctor import render, run_checks
+    from ..plugin.doctor import render, run_checks
 
     checks = run_checks(repo)
     if as_json:

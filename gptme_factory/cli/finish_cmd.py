@@ -8,7 +8,7 @@ from ._common import open_ledger, repo_option
 
 
 def _finish(kind: str, artifact: str, reason: str, repo: str) -> None:
-    from ..engine import finish
+    from ..line.engine import finish
 
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)

@@ -21,12 +21,12 @@ def command(upgrade: bool, no_wire: bool, repo: str, as_json: bool) -> None:
     installs skills/factory-run/SKILL.md and lessons/factory/*.md, never overwriting a file
     you changed.
     """
-    from ..ledger import Ledger
+    from ..ledger.store import Ledger
 
     ledger, changed = Ledger.init(repo)
     report = None
     if not no_wire:
-        from ..wiring import wire
+        from ..plugin.wiring import wire
 
         report = wire(ledger, upgrade=upgrade)
     if as_json:

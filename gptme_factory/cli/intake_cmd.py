@@ -43,15 +43,18 @@ def command(
     Give TITLE, --demand, --consumer and --accept, or take them from a tracker with
     --from-issue OWNER/REPO#N or --from-task TASK (explicit options still win).
     """
-    from ..demand import intake_fields
-    from ..selfplay import is_self_play, ledger_self_names
+    from ..line.intake import intake as record_intake
+    from ..outcomes.demand import intake_fields
+    from ..outcomes.selfplay import is_self_play, ledger_self_names
 
     ledger = open_ledger(repo)
-    fields = intake_fields(
+    draft = intake_fields(
         ledger.repo.root, issue=from_issue, task=from_task, title=title, demand=demand,
         consumers=list(consumers), acceptance=list(acceptance), problem=problem,
     )
-    intake = ledger.create(**fields, line=line, classification=classification)  # type: ignore[arg-type]
+    intake = record_intake(ledger, title=draft.title, demand=draft.demand,
+                           consumers=draft.consumers, acceptance=draft.acceptance,
+                           problem=draft.problem, line=line, classification=classification)
     self_play = is_self_play(intake.consumers, ledger_self_names(ledger))
     if as_json:
         echo_json({"artifact": intake.artifact, "state": "idea", "line": intake.line,

@@ -14,7 +14,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(cell: str, reason: str, repo: str, as_json: bool) -> None:
     """Stop CELL and every process it started; record cell_finished (killed)."""
-    from ..cells import kill
+    from ..cells.spawn import kill
 
     r = kill(open_ledger(repo), cell, reason)
     if as_json:

@@ -16,7 +16,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def park(line: str, triggers: tuple[str, ...], reason: str, repo: str, as_json: bool) -> None:
     """Park LINE: it refuses intake until one of its restart triggers fires."""
-    from ..lines import park as park_line
+    from ..line.lifecycle import park as park_line
 
     stored = park_line(open_ledger(repo), line, list(triggers), reason=reason)
     _report(stored.path, f"{line}: parked until " + "; ".join(f'"{t}"' for t in triggers),
@@ -30,7 +30,7 @@ def park(line: str, triggers: tuple[str, ...], reason: str, repo: str, as_json: 
 @json_option
 def unpark(line: str, because: str, repo: str, as_json: bool) -> None:
     """Resume a parked LINE, saying which trigger fired."""
-    from ..lines import unpark as unpark_line
+    from ..line.lifecycle import unpark as unpark_line
 
     stored = unpark_line(open_ledger(repo), line, because)
     _report(stored.path, f"{line}: active again ({because})", as_json,
@@ -44,7 +44,7 @@ def unpark(line: str, because: str, repo: str, as_json: bool) -> None:
 @json_option
 def archive(line: str, reason: str, repo: str, as_json: bool) -> None:
     """Archive LINE for good: it never takes intake again."""
-    from ..lines import archive as archive_line
+    from ..line.lifecycle import archive as archive_line
 
     stored = archive_line(open_ledger(repo), line, reason)
     _report(stored.path, f"{line}: archived ({reason})", as_json,

@@ -22,7 +22,7 @@ def command(artifact: str, repo: str, as_json: bool) -> None:
     if not entries:
         click.echo(f"{aid}: no commits yet (the ledger files are not committed)")
         return
-    for e in entries:
-        event = e.trailers.get("Factory-Event", "?")
-        seq = e.trailers.get("Factory-Seq", "?")
-        click.echo(f"{e.commit[:10]}  {e.time}  {e.author:<30}  #{seq:<3} {event:<20} {e.subject}")
+    from ..views.present import log_lines
+
+    for line in log_lines(entries):
+        click.echo(line)

@@ -29,7 +29,7 @@ def command(artifact: str, adoption: tuple[str, ...], lessons: tuple[str, ...],
     closed, the PR merged). The report goes through the measure stage; the artifact's measured
     cost is printed.
     """
-    from ..measure import measure, parse_adoption
+    from ..outcomes.measure import measure, parse_adoption
 
     ledger = open_ledger(repo)
     res = measure(ledger, ledger.resolve(artifact), adoption=[parse_adoption(a) for a in adoption],

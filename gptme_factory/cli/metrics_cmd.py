@@ -7,25 +7,8 @@ from typing import Any
 
 import click
 
+from ..views.present import lead_time, pct
 from ._common import echo_json, json_option, open_ledger, repo_option
-
-
-def duration(seconds: float | None) -> str:
-    """A short human duration: 45s, 12m, 3.5h, 2.0d."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def pct(value: float | None) -> str:
-    """A rate as a percentage, or '-' when undefined."""
-    return "-" if value is None else f"{value * 100:.1f}%"
 
 
 @click.command("metrics")
@@ -46,7 +29,7 @@ def command(line: str | None, since: datetime | None, per_artifact: bool, no_cac
     contract-violation rates, cost per published artifact, adoption rate, self-play share,
     queue depth per stage and output classification (definitions: docs/metrics.md).
     """
-    from ..metrics import metrics
+    from ..views.factcache import metrics
 
     ledger = open_ledger(repo)
     report = metrics(ledger, line=line, since=since.date() if since else None,
@@ -83,7 +66,7 @@ def render(m: dict[str, Any]) -> None:
     per = cost["per_published_usd"]
     t.add_row("cost per published", "-" if per is None else f"${per:.4f}",
               f"total ${cost['total']['usd']:.4f}, {cost['total']['tokens']} tokens, "
-              f"{duration(cost['total']['wall_s'])} wall")
+              f"{lead_time(cost['total']['wall_s'])} wall")
     t.add_row("adoption rate", pct(ad["rate"]), f"{ad['adopted']}/{ad['published']} published")
     t.add_row("self-play share", pct(sp["rate"]), ", ".join(sp["artifacts"][:5]))
     console.print(t)
@@ -103,7 +86,7 @@ def render(m: dict[str, Any]) -> None:
     rows = [*lt["stages"].items(), ("to published", lt["to_published"]),
             ("end to end", lt["end_to_end"])]
     for name, d in rows:
-        lead.add_row(name, str(d["n"]), duration(d["median"]), duration(d["p90"]))
+        lead.add_row(name, str(d["n"]), lead_time(d["median"]), lead_time(d["p90"]))
     console.print(lead)
 
     q = Table(title="Queue (open artifacts by current stage)")
@@ -130,9 +113,9 @@ def render(m: dict[str, Any]) -> None:
         pl.add_column(col, justify="left" if col == "line" else "right")
     for name, lc in cost["per_line"].items():
         pl.add_row(name, str(lc["cells"]), str(lc["tokens_in"]), str(lc["tokens_out"]),
-                   f"{lc['usd']:.4f}", duration(lc["wall_s"]))
+                   f"{lc['usd']:.4f}", lead_time(lc["wall_s"]))
     console.print(pl)
     for a in m.get("per_artifact", []):
         console.print(f"  {a['artifact']}: {a['state']} ({a['classification']}"
                       + (", self-play" if a["self_play"] else "")
-                      + f"), ${a['cost']['usd']:.4f}, end to end {duration(a['end_to_end_s'])}")
+                      + f"), ${a['cost']['usd']:.4f}, end to end {lead_time(a['end_to_end_s'])}")

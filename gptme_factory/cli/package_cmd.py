@@ -31,7 +31,7 @@ def command(artifact: str, target: str, out_dir: Path | None, base: str | None, 
     runs `gh pr create` / `gh release create` when gh is logged in, or prints exactly what to
     run (exit 11: nothing was published). Publishing is recorded in the ledger.
     """
-    from ..packaging import publish
+    from ..outcomes.packaging import publish
 
     ledger = open_ledger(repo)
     res = publish(ledger, ledger.resolve(artifact), target=target, out_dir=out_dir, base=base,

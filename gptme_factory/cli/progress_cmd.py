@@ -14,7 +14,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(cell: str, note: tuple[str, ...], repo: str, as_json: bool) -> None:
     """Record NOTE as CELL's latest progress (shown by `status`; kept with its handoff)."""
-    from ..cells import progress
+    from ..cells.spawn import progress
 
     text = " ".join(note)
     progress(open_ledger(repo), cell, text)

@@ -18,7 +18,7 @@ from ._common import open_ledger, repo_option
 def command(artifact: str, approve: bool, request_changes: bool, reject: bool, reviewer: str,
             comments: str, repo: str) -> None:
     """Review a stage that waits for approval: exactly one of --approve, --request-changes, --reject."""
-    from ..engine import review
+    from ..line.engine import review
 
     chosen = [d for d, on in (("approve", approve), ("request_changes", request_changes),
                               ("reject", reject)) if on]

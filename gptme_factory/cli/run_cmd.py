@@ -14,7 +14,7 @@ from ._cellopts import cell_options, spawn_options
 from ._common import echo_json, json_option, open_ledger, repo_option
 
 if TYPE_CHECKING:
-    from ..cellwatch import Observation
+    from ..cells.watch import Observation
 
 INTERRUPTED = 130
 LINE_FAILED = 1
@@ -58,7 +58,7 @@ def command(artifacts: tuple[str, ...], until: str | None, publish: str | None, 
     waits for a person's review/publication, 1 when one is blocked or rejected, 130 when
     interrupted.
     """
-    from ..foreman import FAILED, Foreman
+    from ..cells.foreman import FAILED, Foreman
 
     ledger = open_ledger(repo)
     opts = spawn_options(backend, model, timeout_s, max_tokens, max_cost_usd, command_template,
@@ -69,7 +69,7 @@ def command(artifacts: tuple[str, ...], until: str | None, publish: str | None, 
     say = (lambda m: None) if as_json else (live.say if live else click.echo)
     env: Any = nullcontext()
     if scripted:
-        from ..scripted import scripted_environment
+        from ..demo.scripted import scripted_environment
 
         env = scripted_environment(ledger.repo.root)
     try:
@@ -127,7 +127,7 @@ class _LiveCells:
     def _table(obs: list[Observation]) -> Any:
         from rich.table import Table
 
-        from ..board_cells import row
+        from ..views.cellboard import row
 
         table = Table(title="running cells", expand=False)
         for col in ("cell", "role", "backend", "elapsed", "state", "budget", "latest"):

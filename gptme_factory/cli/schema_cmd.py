@@ -14,6 +14,6 @@ from ._common import repo_option
 @repo_option
 def command(role: str, repo: str) -> None:
     """Print the JSON Schema of ROLE's handoff (a role like scout, or a contract name)."""
-    from ..schemas import schema_for
+    from ..ledger.schemas import schema_for
 
     click.echo(json.dumps(schema_for(role, repo), indent=2, sort_keys=False))

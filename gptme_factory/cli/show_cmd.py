@@ -13,7 +13,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(artifact: str, repo: str, as_json: bool) -> None:
     """Show an artifact: intake, state, stages, cells, handoffs (any unambiguous id prefix)."""
-    from ..details import artifact_record, render_artifact
+    from ..views.details import artifact_record, render_artifact
 
     ledger = open_ledger(repo)
     record = artifact_record(ledger, ledger.resolve(artifact))

@@ -22,7 +22,7 @@ def command(artifact: str, backend: str, model: str | None, timeout_s: float | N
     The cell gets a brief (committed with the event), its own worktree, and the budget. Watch
     it with `status`, reap it with `collect`, or let `run` do both.
     """
-    from ..cells import spawn
+    from ..cells.spawn import spawn
 
     ledger = open_ledger(repo)
     opts = spawn_options(backend, model, timeout_s, max_tokens, max_cost_usd, command_template,

@@ -14,7 +14,7 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(artifact: str, force: bool, repo: str, as_json: bool) -> None:
     """Start ARTIFACT's current stage and print the cell id allowed to hand off for it."""
-    from ..engine import start_stage
+    from ..line.engine import start_stage
 
     ledger = open_ledger(repo)
     s = start_stage(ledger, ledger.resolve(artifact), force=force)

@@ -10,7 +10,7 @@ import click
 from ._common import echo_json, json_option, open_ledger, repo_option
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..ledger.store import Ledger
 
 STATE_ORDER = ["idea", "designed", "patched", "verified", "published", "measured", "closed",
                "rejected", "abandoned", "broken"]
@@ -21,25 +21,12 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def age(iso: str, now: datetime) -> str:
-    """A short age like 5m, 3h, 2d."""
-    if not iso:
-        return "?"
-    secs = int((now - datetime.fromisoformat(iso)).total_seconds())
-    # unrolled: `status` calls this twice per artifact
-    if secs >= 86400:
-        return f"{secs // 86400}d"
-    if secs >= 3600:
-        return f"{secs // 3600}h"
-    if secs >= 60:
-        return f"{secs // 60}m"
-    return f"{max(secs, 0)}s"
-
-
 def board_text(ledger: Ledger, no_cache: bool) -> str:
     """The whole board as plain text: artifacts by state, lines, running cells."""
-    from ..board import ArtifactSummary, load_line_statuses, load_summaries
-    from ..board_cells import observations, render_text
+    from ..views.cellboard import observations, render_text
+    from ..views.present import age
+    from ..views.status import load_line_statuses, load_summaries
+    from ..views.summary import ArtifactSummary
 
     summaries = load_summaries(ledger, use_cache=not no_cache)
     now = now_utc()
@@ -94,8 +81,8 @@ def command(no_cache: bool, watch: bool, interval: float, repo: str, as_json: bo
         watch_board(lambda: board_text(ledger, no_cache), interval)
         return
     if as_json:
-        from ..board import load_line_statuses, load_summaries
-        from ..board_cells import observations, to_json
+        from ..views.cellboard import observations, to_json
+        from ..views.status import load_line_statuses, load_summaries
 
         summaries = load_summaries(ledger, use_cache=not no_cache)
         echo_json({"artifacts": [s.to_json() for s in summaries],

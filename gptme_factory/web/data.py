@@ -30,18 +30,20 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..board import ArtifactSummary, load_line_statuses
-from ..board_cells import budget_left, observations, state_of
-from ..cellwatch import Observation
+from ..cells.watch import Observation
 from ..errors import FactoryError, UsageError
-from ..factcache import cached_report
-from ..ledger import Ledger
-from ..statuscache import SUMMARIES, Pass
+from ..ledger.gitstore import LogEntry
+from ..ledger.store import Ledger
+from ..views.cellboard import budget_left, observations, state_of
+from ..views.factcache import cached_report
+from ..views.present import FINAL_STATES, event_line
+from ..views.status import load_line_statuses
+from ..views.statuscache import SUMMARIES, Pass
+from ..views.summary import ArtifactSummary
 from .redact import Redactor
 
 DEFAULT_LIMIT = 50
 DONE, FINAL, OTHER = "_done", "_final", "_other"
-FINAL_STATES = ("closed", "rejected", "abandoned")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _GITHUB_RE = re.compile(
     r"^(?:https?://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
@@ -247,45 +249,7 @@ def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFA
 # -- one artifact -------------------------------------------------------------------------
 
 
-def _what(rec: Any) -> str:
-    """One line saying what an event did."""
-    k = rec.kind
-    if k == "stage_started":
-        return f"{rec.stage} attempt {rec.attempt} started: cell {rec.cell} ({rec.role})"
-    if k == "cell_spawned":
-        model = f", model {rec.model}" if rec.model else ""
-        return f"{rec.backend} cell launched{model}, {rec.budget.timeout_s:g} s budget"
-    if k == "handoff_submitted":
-        return f"{rec.contract} handed off by {rec.cell}"
-    if k == "gate_passed":
-        return f"{rec.gate} gate passed at {rec.stage}: now {rec.state}"
-    if k == "gate_failed":
-        return f"{rec.gate} gate failed at {rec.stage}: {rec.failure_summary}"
-    if k == "rework":
-        return f"sent back from {rec.from_stage} to {rec.to_stage}: {rec.retry_note}"
-    if k == "attempts_exhausted":
-        return f"{rec.stage} used its {rec.attempts} attempts"
-    if k == "contract_violation":
-        return f"contract violation by {rec.cell} after {rec.attempts} tries: {rec.errors[0]}"
-    if k == "cell_finished":
-        cost = f", ${rec.cost_usd:.4f}" if rec.cost_usd is not None else ""
-        why = f": {rec.reason}" if rec.reason else ""
-        return f"cell {rec.cell} ended ({rec.outcome}) after {rec.wall_s:.0f} s{cost}{why}"
-    if k == "approval_requested":
-        return f"approval requested for {rec.stage}"
-    if k == "reviewed":
-        said = f": {rec.comments}" if rec.comments else ""
-        return f"{rec.reviewer} reviewed {rec.stage}: {rec.decision}{said}"
-    if k in ("rejected", "abandoned"):
-        return f"{k}: {rec.reason}"
-    if k == "published":
-        return f"published ({rec.target}) at {rec.where}"
-    if k == "closed":
-        return f"closed, successor {rec.successor}" if rec.successor else f"closed: {rec.terminal}"
-    return str(k)
-
-
-def _commit(entry: Any) -> dict[str, Any] | None:
+def _commit(entry: LogEntry | None) -> dict[str, Any] | None:
     if entry is None:
         return None
     return {"id": entry.commit, "short": entry.commit[:10], "subject": entry.subject,
@@ -293,13 +257,14 @@ def _commit(entry: Any) -> dict[str, Any] | None:
 
 
 def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
-                  redact: bool = True, commits: dict[str, Any] | None = None) -> dict[str, Any]:
+                  redact: bool = True, commits: dict[str, LogEntry] | None = None
+                  ) -> dict[str, Any]:
     """One artifact's page: record, timeline with commits, handoffs, evidence, cost per cell.
 
     `commits` (Factory-Hash -> LogEntry) may be passed by a caller that looked up many
     artifacts' commits at once; otherwise this artifact's history is read from git.
     """
-    from ..details import artifact_record
+    from ..views.details import artifact_record
 
     aid = ledger.resolve(query)
     chain = ledger.read(aid)
@@ -307,14 +272,16 @@ def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
     if commits is None:
         commits = ledger.repo.commits_by_trailer([f"{ledger.rel}/artifacts/{aid}"],
                                                  "Factory-Hash")
-    intake_commit = commits.get(chain.intake.digest)
+    root = chain.root
+    assert root is not None  # Ledger.read raises when an artifact has no intake
     timeline = [{"seq": 0, "kind": "intake", "at": record["intake"]["created_at"],
-                 "by": record["intake"]["created_by"], "file": chain.intake.path,
+                 "by": record["intake"]["created_by"], "file": root.path,
                  "what": f"taken in: {record['intake']['title']}",
-                 "commit": _commit(intake_commit)}]
+                 "commit": _commit(commits.get(root.digest))}]
     for stored, ev in zip(chain.events, record["events"], strict=True):
         timeline.append({**{k: ev[k] for k in ("seq", "kind", "at", "by", "file")},
-                         "what": _what(stored.record), "commit": _commit(commits.get(stored.digest))})
+                         "what": event_line(stored.event),
+                         "commit": _commit(commits.get(stored.digest))})
     now = now or datetime.now(timezone.utc)
     cells = []
     for c in record["cells"].values():

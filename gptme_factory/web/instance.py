@@ -18,9 +18,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .. import proctree
+from ..cells import proctree
 from ..errors import BoardError
-from ..ledger import Ledger
+from ..ledger.store import Ledger
 
 RECORD = "board.json"
 LOG = "board.log"

@@ -1,5 +1,9 @@
 """HTML for the board, with jinja2: the served pages, their live fragments and the static file.
 
+The templates say ages, durations, times, money, tokens and how a check ended in the words of
+views/present.py (the filters `ago`, `duration`, `when`, `usd`, `tokens`, `pct`, `exit_text`),
+so the board reads like `status`, `show` and the gptme tool.
+
 Autoescaping is on for every template, so a ledger string is always text (a title
 `<script>alert(1)</script>` shows as itself); data for the charts is embedded with jinja2's
 `tojson`, which escapes `<`, `>`, `&` and `'` so it cannot end its `<script>` element. The
@@ -12,12 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from ..views import present
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -27,68 +32,14 @@ SERVED_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 
               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def ago(seconds: float | None) -> str:
-    """A short duration: 45s, 12m, 3h, 2d."""
-    if seconds is None:
-        return "?"
-    s = int(max(0, seconds))
-    if s >= 86400:
-        return f"{s // 86400}d"
-    if s >= 3600:
-        return f"{s // 3600}h"
-    if s >= 60:
-        return f"{s // 60}m"
-    return f"{s}s"
-
-
-def duration(seconds: float | None) -> str:
-    """A duration with one more unit: 45s, 3m05s, 2h10m, 3d04h."""
-    if seconds is None:
-        return "-"
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def usd(value: float | None) -> str:
-    """Money: $0.0123, $1.23, or '-' when unmeasured."""
-    if value is None:
-        return "-"
-    return f"${value:.4f}" if abs(value) < 1 else f"${value:,.2f}"
-
-
-def pct(value: float | None) -> str:
-    """A rate as a percentage, or '-' when undefined."""
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def tokens(n: int | None) -> str:
-    """12, 3.4k, 1.2M tokens."""
-    if n is None:
-        return "-"
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
-
-
-def when(iso: str | None) -> str:
-    """ISO time as `2026-01-02 03:04 UTC` (the ledger's times are UTC)."""
-    if not iso:
-        return "-"
-    try:
-        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return iso
-
-
 def handoff_body(handoff: dict[str, Any]) -> dict[str, Any]:
     """A handoff without the fields its heading already says (kind, schema, artifact)."""
     return {k: v for k, v in handoff.items() if k not in ("kind", "schema_version", "artifact")}
+
+
+def exit_text(check: dict[str, Any]) -> str:
+    """How a check (a `CheckResult` as JSON) ended: its exit code, or `timeout`."""
+    return present.exit_text(check.get("exit_code"), bool(check.get("timed_out")))
 
 
 def humanize(key: str) -> str:
@@ -101,8 +52,10 @@ def environment() -> Environment:
     """The jinja2 environment: autoescape on, undefined names are errors."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(ago=ago, duration=duration, usd=usd, pct=pct, tokens=tokens,
-                       when=when, humanize=humanize, handoff_body=handoff_body)
+    # the words are the factory's own (views/present.py), the same as the CLI's and the tool's
+    env.filters.update(ago=present.ago, duration=present.duration, usd=present.usd,
+                       pct=present.pct, tokens=present.tokens, when=present.when,
+                       exit_text=exit_text, humanize=humanize, handoff_body=handoff_body)
     # `tojson` escapes <, >, & and ' for HTML; keep the data's own key order (stage order)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     return env

@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ArtifactNotFound, FactoryError, InvalidRecord, UsageError
-from ..ledger import Ledger
+from ..ledger.store import Ledger
 from . import data, render
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -172,7 +172,7 @@ def create_app(root: Path, ledger_dir: str | None = None, *, limit: int = data.D
         return JSONResponse(board.read(lambda ledger: data.artifact_data(ledger, aid)))
 
     def api_metrics(request: Request) -> Response:
-        from ..metrics import metrics
+        from ..views.factcache import metrics
 
         return JSONResponse(board.read(metrics))
 

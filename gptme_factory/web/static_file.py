@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
-from ..ledger import Ledger
+from ..ledger.store import Ledger
 from . import data, render
 
 

@@ -1,0 +1,256 @@
+"""The factory's configuration: lines, stages, roles, contracts, gates and budgets.
+
+`factory/factory.yaml` holds a `FactoryConfig`. `default_config()` is what `init` writes: the
+default line intake -> scout -> build -> verify -> package -> measure. Custom roles, lines and
+contracts (extending a built-in one) are declared in the same file; `load_config` checks every
+cross-reference and names the offending key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..errors import ConfigError
+from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
+from .records import Budget, Name, Record, ShortText, format_validation_error
+
+GateKind = Literal["contract", "patch", "evidence", "package", "outcome"]
+GptodoType = Literal["general", "explore", "plan", "execute"]
+
+# States an artifact can be in. Stages produce one of the "progress" states when they pass.
+PROGRESS_STATES = ("idea", "designed", "patched", "verified", "published", "measured")
+FINAL_STATES = ("closed", "rejected", "abandoned")
+
+
+class RoleConfig(Record):
+    """A cell role: which contract it hands over and how it may touch the repo."""
+
+    contract: Name
+    description: ShortText
+    read_only: bool = Field(description="Read-only roles never get a writable worktree.")
+    gptodo_type: GptodoType = "general"
+
+
+BUILTIN_ROLES: dict[str, RoleConfig] = {
+    "scout": RoleConfig(
+        contract="scout_memo",
+        description="Reads the code and plans the change and its verification.",
+        read_only=True,
+        gptodo_type="explore",
+    ),
+    "builder": RoleConfig(
+        contract="builder_patch",
+        description="Makes the change on its own branch and commits it.",
+        read_only=False,
+        gptodo_type="execute",
+    ),
+    "verifier": RoleConfig(
+        contract="verifier_report",
+        description="Runs the checks on the exact commit and reports evidence.",
+        read_only=True,
+        gptodo_type="general",
+    ),
+    "packager": RoleConfig(
+        contract="release_package",
+        description="Writes the changelog, release notes, PR text and announcement.",
+        read_only=True,
+        gptodo_type="plan",
+    ),
+    "analyst": RoleConfig(
+        contract="outcome_report",
+        description="Measures adoption per consumer and names the successor.",
+        read_only=True,
+        gptodo_type="explore",
+    ),
+}
+
+
+class StageConfig(Record):
+    """One stage of a line."""
+
+    name: Name
+    role: Name
+    contract: Name | None = Field(default=None, description="Defaults to the role's contract.")
+    gate: GateKind = "contract"
+    produces: Name = Field(description="Artifact state after the gate passes.")
+    attempts: int = Field(default=3, ge=1, le=20, description="Attempt budget for the stage.")
+    repairs: int = Field(default=2, ge=0, le=20, description="Invalid handoffs tolerated.")
+    approval: bool = Field(default=False, description="A person approves before moving on.")
+    checks: list[ShortText] = Field(default_factory=list, description="Gate commands (verify).")
+    check_timeout_s: float = Field(default=600, gt=0)
+    budget: Budget | None = None
+
+
+class LineConfig(Record):
+    """A production line: ordered stages."""
+
+    description: str = ""
+    stages: list[StageConfig] = Field(min_length=1)
+    idle_after_days: int = Field(default=30, ge=1)
+
+
+class FieldSpec(Record):
+    """An extra field of a custom contract."""
+
+    type: Literal["string", "integer", "number", "boolean", "list[string]"]
+    description: ShortText
+    required: bool = True
+
+
+class ContractConfig(Record):
+    """A custom contract extending a built-in one."""
+
+    extends: Name
+    fields: dict[Name, FieldSpec] = Field(default_factory=dict)
+
+
+class FactoryConfig(Record):
+    """Contents of factory/factory.yaml."""
+
+    kind: Literal["factory_config"] = "factory_config"
+    schema_version: Literal[1] = 1
+    default_line: Name = "default"
+    lines: dict[Name, LineConfig]
+    roles: dict[Name, RoleConfig] = Field(default_factory=dict)
+    contracts: dict[Name, ContractConfig] = Field(default_factory=dict)
+    budget: Budget = Budget(timeout_s=1800, max_tokens=2_000_000, max_cost_usd=5.0)
+    max_concurrent_cells: int = Field(default=4, ge=1, le=64)
+    stall_after_s: float = Field(default=300, gt=0)
+    self_names: list[ShortText] | None = Field(
+        default=None, description="Consumer names that mean the factory itself (self-play)."
+    )
+
+    def role(self, name: str) -> RoleConfig:
+        """Look up a custom or built-in role."""
+        return self.roles.get(name) or BUILTIN_ROLES[name]
+
+    def line(self, name: str) -> LineConfig:
+        """Look up a line by name."""
+        try:
+            return self.lines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.lines))
+            raise ConfigError(f"unknown line {name!r}: factory.yaml declares {known}") from None
+
+    def stage(self, line: str, stage: str) -> StageConfig:
+        """Look up a stage of a line."""
+        for st in self.line(line).stages:
+            if st.name == stage:
+                return st
+        raise ConfigError(f"line {line!r} has no stage {stage!r}")
+
+    def contract_name(self, st: StageConfig) -> str:
+        """The contract a stage's handoff must satisfy."""
+        return st.contract or self.role(st.role).contract
+
+    def contract_model(self, name: str) -> type[Contract]:
+        """The pydantic model of a built-in or custom contract."""
+        if name in BUILTIN_CONTRACTS:
+            return BUILTIN_CONTRACTS[name]
+        spec = self.contracts[name]
+        fields: dict[str, tuple[str, str, bool]] = {
+            k: (v.type, v.description, v.required) for k, v in spec.fields.items()
+        }
+        return build_contract(name, spec.extends, fields)
+
+
+def default_config() -> FactoryConfig:
+    """The default line from PRODUCT.md."""
+    stages = [
+        StageConfig(name="scout", role="scout", gate="contract", produces="designed"),
+        StageConfig(name="build", role="builder", gate="patch", produces="patched"),
+        StageConfig(name="verify", role="verifier", gate="evidence", produces="verified"),
+        StageConfig(name="package", role="packager", gate="package", produces="published"),
+        StageConfig(name="measure", role="analyst", gate="outcome", produces="measured"),
+    ]
+    return FactoryConfig(
+        lines={"default": LineConfig(description="idea to measured outcome", stages=stages)}
+    )
+
+
+def check_config(cfg: FactoryConfig) -> list[str]:
+    """Cross-reference problems as `key: message` lines (empty when consistent)."""
+    problems: list[str] = []
+    if cfg.default_line not in cfg.lines:
+        problems.append(f"default_line: {cfg.default_line!r} is not one of lines")
+    for name, c in cfg.contracts.items():
+        if name in BUILTIN_CONTRACTS:
+            problems.append(f"contracts.{name}: shadows a built-in contract; pick another name")
+        if c.extends not in BUILTIN_CONTRACTS:
+            known = ", ".join(BUILTIN_CONTRACTS)
+            problems.append(f"contracts.{name}.extends: unknown contract {c.extends!r} ({known})")
+        for fname in c.fields:
+            base = BUILTIN_CONTRACTS.get(c.extends)
+            if base is not None and fname in base.model_fields:
+                problems.append(f"contracts.{name}.fields.{fname}: already defined by {c.extends}")
+            elif hasattr(BaseModel, fname) or fname.startswith("model_"):
+                problems.append(f"contracts.{name}.fields.{fname}: reserved name; pick another")
+    contracts = set(BUILTIN_CONTRACTS) | set(cfg.contracts)
+    for rname, r in cfg.roles.items():
+        if r.contract not in contracts:
+            problems.append(f"roles.{rname}.contract: unknown contract {r.contract!r}")
+    roles = set(BUILTIN_ROLES) | set(cfg.roles)
+    for lname, line in cfg.lines.items():
+        seen: set[str] = set()
+        gates: list[str] = []
+        for i, st in enumerate(line.stages):
+            key = f"lines.{lname}.stages.{i}"
+            if st.name in seen:
+                problems.append(f"{key}.name: duplicate stage {st.name!r}")
+            seen.add(st.name)
+            if st.role not in roles:
+                problems.append(f"{key}.role: unknown role {st.role!r} ({', '.join(sorted(roles))})")
+            if st.contract is not None and st.contract not in contracts:
+                problems.append(f"{key}.contract: unknown contract {st.contract!r}")
+            if st.produces in ("idea", *FINAL_STATES):
+                problems.append(f"{key}.produces: {st.produces!r} is reserved")
+            problems += _gate_problems(cfg, key, st, gates)
+            gates.append(st.gate)
+    return problems
+
+
+# Gates that judge the handoff itself need a contract of the right family.
+_GATE_CONTRACTS = {"patch": "builder_patch", "evidence": "verifier_report",
+                   "outcome": "outcome_report"}
+
+
+def base_contract(cfg: FactoryConfig, name: str) -> str | None:
+    """The built-in contract `name` is or extends (None for an unknown name)."""
+    if name in BUILTIN_CONTRACTS:
+        return name
+    custom = cfg.contracts.get(name)
+    return custom.extends if custom else None
+
+
+def _gate_problems(cfg: FactoryConfig, key: str, st: StageConfig, before: list[str]) -> list[str]:
+    """A stage whose gate could never pass, named at load rather than at the first advance."""
+    role = cfg.roles.get(st.role) or BUILTIN_ROLES.get(st.role)
+    contract = st.contract or (role.contract if role else None)
+    wanted = _GATE_CONTRACTS.get(st.gate)
+    base = base_contract(cfg, contract) if contract else None
+    if wanted and base is not None and base != wanted:
+        return [f"{key}.gate: a {st.gate} gate needs a {wanted} handoff, but the stage's "
+                f"contract is {contract}"]
+    if st.gate == "package" and "patch" in before and "evidence" not in before:
+        return [f"{key}.gate: a package gate after a patch stage needs an evidence "
+                "(verify) stage between them"]
+    return []
+
+
+def parse_config(data: dict[str, object], source: str) -> FactoryConfig:
+    """Validate factory.yaml contents; raise ConfigError naming each bad key."""
+    try:
+        cfg = FactoryConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n".join(f"  {source}: {p}" for p in format_validation_error(exc))
+        raise ConfigError(f"invalid factory config:\n{lines}") from None
+    problems = check_config(cfg)
+    if problems:
+        lines = "\n".join(f"  {source}: {p}" for p in problems)
+        raise ConfigError(f"invalid factory config:\n{lines}")
+    return cfg
+
+
+__all__ = ["FIELD_TYPE_NAMES", "FactoryConfig", "default_config", "parse_config"]

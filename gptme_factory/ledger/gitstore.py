@@ -1,0 +1,669 @@
+"""The one module that talks to git.
+
+Ledger commits go through plumbing, never through the user's index: new blobs are hashed
+from temporary files kept in the git directory (so a killed writer never leaves a stray file
+or a half-made directory in the working tree), only the trees on the changed paths are
+rebuilt — read through one `cat-file --batch`, edited in Python (git's tree format; in a big
+directory the one changed entry is spliced in place) and written with one `hash-object -t
+tree`, whose ids must match ours — the commit is made with `commit-tree`, and `HEAD` moves
+with `update-ref NEW OLD`, a compare-and-swap. Only then are the files renamed into place and
+just those paths refreshed in the real index, so the user's other staged and unstaged work is
+untouched. Six git processes per commit, however deep the paths; the cost grows with the
+changed directories (and the index, which `update-index` rewrites), not the number of commits.
+
+For the status cache, `tree_at_head`, `tree_entries`, `start_changed_paths` and `tree_id` give
+content keys: git tree ids, and the paths whose index or working-tree state differs from HEAD.
+
+Writers are serialized by a `flock` on a file in the git directory; a small journal, written
+before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
+`Ledger.open`) finishes its work if the commit landed and discards it otherwise, so an event
+is either fully committed (in HEAD, the working tree and the index) or absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GitError, LedgerConflict, NotAGitRepo
+
+ZERO_OID = "0" * 40
+_JOURNAL = "factory-pending.json"
+_LOCKFILE = "factory.lock"
+_TMPDIR = "factory-tmp"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit touching a path, as `log` shows it."""
+
+    commit: str
+    time: str
+    author: str
+    subject: str
+    trailers: dict[str, list[str]]  # a commit of several events repeats Factory-Event etc.
+
+
+def _git(
+    cwd: Path, *args: str, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, input=input, capture_output=True, env=env, check=False
+    )
+    if check and proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+        hint = ""
+        if "Please tell me who you are" in msg or "empty ident" in msg:
+            hint = " (set an identity: git config user.name NAME; git config user.email EMAIL)"
+        raise GitError(f"git {args[0]} failed: {msg}{hint}")
+    return proc
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
+
+
+_LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
+
+
+def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
+    """The git id of a tree that holds exactly `files` (name -> bytes) as regular files.
+
+    Computed in Python, without git: `algo` is the repo's object format (`sha1`, or
+    `sha256` for 64-character ids). A content key: equal ids mean equal names and bytes.
+    """
+    body = bytearray()
+    # Git orders tree entries by name bytes (a subtree sorts as if its name ended in "/";
+    # there are none here).
+    for name in sorted(files, key=lambda n: n.encode("utf-8", "surrogateescape")):
+        data = files[name]
+        blob = hashlib.new(algo, b"blob %d\0" % len(data))
+        blob.update(data)
+        body += b"100644 " + name.encode("utf-8", "surrogateescape") + b"\0" + blob.digest()
+    tree = hashlib.new(algo, b"tree %d\0" % len(body))
+    tree.update(body)
+    return tree.hexdigest()
+
+
+def _check_relpath(rel: str) -> None:
+    parts = rel.split("/")
+    if (
+        not rel
+        or rel.startswith("/")
+        or "\0" in rel
+        or "\\" in rel
+        or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts)
+    ):
+        raise GitError(f"refusing to commit {rel!r}: not a plain path inside the repo")
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    return env
+
+
+def _cat(proc: subprocess.Popen[bytes], names: list[str]) -> list[tuple[str, str, bytes] | None]:
+    """Objects (id, type, content) from a running `git cat-file --batch`; None if missing."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"".join(n.encode() + b"\n" for n in names))
+    proc.stdin.flush()
+    out: list[tuple[str, str, bytes] | None] = []
+    for _ in names:
+        header = proc.stdout.readline().split()
+        if len(header) != 3:  # "<name> missing" (or ambiguous)
+            if not header:
+                raise GitError("git cat-file stopped unexpectedly")
+            out.append(None)
+            continue
+        size = int(header[2])
+        content = proc.stdout.read(size + 1)[:size]  # the object, then a newline
+        out.append((header[0].decode(), header[1].decode(), content))
+    return out
+
+
+_TREE_ENTRY_RES: dict[int, re.Pattern[bytes]] = {}
+
+
+def _tree_entries(content: bytes, raw_len: int) -> list[tuple[bytes, bytes, bytes]]:
+    """(mode, name, raw id) of every entry of a tree object."""
+    pattern = _TREE_ENTRY_RES.get(raw_len)
+    if pattern is None:
+        pattern = re.compile(rb"([0-7]+) ([^\0]+)\0(.{%d})" % raw_len, re.S)
+        _TREE_ENTRY_RES[raw_len] = pattern
+    entries: list[tuple[bytes, bytes, bytes]] = pattern.findall(content)
+    if sum(len(m) + len(n) + 2 + raw_len for m, n, _ in entries) != len(content):
+        raise GitError("could not parse a tree object")
+    return entries
+
+
+def _entry_re(name: bytes, raw_len: int) -> re.Pattern[bytes]:
+    # Entry by entry from the start (so a match is never inside a name or an id) up to `name`.
+    return re.compile(
+        rb"(?:[0-7]+ [^\0]+\0.{%d})*?([0-7]+) %s\0(.{%d})" % (raw_len, re.escape(name), raw_len),
+        re.S,
+    )
+
+
+def _find_entry(content: bytes, name: bytes, raw_len: int) -> tuple[bytes, bytes] | None:
+    """(mode, raw id) of entry `name` of a tree, or None."""
+    m = _entry_re(name, raw_len).match(content)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _edit_tree(
+    content: bytes | None, changes: Mapping[bytes, tuple[bytes, bytes]], raw_len: int
+) -> bytes:
+    """A tree's content with `changes` (name -> (mode, raw id)) added or replaced."""
+    if content and len(changes) == 1:
+        # The common case, one event in a big directory: splice it in place when the entry
+        # exists and stays a tree (or a file), so its sorting position is unchanged.
+        ((name, (mode, oid)),) = changes.items()
+        m = _entry_re(name, raw_len).match(content)
+        if m and (m.group(1) == b"40000") == (mode == b"40000"):
+            return content[: m.start(1)] + mode + b" " + name + b"\0" + oid + content[m.end():]
+    merged = {n: (m, o) for m, n, o in (_tree_entries(content, raw_len) if content else [])}
+    merged.update(changes)
+    # git orders entries by name bytes, a subtree as if its name ended with "/"
+    order = sorted(merged, key=lambda n: n + b"/" if merged[n][0] == b"40000" else n)
+    return b"".join(merged[n][0] + b" " + n + b"\0" + merged[n][1] for n in order)
+
+
+class GitRepo:
+    """A non-bare git working tree, addressed by its top-level directory."""
+
+    def __init__(self, root: Path, git_dir: Path, common_dir: Path) -> None:
+        self.root = root
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+
+    @classmethod
+    def discover(cls, path: Path | str = ".") -> GitRepo:
+        """Find the working tree containing `path`; raise NotAGitRepo if there is none."""
+        start = Path(path).resolve()
+        if not start.exists():
+            raise NotAGitRepo(f"{start} does not exist")
+        proc = _git(
+            start if start.is_dir() else start.parent,
+            "rev-parse",
+            "--show-toplevel",
+            "--absolute-git-dir",
+            "--git-common-dir",
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NotAGitRepo(
+                f"{start} is not inside a git working tree: run `git init` there first, "
+                "or pass --repo PATH"
+            )
+        top, git_dir, common = proc.stdout.decode().splitlines()[:3]
+        root = Path(top)
+        common_path = Path(common)
+        if not common_path.is_absolute():
+            common_path = (start / common_path).resolve()
+        return cls(root, Path(git_dir), common_path)
+
+    def git(self, *args: str, input: bytes | None = None) -> bytes:
+        """Run a git command in the working tree and return its stdout."""
+        return _git(self.root, *args, input=input).stdout
+
+    def head(self) -> str | None:
+        """The commit HEAD points at, or None in a repo with no commits yet."""
+        proc = _git(self.root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def identity(self) -> str | None:
+        """`Name <email>` of the git author identity here (None when git has none)."""
+        proc = _git(self.root, "var", "GIT_AUTHOR_IDENT", check=False)
+        ident = proc.stdout.decode("utf-8", "replace").strip()
+        name, sep, _ = ident.rpartition(">")
+        return f"{name}>" if proc.returncode == 0 and sep else None
+
+    def branch(self) -> str | None:
+        """The current branch name, or None when HEAD is detached."""
+        proc = _git(self.root, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+        return proc.stdout.decode().strip() or None
+
+    # -- locking and recovery ---------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the ledger's writer lock (blocking) and repair a half-finished write."""
+        lock_path = self.common_dir / _LOCKFILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._recover()
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def recover(self) -> None:
+        """Finish or discard a write left half-done by a killed writer (cheap when none is)."""
+        if (self.git_dir / _JOURNAL).exists() or (self.git_dir / _TMPDIR).exists():
+            with self.exclusive():
+                pass
+
+    def _recover(self) -> None:
+        journal = self.git_dir / _JOURNAL
+        tmpdir = self.git_dir / _TMPDIR
+        if journal.exists():
+            try:
+                data = json.loads(journal.read_text("utf-8"))
+                commit = str(data["commit"])
+                pairs = [(str(t), str(f)) for t, f in data["files"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                commit, pairs = "", []  # torn journal: HEAD never moved past it
+            head = self.head()
+            committed = bool(commit and head) and (
+                _git(self.root, "merge-base", "--is-ancestor", commit, head or "", check=False)
+                .returncode
+                == 0
+            )
+            if committed:
+                lost = []
+                for tmp, final in pairs:
+                    if Path(tmp).exists():
+                        self._place(Path(tmp), self.root / final)
+                    elif not (self.root / final).exists():
+                        lost.append(final)
+                if lost:  # the temporary copy is gone too: take the committed bytes
+                    self.git("checkout", "HEAD", "--", *lost)
+                self._refresh_index([final for _, final in pairs])
+            journal.unlink(missing_ok=True)
+        # Under the lock no other writer of this git dir is alive: anything left is garbage.
+        journal.with_name(journal.name + ".tmp").unlink(missing_ok=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    @staticmethod
+    def _place(tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # The git dir is on another file system: copy next to the target, then rename.
+            near = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+            shutil.copyfile(tmp, near)
+            os.replace(near, final)
+            tmp.unlink()
+
+    # -- committing ---------------------------------------------------------------------
+
+    def commit_files(self, files: Mapping[str, bytes], message: str) -> str:
+        """Commit `files` (repo-relative path -> content) as one commit on HEAD.
+
+        Must be called while holding `exclusive()`. Returns the new commit id (or the current
+        one when the files are already committed with that content). Raises LedgerConflict
+        if HEAD moved during the write (nothing is left behind then).
+        """
+        for rel in files:
+            _check_relpath(rel)
+        tmpdir = self.git_dir / _TMPDIR
+        tmpdir.mkdir(exist_ok=True)
+        journal = self.git_dir / _JOURNAL
+        tmp_pairs: list[tuple[str, str]] = []
+        try:
+            for i, (rel, content) in enumerate(files.items()):
+                tmp_path = tmpdir / f"{os.getpid()}-{i}"
+                with open(tmp_path, "wb") as fh:
+                    fh.write(content)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp_pairs.append((str(tmp_path), rel))
+            oids = (
+                self.git("hash-object", "-w", "--no-filters", "--", *(t for t, _ in tmp_pairs))
+                .decode()
+                .split()
+            )
+            changes = {rel: oid for (_, rel), oid in zip(tmp_pairs, oids, strict=True)}
+            old, base_tree, tree = self._write_trees(changes, tmpdir)
+            if old is not None and tree == base_tree:
+                new = old  # already committed with this content: no empty commit
+            else:
+                args = ["commit-tree", tree]
+                if old:
+                    args += ["-p", old]
+                new = self.git(*args, input=message.encode("utf-8")).decode().strip()
+                pending = journal.with_name(journal.name + ".tmp")
+                pending.write_text(json.dumps({"commit": new, "files": tmp_pairs}))
+                os.replace(pending, journal)
+                proc = _git(
+                    self.root,
+                    "update-ref",
+                    "-m",
+                    message.splitlines()[0],
+                    "HEAD",
+                    new,
+                    old or ZERO_OID,
+                    check=False,
+                )
+                if proc.returncode != 0:
+                    journal.unlink(missing_ok=True)
+                    raise LedgerConflict(
+                        "HEAD moved while the ledger was being written (another git command "
+                        "ran); nothing was recorded: retry "
+                        f"({proc.stderr.decode('utf-8', 'replace').strip()})"
+                    )
+        except BaseException:
+            if journal.exists():
+                # Interrupted around update-ref: HEAD may or may not have moved. Recovery
+                # looks and finishes or discards; if it cannot, the next writer will.
+                with contextlib.suppress(Exception):
+                    self._recover()
+            else:
+                for tmp, _ in tmp_pairs:
+                    Path(tmp).unlink(missing_ok=True)
+                _rmdir_if_empty(tmpdir)
+            raise
+        for tmp, final in tmp_pairs:
+            self._place(Path(tmp), self.root / final)
+        self._refresh_index([final for _, final in tmp_pairs])
+        journal.unlink(missing_ok=True)
+        _rmdir_if_empty(tmpdir)
+        return new
+
+    def _refresh_index(self, paths: list[str]) -> None:
+        # The user's git command may hold index.lock for a moment: retry briefly.
+        for attempt in range(50):
+            proc = _git(self.root, "update-index", "--add", "--", *paths, check=False)
+            if proc.returncode == 0:
+                return
+            if b"index.lock" not in proc.stderr:
+                break
+            time.sleep(0.05 * (attempt + 1))
+        raise GitError(
+            "the ledger commit succeeded but the index could not be refreshed: "
+            f"run `git update-index --add -- {' '.join(paths)}` ({proc.stderr.decode().strip()})"
+        )
+
+    def _write_trees(
+        self, changes: Mapping[str, str], tmpdir: Path
+    ) -> tuple[str | None, str | None, str]:
+        """(HEAD, its tree, the new root tree) with `changes` (path -> blob id) applied.
+
+        One `git cat-file --batch` reads HEAD and the trees on the changed paths; the new
+        trees are built in Python (git's tree format) and written with one `git hash-object
+        -t tree`, whose ids are checked against ours. Three processes however deep the paths,
+        and a 10,000-entry directory is spliced in C (a regex), not listed and re-sorted.
+        """
+        raw_len = len(next(iter(changes.values()))) // 2
+        algo = "sha1" if raw_len == 20 else "sha256"
+        dirs: set[str] = {""}
+        for rel in changes:
+            parts = rel.split("/")[:-1]
+            dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        old_trees: dict[str, bytes] = {}  # dir -> content of its tree in HEAD
+        cat = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.root, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+        )
+        try:
+            head_obj = _cat(cat, ["HEAD"])[0]
+            old = head_obj[0] if head_obj and head_obj[1] == "commit" else None
+            base_tree = head_obj[2][5:5 + 2 * raw_len].decode() if old and head_obj else None
+            level = [("", base_tree)] if base_tree else []
+            while level:
+                found = _cat(cat, [oid for _, oid in level])
+                nxt: list[tuple[str, str]] = []
+                for (path, _), obj in zip(level, found, strict=True):
+                    if obj is None or obj[1] != "tree":
+                        continue
+                    old_trees[path] = obj[2]
+                    for child in (d for d in dirs if d and d.rpartition("/")[0] == path):
+                        entry = _find_entry(obj[2], child.rpartition("/")[2].encode(), raw_len)
+                        if entry is not None and entry[0] == b"40000":
+                            nxt.append((child, entry[1].hex()))
+                level = nxt
+        finally:
+            cat.communicate()  # closes both pipes and reaps the process
+        # Build bottom-up: deepest directories first.
+        edits: dict[str, dict[bytes, tuple[bytes, bytes]]] = {d: {} for d in dirs}
+        for rel, oid in changes.items():
+            parent, _, name = rel.rpartition("/")
+            edits[parent][name.encode("utf-8", "surrogateescape")] = (b"100644", bytes.fromhex(oid))
+        new_trees: dict[str, bytes] = {}
+        root = ""
+        for d in sorted(dirs, key=lambda x: -x.count("/") if x else 1):
+            content = _edit_tree(old_trees.get(d), edits[d], raw_len)
+            digest = hashlib.new(algo, b"tree %d\0" % len(content))
+            digest.update(content)
+            if content != old_trees.get(d):
+                new_trees[digest.hexdigest()] = content
+            if d:
+                parent, _, name = d.rpartition("/")
+                edits[parent][name.encode("utf-8", "surrogateescape")] = (b"40000", digest.digest())
+            else:
+                root = digest.hexdigest()
+        if new_trees:
+            tree_files: list[Path] = []
+            try:
+                for i, content in enumerate(new_trees.values()):
+                    tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
+                    tree_file.write_bytes(content)
+                    tree_files.append(tree_file)
+                written = self.git("hash-object", "-w", "-t", "tree", "--no-filters", "--",
+                                   *map(str, tree_files)).decode().split()
+            finally:
+                for tree_file in tree_files:
+                    tree_file.unlink(missing_ok=True)
+            if written != list(new_trees):
+                raise GitError(f"git wrote trees {written}, expected {list(new_trees)}")
+        return old, base_tree, root
+
+    # -- reading history ----------------------------------------------------------------
+
+    def log(self, path: str) -> list[LogEntry]:
+        """Commits that touched `path`, oldest first, with their trailers."""
+        if self.head() is None:
+            return []
+        import git  # GitPython: only on this read path, never on import of the package
+
+        repo = git.Repo(self.root)
+        out: list[LogEntry] = []
+        for commit in repo.iter_commits("HEAD", paths=path):
+            trailers = {k: list(v) for k, v in commit.trailers_dict.items() if v}
+            out.append(
+                LogEntry(
+                    commit=commit.hexsha,
+                    time=commit.authored_datetime.isoformat(),
+                    author=f"{commit.author.name} <{commit.author.email}>",
+                    subject=str(commit.summary),
+                    trailers=trailers,
+                )
+            )
+        repo.close()
+        out.reverse()
+        return out
+
+    def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
+        """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
+        out = self.git("diff-index", "--name-status", "--no-renames", "-z", "HEAD", "--", *paths)
+        fields = out.decode("utf-8", "surrogateescape").split("\0")
+        words = {"M": "modified", "D": "deleted"}
+        return [(path, words[code]) for code, path in zip(fields[0::2], fields[1::2], strict=False)
+                if code in words]
+
+    def modified_in_history(self, paths: list[str]) -> dict[str, list[str]]:
+        """Files under `paths` that a commit in HEAD's history modified, and those commits."""
+        log = self.git("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+                       "--format=%x01%H", "HEAD", "--", *paths)
+        out: dict[str, list[str]] = {}
+        commit = ""
+        for item in log.decode("utf-8", "surrogateescape").split("\0"):
+            for part in item.split("\n"):
+                if part.startswith("\x01"):
+                    commit = part[1:]
+                elif part:
+                    out.setdefault(part, []).append(commit)
+        return out
+
+    def blob_id(self, rev: str, path: str) -> str | None:
+        """The id of `path`'s blob at `rev` (None if it is not there)."""
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{rev}:{path}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def first_added(self, path: str) -> str | None:
+        """The commit of HEAD's history that first added `path`."""
+        out = self.git("log", "--diff-filter=A", "--format=%H", "--reverse", "HEAD", "--", path)
+        first = out.decode().split()
+        return first[0] if first else None
+
+    def commits_by_trailer(self, paths: Sequence[str], key: str) -> dict[str, LogEntry]:
+        """The commits from HEAD that touched any of `paths`, by the value of trailer `key`.
+
+        One `git log` for all paths (the ledger writes `Factory-Hash: <sha256 of the record>`
+        into each event's commit, so this maps records to the commits that added them).
+        """
+        if not paths or self.head() is None:
+            return {}
+        for p in paths:
+            _check_relpath(p)
+        fmt = "%H%x1f%aI%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1e"
+        specs = [f":(literal){p}" for p in paths]
+        out = _git(self.root, "log", f"--format={fmt}", "HEAD", "--", *specs).stdout
+        found: dict[str, LogEntry] = {}
+        for rec in out.decode("utf-8", "replace").split("\x1e"):
+            fields = rec.strip("\n").split("\x1f")
+            if len(fields) != 5:
+                continue
+            trailers: dict[str, list[str]] = {}
+            for line in fields[4].splitlines():
+                name, sep, value = line.partition(":")
+                if sep and value.strip():
+                    trailers.setdefault(name.strip(), []).append(value.strip())
+            entry = LogEntry(commit=fields[0], time=fields[1], author=fields[2],
+                             subject=fields[3], trailers=trailers)
+            for wanted in trailers.get(key, []):  # a commit of several events names each
+                found.setdefault(wanted, entry)  # newest first: keep the newest commit
+        return found
+
+    def status_porcelain(self) -> bytes:
+        """`git status --porcelain=v1 -z` output, for tests and doctor."""
+        return self.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
+
+    # -- content keys for the status cache ---------------------------------------------
+
+    def tree_at_head(self, path: str) -> tuple[str, str] | None:
+        """(HEAD's commit id, the id of the tree at `path`), or None if either is missing.
+
+        One `rev-parse`, which resolves its arguments in order: if HEAD moves meanwhile, the
+        tree may be newer than the commit, never older (the status cache relies on that).
+        """
+        proc = _git(self.root, "rev-parse", "HEAD^{commit}", f"HEAD:{path}", check=False)
+        ids = proc.stdout.decode().split()
+        if proc.returncode != 0 or len(ids) != 2:
+            return None
+        return ids[0], ids[1]
+
+    def tree_entries(self, tree: str) -> dict[str, str]:
+        """Entry name -> object id of one tree (not recursive)."""
+        out = self.git("ls-tree", "-z", tree).decode("utf-8", "surrogateescape")
+        return {name: oid for oid, name in _LS_TREE_RE.findall(out)}
+
+    def start_changed_paths(self, commit: str, path: str) -> Callable[[], set[str] | None]:
+        """Start listing the tracked paths under `path` that differ from `commit`.
+
+        Returns a function that waits and gives the set of paths (None if git failed). This is `git diff-index COMMIT -- PATH`: git compares the index with the commit and
+        every tracked file's full stat data (mtime, ctime, size, inode, ...) with the index,
+        re-reading "racily clean" files, in C on all cores. It runs in the background so the
+        caller can work meanwhile. Untracked files are not reported.
+        """
+        env = dict(os.environ)
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        env["GIT_OPTIONAL_LOCKS"] = "0"  # a read: never take index.lock from the user
+        proc = subprocess.Popen(
+            # full stat comparison even where the user's config relaxes it
+            ["git", "-c", "core.checkStat=default", "-c", "core.trustctime=true",
+             "diff-index", "-z", "--name-only", "--no-renames", "--ignore-submodules",
+             commit, "--", path],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )
+
+        def wait() -> set[str] | None:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                return None
+            return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+
+        return wait
+
+    # -- commits and worktrees for gates and cells ----------------------------------------
+
+    def resolve_commit(self, rev: str) -> str | None:
+        """The full id of commit `rev`, or None if it does not exist."""
+        if rev.startswith("-"):
+            return None
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def tree_of(self, commit: str) -> str:
+        """The tree id of a commit (what a check result is bound to)."""
+        return self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        """Paths that differ between two commits."""
+        out = self.git("diff", "--name-only", "-z", "--no-renames", base, head)
+        return sorted(p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p)
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """True if `ancestor` is reachable from `commit`."""
+        proc = _git(self.root, "merge-base", "--is-ancestor", ancestor, commit, check=False)
+        return proc.returncode == 0
+
+    def worktree_add(self, path: Path, commit: str, branch: str | None = None) -> None:
+        """Check out `commit` in a new linked worktree (on a new `branch`, or detached)."""
+        args = ["worktree", "add", "-f"]
+        args += ["-b", branch, str(path), commit] if branch else ["--detach", str(path), commit]
+        self.git(*args)
+
+    def worktree_remove(self, path: Path) -> None:
+        """Remove a linked worktree (its branch and commits stay)."""
+        if path.exists():
+            _git(self.root, "worktree", "remove", "--force", str(path), check=False)
+        _git(self.root, "worktree", "prune", check=False)
+
+    def worktree_base(self) -> Path:
+        """Where the factory keeps linked worktrees: inside the git dir, out of the work tree."""
+        return self.common_dir / "factory-worktrees"
+
+    def is_cell_worktree(self) -> bool:
+        """True for one of the factory's cell/gate worktrees (not the brain's own checkout)."""
+        return self.git_dir != self.common_dir and self.root.is_relative_to(self.worktree_base())
+
+    def main_worktree(self) -> Path | None:
+        """The main working tree this linked worktree belongs to (None for a bare repo)."""
+        main = self.common_dir.parent
+        return main if self.common_dir.name == ".git" and (main / ".git").exists() else None
+
+    # -- remotes, for publishing --------------------------------------------------------
+
+    def remote_url(self, name: str = "origin") -> str | None:
+        """The fetch URL of remote `name`, or None if there is no such remote."""
+        proc = _git(self.root, "remote", "get-url", "--", name, check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def push(self, remote: str, branch: str) -> None:
+        """Push local `branch` to the same name on `remote` (GitError with git's words)."""
+        if branch.startswith("-") or remote.startswith("-"):
+            raise GitError(f"refusing to push {branch!r} to {remote!r}: not a branch or remote")
+        self.git("push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}")
