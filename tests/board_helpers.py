@@ -13,13 +13,18 @@ from typing import Any
 import pytest
 
 from gptme_factory.errors import InvalidRecord
-from gptme_factory.ledger import yamlio
-from gptme_factory.ledger.config import FactoryConfig, default_config
-from gptme_factory.ledger.gitstore import GitRepo
-from gptme_factory.ledger.store import Ledger
+from gptme_factory.ledger.config import default_config
 from gptme_factory.line import engine
-from tests.conftest import git
-from tests.test_metrics import Clock, build, finish, intake, measure_stage, package, scout, verify
+from tests.test_metrics import (
+    build,
+    finish,
+    intake,
+    measure_stage,
+    package,
+    scout,
+    two_line_brain,
+    verify,
+)
 
 XSS_TITLE = "<script>alert(1)</script>"
 XSS_IMG = '<img src=x onerror="window.__xss=1">'
@@ -27,22 +32,11 @@ XSS_IMG = '<img src=x onerror="window.__xss=1">'
 
 def make_brain(root: Path) -> dict[str, Any]:
     """A brain repo at `root`: every artifact state the board shows. Returns ledger and ids."""
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "master")
-    (root / "app.txt").write_text("todo\n")
-    git(root, "add", "app.txt")
-    git(root, "commit", "-q", "-m", "app")
-    Ledger.init(root)
-    cfg = default_config()
-    ops = cfg.lines["default"].model_copy(update={"stages": [
+    default = default_config().lines["default"]
+    ops = default.model_copy(update={"stages": [
         st.model_copy(update={"approval": True}) if st.name == "scout" else st
-        for st in cfg.lines["default"].stages]})
-    two = FactoryConfig(lines={**cfg.lines, "ops": ops})
-    (root / "factory" / "factory.yaml").write_bytes(
-        yamlio.dumps(two.model_dump(mode="json", exclude_none=True)))
-    git(root, "commit", "-qam", "an ops line whose scout stage needs approval")
-    clock = Clock()
-    ledger = Ledger(GitRepo.discover(root), clock=clock)
+        for st in default.stages]})
+    ledger, clock = two_line_brain(root, ops, "an ops line whose scout stage needs approval")
     ids: dict[str, str] = {}
 
     # closed: the whole line, measured cost per cell

@@ -15,7 +15,7 @@ from gptme_factory.line.intake import intake
 from gptme_factory.views import statuscache
 from gptme_factory.views.factcache import CACHE_FILE, facts_kind, metrics
 from gptme_factory.views.statuscache import SUMMARIES, cached
-from tests.ledger_helpers import abandon, append_next, new_artifact
+from tests.ledger_helpers import abandon, append_next, new_artifact, reads
 
 
 @pytest.fixture
@@ -23,19 +23,6 @@ def settled(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     """No racy window: a directory is trusted as soon as it is cached."""
     monkeypatch.setattr(statuscache, "RACY_NS", 0)
     return ledger
-
-
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every artifact `Ledger.read` reads (the real method still does the reading)."""
-    seen: list[str] = []
-    real = Ledger.read
-
-    def recording(self: Ledger, artifact: str, **kw: Any) -> Any:
-        seen.append(artifact)
-        return real(self, artifact, **kw)
-
-    monkeypatch.setattr(Ledger, "read", recording)
-    return seen
 
 
 def both(ledger: Ledger, **kw: Any) -> dict[str, Any]:

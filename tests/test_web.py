@@ -30,7 +30,7 @@ from gptme_factory.web import data, render
 from gptme_factory.web.redact import Redactor
 from gptme_factory.web.server import create_app, is_loopback
 from tests.board_helpers import XSS_IMG, XSS_TITLE, make_brain
-from tests.ledger_helpers import abandon, new_artifact
+from tests.ledger_helpers import abandon, new_artifact, reads
 
 CHART_SHA256 = "87364cc2b2a76a6684929e7d6b80b18a897794db38400caff1fcf1791c6925d2"
 
@@ -298,14 +298,7 @@ def test_a_warm_board_reads_nothing(ledger: Ledger, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(statuscache, "RACY_NS", 0)
     a, b = new_artifact(ledger, "One"), new_artifact(ledger, "Two")
     data.board_data(Ledger.open(ledger.repo.root))
-    seen: list[str] = []
-    real = Ledger.read
-
-    def recording(self: Ledger, artifact: str, **kw: Any) -> Any:
-        seen.append(artifact)
-        return real(self, artifact, **kw)
-
-    monkeypatch.setattr(Ledger, "read", recording)
+    seen = reads(monkeypatch)
     data.board_data(Ledger.open(ledger.repo.root))
     assert seen == []
     abandon(ledger, b, "gone")
