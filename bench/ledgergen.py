@@ -20,7 +20,8 @@ from typing import Any
 
 from gptme_factory.ledger import yamlio
 from gptme_factory.ledger.config import default_config
-from gptme_factory.ledger.records import ARTIFACT_EVENTS, Intake
+from gptme_factory.ledger.kinds import ARTIFACTS
+from gptme_factory.ledger.records import ARTIFACT_EVENTS, EventHeader, Intake
 from gptme_factory.ledger.store import INTAKE_FILE, Ledger, slugify
 from gptme_factory.ledger.stream import sha256
 from gptme_factory.line.replay import ArtifactView, apply
@@ -160,15 +161,14 @@ def render_artifact(i: int, mean_events: int, seed: int = 7) -> list[tuple[str, 
     view = ArtifactView(intake=intake, line=default_config().line("default"))
     count = max(1, mean_events + rng.randint(-6, 6))
     for seq, payload in enumerate(_payloads(aid, rng, count), start=1):
-        data = {"kind": payload["kind"], "schema_version": 1, "artifact": aid, "seq": seq,
-                "parent": parent, "at": created + timedelta(minutes=11 * seq),
-                "by": payload.get("cell", "bench"),
-                **{k: v for k, v in payload.items() if k != "kind"}}
-        event = ARTIFACT_EVENTS.validate_python(data)
-        apply(view, event)  # raises on an illegal history
-        raw = yamlio.dumps(event.model_dump(mode="json", exclude_none=True))
+        event = ARTIFACT_EVENTS.validate_python(payload)
+        header = EventHeader(kind=event.kind, seq=seq, parent=parent,
+                             at=created + timedelta(minutes=11 * seq),
+                             by=payload.get("cell", "bench"))
+        apply(view, event, header.at)  # raises on an illegal history
+        raw = ARTIFACTS.dump(aid, header, event)  # the bytes the Ledger writes
         parent = sha256(raw)
-        files.append((f"{aid}/{seq:04d}-{event.kind}-{parent[:12]}.yaml", raw))
+        files.append((f"{aid}/{ARTIFACTS.file_name(seq, event.kind, parent)}", raw))
     return files
 
 

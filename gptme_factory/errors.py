@@ -156,3 +156,9 @@ class EnvironmentNotReady(FactoryError):
     def __init__(self, message: str, failure: Any = None) -> None:
         super().__init__(message)
         self.failure = failure  # the envcheck.EnvironmentFailure behind it
+
+
+class BoardError(FactoryError):
+    """The board's web server could not be started or stopped."""
+
+    exit_code = 13

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gptme_factory.ledger.kinds import ArtifactChain, StoredEvent
 from gptme_factory.ledger.records import ARTIFACT_EVENTS, Abandoned, ArtifactEvent
 from gptme_factory.ledger.store import Ledger
@@ -61,6 +63,19 @@ def abandon(ledger: Ledger, aid: str, reason: str) -> StoredEvent:
     with ledger.locked():
         chain = ledger.read(aid)
         return ledger.record(chain, Abandoned(reason=reason))
+
+
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every artifact `Ledger.read` reads (the real method still does the reading)."""
+    seen: list[str] = []
+    real = Ledger.read
+
+    def recording(self: Ledger, artifact: str, **kw: Any) -> Any:
+        seen.append(artifact)
+        return real(self, artifact, **kw)
+
+    monkeypatch.setattr(Ledger, "read", recording)
+    return seen
 
 
 def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:

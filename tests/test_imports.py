@@ -3,9 +3,10 @@
 - `gptme-factory --help` imports neither GitPython nor pydantic (nor gptme): checked in a fresh
   interpreter through `sys.modules`.
 - A warm `status` (served from the status cache) imports neither pydantic nor PyYAML.
-- The core — every module but the adapters (gptme_factory/cli/, plugin/, demo/, and
-  __main__.py, which only runs the CLI) — never imports click, rich or gptme, nor the
-  adapters themselves: checked by parsing every import statement, wherever it sits.
+- `gptme-factory board --help` imports none of the web stack (jinja2, starlette, uvicorn).
+- The core — every module but the adapters (gptme_factory/cli/, web/, plugin/, demo/, and
+  __main__.py, which only runs the CLI) — never imports click, rich, gptme or the web stack,
+  nor the adapters themselves: checked by parsing every import statement, wherever it sits.
   KNOWN_LAZY lists core modules that reach an adapter library from inside a function only
   (a deliberate, visible exception: at module level they are held to the rule like the rest).
 """
@@ -23,8 +24,8 @@ import pytest
 from gptme_factory.line.intake import intake as new_intake
 
 PKG = Path(__file__).resolve().parents[1] / "gptme_factory"
-ADAPTER_LIBS = ("click", "rich", "gptme")
-ADAPTERS = ("cli/", "plugin/", "demo/", "__main__.py")
+ADAPTER_LIBS = ("click", "rich", "gptme", "jinja2", "starlette", "uvicorn", "sse_starlette")
+ADAPTERS = ("cli/", "web/", "plugin/", "demo/", "__main__.py")
 KNOWN_LAZY = {
     "cells/backends/subagent_backend.py": "runs cells through gptme's in-process subagent API",
     "envcheck/model.py": "reads gptme's provider/model registry for the model pre-flight",
@@ -55,6 +56,12 @@ def test_help_imports_neither_gitpython_nor_pydantic() -> None:
     loaded = modules_after(["--help"])
     assert "click" in loaded  # the probe works
     assert not loaded & {"git", "pydantic", "pydantic_core", "gptme"}
+
+
+def test_board_help_imports_no_web_stack() -> None:
+    loaded = modules_after(["board", "--help"])
+    assert "click" in loaded
+    assert not loaded & {"git", "pydantic", "jinja2", "starlette", "uvicorn", "sse_starlette"}
 
 
 def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> None:
@@ -105,7 +112,7 @@ def _forbidden(name: str) -> bool:
     if name.split(".")[0] in ADAPTER_LIBS:
         return True
     inner = name.removeprefix("gptme_factory.") if name.startswith("gptme_factory.") else None
-    return inner is not None and inner.split(".")[0] in ("cli", "plugin", "demo")
+    return inner is not None and inner.split(".")[0] in ("cli", "plugin", "demo", "web")
 
 
 def core_modules() -> list[Path]:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gptme_factory.cli import main
 from gptme_factory.errors import InvalidRecord
 from gptme_factory.ledger import yamlio
-from gptme_factory.ledger.config import FactoryConfig, default_config
+from gptme_factory.ledger.config import FactoryConfig, LineConfig, default_config
 from gptme_factory.ledger.gitstore import GitRepo
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine
@@ -118,6 +118,24 @@ def finish(ledger: Ledger, aid: str, stage: str, index: int, tin: int, tout: int
                                 tokens_out=tout, cost_usd=usd)
 
 
+def two_line_brain(root: Path, ops: LineConfig, message: str) -> tuple[Ledger, Clock]:
+    """A new brain repo at `root` (app.txt committed) whose factory has a second line `ops`,
+    and its ledger on a fixed clock."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "master")
+    (root / "app.txt").write_text("todo\n")
+    git(root, "add", "app.txt")
+    git(root, "commit", "-q", "-m", "app")
+    Ledger.init(root)
+    cfg = default_config()
+    two = FactoryConfig(lines={**cfg.lines, "ops": ops})
+    (root / "factory" / "factory.yaml").write_bytes(
+        yamlio.dumps(two.model_dump(mode="json", exclude_none=True)))
+    git(root, "commit", "-qam", message)
+    clock = Clock()
+    return Ledger(GitRepo.discover(root), clock=clock), clock
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Six artifacts on two lines (the timeline is in hours from T0)."""
@@ -131,19 +149,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                        ("GIT_COMMITTER_DATE", "2026-01-02T03:04:05+00:00")):
         mp.setenv(var, value)
     root = tmp_path_factory.mktemp("metrics") / "brain"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "master")
-    (root / "app.txt").write_text("todo\n")
-    git(root, "add", "app.txt")
-    git(root, "commit", "-q", "-m", "app")
-    Ledger.init(root)
-    cfg = default_config()
-    two = FactoryConfig(lines={**cfg.lines, "ops": cfg.lines["default"]})
-    (root / "factory" / "factory.yaml").write_bytes(
-        yamlio.dumps(two.model_dump(mode="json", exclude_none=True)))
-    git(root, "commit", "-qam", "second line")
-    clock = Clock()
-    ledger = Ledger(GitRepo.discover(root), clock=clock)
+    ledger, clock = two_line_brain(root, default_config().lines["default"], "second line")
     ids: dict[str, str] = {}
 
     # A: clean first pass, published in W02, measured (used), closed

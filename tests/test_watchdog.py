@@ -42,7 +42,8 @@ def test_overdue_cell_is_stopped_and_recorded_without_a_foreman(
     assert _wait(lambda: bool(events(ledger, aid, "cell_finished")))
     [fin] = events(ledger, aid, "cell_finished")
     assert fin.outcome == "timed_out" and "watchdog" in fin.reason
-    assert cellstate.load(ledger.runtime_dir, rec.cell) is None
+    # the runtime record goes just after the commit (reaper.record): wait for it, too
+    assert _wait(lambda: cellstate.load(ledger.runtime_dir, rec.cell) is None, 10)
     assert view(ledger, aid).status == "pending"
     assert _wait(lambda: not proctree.alive(pid), 10)  # the watchdog exits after its cell
     assert [str(p) for p in verify_ledger(ledger)] == []

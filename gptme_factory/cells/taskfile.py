@@ -73,23 +73,6 @@ def problems(meta: dict[str, Any]) -> list[str]:
     return out
 
 
-def needs_person(view: ArtifactView) -> str | None:
-    """What a person must do for this artifact now, or None when nobody is needed."""
-    aid = view.intake.artifact
-    if view.is_final:
-        return None
-    stage = view.stage.name if view.stage else "-"
-    if view.status == "awaiting_approval":
-        return (f"review stage {stage}: `gptme-factory review {aid} "
-                "--approve|--request-changes|--reject`")
-    if view.status != "blocked":
-        return None
-    if view.blocked_by.startswith("environment"):
-        return f"fix the environment, then run it again: {view.blocked_reason}"
-    return (f"decide on stage {stage} ({view.blocked_reason}): `gptme-factory start {aid} "
-            f"--force` to retry, or reject/abandon it")
-
-
 def render_task(view: ArtifactView, waiting_for: str, created: datetime,
                 state: str = "waiting") -> bytes:
     """The task file's bytes for an artifact that waits for a person."""
@@ -120,7 +103,7 @@ def sync_person_task(ledger: Ledger, artifact: str) -> str | None:
     rel = ledger.relpath(path)
     with ledger.locked():
         _, view = load(ledger, artifact)
-        wanted = needs_person(view)
+        wanted = view.needs_person()
         current: dict[str, Any] | None = None
         if path.is_file():
             try:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "init": "init_cmd",
     "intake": "intake_cmd",
     "status": "status_cmd",
+    "board": "board_cmd",
     "show": "show_cmd",
     "log": "log_cmd",
     "verify": "verify_cmd",

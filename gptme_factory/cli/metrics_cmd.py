@@ -17,21 +17,23 @@ from ._common import echo_json, json_option, open_ledger, repo_option
               help="Only artifacts taken in on or after DATE (YYYY-MM-DD, UTC).")
 @click.option("--artifacts", "per_artifact", is_flag=True,
               help="Also list each artifact's numbers (JSON: per_artifact).")
+@click.option("--no-cache", is_flag=True,
+              help="Ignore the metric-facts cache (slower, same numbers).")
 @repo_option
 @json_option
-def command(line: str | None, since: datetime | None, per_artifact: bool, repo: str,
-            as_json: bool) -> None:
+def command(line: str | None, since: datetime | None, per_artifact: bool, no_cache: bool,
+            repo: str, as_json: bool) -> None:
     """Show throughput, lead time, yield, cost, adoption and queues, from the ledger.
 
     Lead time per stage and end to end (median, p90), first-pass yield, rework and
     contract-violation rates, cost per published artifact, adoption rate, self-play share,
     queue depth per stage and output classification (definitions: docs/metrics.md).
     """
-    from ..outcomes.metrics import metrics
+    from ..views.factcache import metrics
 
     ledger = open_ledger(repo)
     report = metrics(ledger, line=line, since=since.date() if since else None,
-                     per_artifact=per_artifact)
+                     per_artifact=per_artifact, use_cache=not no_cache)
     if as_json:
         echo_json(report)
     else:

@@ -32,7 +32,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -547,6 +547,35 @@ class GitRepo:
         out = self.git("log", "--diff-filter=A", "--format=%H", "--reverse", "HEAD", "--", path)
         first = out.decode().split()
         return first[0] if first else None
+
+    def commits_by_trailer(self, paths: Sequence[str], key: str) -> dict[str, LogEntry]:
+        """The commits from HEAD that touched any of `paths`, by the value of trailer `key`.
+
+        One `git log` for all paths (the ledger writes `Factory-Hash: <sha256 of the record>`
+        into each event's commit, so this maps records to the commits that added them).
+        """
+        if not paths or self.head() is None:
+            return {}
+        for p in paths:
+            _check_relpath(p)
+        fmt = "%H%x1f%aI%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1e"
+        specs = [f":(literal){p}" for p in paths]
+        out = _git(self.root, "log", f"--format={fmt}", "HEAD", "--", *specs).stdout
+        found: dict[str, LogEntry] = {}
+        for rec in out.decode("utf-8", "replace").split("\x1e"):
+            fields = rec.strip("\n").split("\x1f")
+            if len(fields) != 5:
+                continue
+            trailers: dict[str, list[str]] = {}
+            for line in fields[4].splitlines():
+                name, sep, value = line.partition(":")
+                if sep and value.strip():
+                    trailers.setdefault(name.strip(), []).append(value.strip())
+            entry = LogEntry(commit=fields[0], time=fields[1], author=fields[2],
+                             subject=fields[3], trailers=trailers)
+            for wanted in trailers.get(key, []):  # a commit of several events names each
+                found.setdefault(wanted, entry)  # newest first: keep the newest commit
+        return found
 
     def status_porcelain(self) -> bytes:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""

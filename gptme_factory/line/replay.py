@@ -100,6 +100,9 @@ class ArtifactView:
     first_pass: bool = True
     stage_entered_at: dict[str, datetime] = field(default_factory=dict)
     stage_passed_at: dict[str, datetime] = field(default_factory=dict)
+    # When the artifact arrived at its current stage (a pass or a rework moved it there);
+    # None: it is still at the first stage it entered at intake.
+    stage_since: datetime | None = None
 
     @property
     def stage(self) -> StageConfig | None:
@@ -112,6 +115,24 @@ class ArtifactView:
     def is_final(self) -> bool:
         """Closed, rejected or abandoned."""
         return self.state in FINAL_STATES
+
+    def needs_person(self) -> str | None:
+        """What a person must do before the artifact can move on, or None."""
+        aid = self.intake.artifact
+        stage = self.stage
+        if self.is_final or stage is None:
+            return None
+        if self.status == "awaiting_approval":
+            return (f"review stage {stage.name}: `gptme-factory review {aid} "
+                    "--approve|--request-changes|--reject`")
+        if self.status != "blocked":
+            return None
+        if self.blocked_by.startswith("environment"):
+            again = (f"`gptme-factory advance {aid}`" if self.blocked_by == "environment_gate"
+                     else f"`gptme-factory run {aid}`")
+            return f"fix the environment ({self.blocked_reason}), then {again}"
+        return (f"decide on stage {stage.name} ({self.blocked_reason}): `gptme-factory start "
+                f"{aid} --force` to retry, or reject or abandon it")
 
     @property
     def cost_usd(self) -> float:
@@ -275,6 +296,7 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         view.stage_index = names.index(event.to_stage)
         view.state = _state_before(view, view.stage_index)
         view.status, view.retry_note = "pending", event.retry_note
+        view.stage_since = at
         for st in view.line.stages[view.stage_index :]:
             view.gates.pop(st.name, None)
     elif isinstance(event, AttemptsExhausted):
@@ -314,6 +336,7 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
 def _pass_stage(view: ArtifactView, stage: StageConfig, at: datetime) -> None:
     view.state = stage.produces
     view.stage_passed_at[stage.name] = at
+    view.stage_since = at
     view.stage_index += 1
     view.status = "pending" if view.stage_index < len(view.line.stages) else "done"
     view.retry_note = ""

@@ -1,7 +1,9 @@
 """Factory metrics, derived from the ledger alone, to tell whether a line is worth running.
 
-Every number is computed by replaying each artifact's events (times are the events' `at`);
-nothing is stored. The definitions, also in docs/metrics.md:
+Every number is computed from each artifact's replayed events (times are the events' `at`).
+This module reads every artifact; the metric-facts cache (views/factcache.py, the status
+cache's engine) keeps each artifact's `ArtifactFacts` so `metrics` and the board re-read only
+the artifacts that changed. The definitions, also in docs/metrics.md:
 
 - **selection**: artifacts whose intake is on `line` (if given) and was created on or after
   `since` (if given). Broken artifacts (ledger problems) are skipped and listed.
@@ -38,8 +40,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from ..errors import FactoryError
-from ..ledger.config import FactoryConfig, LineConfig
-from ..ledger.kinds import StoredEvent
+from ..ledger.config import LineConfig
+from ..ledger.kinds import ArtifactChain, StoredEvent
 from ..ledger.records import (
     ContractViolation,
     HandoffSubmitted,
@@ -81,6 +83,32 @@ class ArtifactFacts:
     adopted: bool | None = None
     cost: Cost = field(default_factory=Cost)
 
+    def to_row(self) -> list[Any]:
+        """Compact JSON-able form for the metric-facts cache (`from_row` is its inverse)."""
+        c = self.cost
+        return [self.artifact, self.line, self.classification, self.created_at.isoformat(),
+                self.state, self.stage, self.status, self.self_play, self.stage_lead_s,
+                self.to_published_s, self.end_to_end_s, _iso(self.published_at),
+                _iso(self.measured_at), self.reached_verified, self.first_pass_verified,
+                self.started, self.reworks, self.handoffs, self.violations, self.adopted,
+                [c.cells, c.unmeasured, c.cells_without_cost, c.tokens_in, c.tokens_out,
+                 c.usd, c.wall_s]]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> ArtifactFacts:
+        """Inverse of `to_row`; ValueError/TypeError if `row` is not one."""
+        if len(row) != 21 or not isinstance(row[8], dict) or len(row[20]) != 7:
+            raise ValueError("not a facts row")
+        return cls(
+            artifact=row[0], line=row[1], classification=row[2],
+            created_at=datetime.fromisoformat(row[3]), state=row[4], stage=row[5],
+            status=row[6], self_play=row[7], stage_lead_s=row[8], to_published_s=row[9],
+            end_to_end_s=row[10], published_at=_dt(row[11]), measured_at=_dt(row[12]),
+            reached_verified=row[13], first_pass_verified=row[14], started=row[15],
+            reworks=row[16], handoffs=row[17], violations=row[18], adopted=row[19],
+            cost=Cost(*row[20]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `metrics --json --artifacts`."""
         return {
@@ -95,6 +123,23 @@ class ArtifactFacts:
             "reworks": self.reworks, "violations": self.violations, "adopted": self.adopted,
             "cost": self.cost.to_json(),
         }
+
+
+@dataclass(frozen=True)
+class BrokenFacts:
+    """An artifact the metrics skip as broken; its line and intake time when they are known."""
+
+    artifact: str
+    line: str | None = None
+    created_at: datetime | None = None
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
 
 
 def _gate_stage(line: LineConfig, gate: str) -> str | None:
@@ -161,32 +206,61 @@ def artifact_facts(
     return facts
 
 
+def read_facts(ledger: Ledger, aid: str, chain: ArtifactChain | None,
+               error: FactoryError | None, names: frozenset[str]) -> ArtifactFacts | BrokenFacts:
+    """One artifact's facts from its chain (or BrokenFacts: a read error, problems, bad history)."""
+    if error is not None or chain is None or chain.root is None:
+        return BrokenFacts(aid)
+    intake = chain.root.record
+    if chain.problems:
+        return BrokenFacts(aid, intake.line, intake.created_at)
+    try:
+        return artifact_facts(intake, ledger.config.line(intake.line), chain.events, names)
+    except FactoryError:
+        return BrokenFacts(aid, intake.line, intake.created_at)
+
+
+def select(entries: Iterable[ArtifactFacts | BrokenFacts], *, line: str | None = None,
+           since: date | None = None) -> tuple[list[ArtifactFacts], list[str]]:
+    """The facts of the artifacts on `line` taken in on or after `since`, and broken ids.
+
+    A broken artifact whose intake is readable is filtered like the others.
+    """
+    start = datetime(since.year, since.month, since.day, tzinfo=timezone.utc) if since else None
+    out: list[ArtifactFacts] = []
+    broken: list[str] = []
+    for f in entries:
+        if line is not None and f.line is not None and f.line != line:
+            continue
+        if start is not None and f.created_at is not None and f.created_at < start:
+            continue
+        if isinstance(f, BrokenFacts):
+            broken.append(f.artifact)
+        else:
+            out.append(f)
+    return out, broken
+
+
+def all_facts(ledger: Ledger) -> list[ArtifactFacts | BrokenFacts]:
+    """Every artifact's facts in id order, each read from the ledger (factcache keeps them)."""
+    names = ledger_self_names(ledger)
+    out: list[ArtifactFacts | BrokenFacts] = []
+    for aid in ledger.artifact_ids():
+        try:
+            chain, error = ledger.read(aid), None
+        except FactoryError as exc:
+            chain, error = None, exc
+        out.append(read_facts(ledger, aid, chain, error, names))
+    return out
+
+
 def collect(
     ledger: Ledger, *, line: str | None = None, since: date | None = None
 ) -> tuple[list[ArtifactFacts], list[str]]:
     """Facts of every selected artifact, and the ids of broken ones (skipped)."""
-    cfg: FactoryConfig = ledger.config
     if line is not None:
-        cfg.line(line)  # unknown line -> ConfigError
-    names = ledger_self_names(ledger)
-    start = datetime(since.year, since.month, since.day, tzinfo=timezone.utc) if since else None
-    out: list[ArtifactFacts] = []
-    broken: list[str] = []
-    for aid in ledger.artifact_ids():
-        try:
-            chain = ledger.read(aid)
-            assert chain.root is not None
-            intake = chain.root.record
-            if line is not None and intake.line != line:
-                continue
-            if start is not None and intake.created_at < start:
-                continue
-            if chain.problems:
-                raise FactoryError(str(chain.problems[0]))
-            out.append(artifact_facts(intake, cfg.line(intake.line), chain.events, names))
-        except FactoryError:
-            broken.append(aid)
-    return out, broken
+        ledger.config.line(line)  # unknown line -> ConfigError
+    return select(all_facts(ledger), line=line, since=since)
 
 
 # -- aggregation ------------------------------------------------------------------------
@@ -304,11 +378,23 @@ def _as_costs(facts: list[ArtifactFacts]) -> list[ArtifactCost]:
     return [ArtifactCost(f.artifact, f.line, f.cost) for f in facts]
 
 
+def report(entries: Iterable[ArtifactFacts | BrokenFacts], *, line: str | None = None,
+           since: date | None = None, per_artifact: bool = False) -> dict[str, Any]:
+    """The metrics report over already collected facts (what `metrics` prints)."""
+    facts, broken = select(entries, line=line, since=since)
+    out = compute(facts, broken, {"line": line, "since": since.isoformat() if since else None})
+    if per_artifact:
+        out["per_artifact"] = [f.to_json() for f in facts]
+    return out
+
+
 def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = None,
             per_artifact: bool = False) -> dict[str, Any]:
-    """The metrics report for a ledger (see the module docstring for every definition)."""
-    facts, broken = collect(ledger, line=line, since=since)
-    report = compute(facts, broken, {"line": line, "since": since.isoformat() if since else None})
-    if per_artifact:
-        report["per_artifact"] = [f.to_json() for f in facts]
-    return report
+    """The metrics report for a ledger, every artifact read again.
+
+    The module docstring defines every number; views/factcache.py has the cached report the
+    CLI, the gptme tool and the board use.
+    """
+    if line is not None:
+        ledger.config.line(line)  # unknown line -> ConfigError
+    return report(all_facts(ledger), line=line, since=since, per_artifact=per_artifact)

@@ -15,7 +15,7 @@ from ..cells.backends import read_output
 from ..cells.watch import Observation, observe
 from ..ledger import runtime
 from ..ledger.store import Ledger
-from .present import duration
+from .present import duration, tokens
 
 
 def observations(ledger: Ledger, now: datetime | None = None) -> list[Observation]:
@@ -28,10 +28,6 @@ def observations(ledger: Ledger, now: datetime | None = None) -> list[Observatio
     return [observe(rec, now, stall_after_s=stall, progress=runtime.last_progress(ledger, rec.cell),
                     output_tail=read_output(rec, 8000))
             for rec in recs]
-
-
-def _tokens(n: int) -> str:
-    return f"{n / 1_000_000:.1f}M" if n >= 1_000_000 else f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def state_of(o: Observation) -> str:
@@ -49,7 +45,7 @@ def budget_left(o: Observation) -> str:
     if o.max_tokens:
         used = o.tokens or 0
         est = "" if o.tokens_measured or o.tokens is None else "~"
-        parts.append(f"{est}{_tokens(max(0, o.max_tokens - used))} tok")
+        parts.append(f"{est}{tokens(max(0, o.max_tokens - used))} tok")
     if o.max_cost_usd is not None:
         left = o.max_cost_usd - (o.cost_usd or 0.0)
         parts.append(f"${max(0.0, left):.2f}")

@@ -1,4 +1,4 @@
-"""An artifact's full derived record, for `show` (JSON and text)."""
+"""An artifact's full derived record, for `show` (JSON and text) and the board's artifact page."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ from dataclasses import asdict
 from typing import Any
 
 from ..ledger import yamlio
+from ..ledger.kinds import ArtifactChain
+from ..ledger.records import GateFailed, GatePassed, Published
 from ..ledger.store import Ledger
 from ..line.transitions import replay_chain
 
 
-def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
-    """Everything the ledger says about one artifact, as plain data."""
-    chain = ledger.read(artifact)
+def artifact_record(ledger: Ledger, artifact: str,
+                    chain: ArtifactChain | None = None) -> dict[str, Any]:
+    """Everything the ledger says about one artifact, as plain data (`chain`: already read)."""
+    chain = chain or ledger.read(artifact)
     view = replay_chain(ledger, chain)
     intake = view.intake
     stage = view.stage
@@ -31,14 +34,35 @@ def artifact_record(ledger: Ledger, artifact: str) -> dict[str, Any]:
         "gates": {k: g.model_dump(mode="json") for k, g in view.gates.items()},
         "cells": {k: asdict(c) for k, c in view.cells.items()},
         "cost": {"usd": round(view.cost_usd, 6), "tokens": view.tokens},
-        "published": [p.model_dump(mode="json") for p in view.published],
+        "published": [{**e.event.model_dump(mode="json"), "seq": e.seq, "at": e.at.isoformat()}
+                      for e in chain.events if isinstance(e.event, Published)],
         "closed": view.closed.model_dump(mode="json") if view.closed else None,
         "events": [
-            {"seq": e.seq, "kind": e.kind, "at": e.at.isoformat(), "by": e.by, "file": e.path}
+            {"seq": e.seq, "kind": e.kind, "at": e.at.isoformat(), "by": e.by, "file": e.path,
+             "digest": e.digest}
             for e in chain.events
         ],
+        "evidence": gate_evidence(chain),
         "problems": [str(p) for p in chain.problems],
     }
+
+
+def gate_evidence(chain: ArtifactChain) -> list[dict[str, Any]]:
+    """Every gate decision, passed or failed, with the checks the factory ran for it."""
+    out: list[dict[str, Any]] = []
+    for e in chain.events:
+        rec = e.event
+        if isinstance(rec, (GatePassed, GateFailed)):
+            passed = isinstance(rec, GatePassed)
+            out.append({
+                "seq": e.seq, "at": e.at.isoformat(), "stage": rec.stage, "gate": rec.gate,
+                "cell": rec.cell, "passed": passed, "commit": rec.commit, "tree": rec.tree,
+                "state": rec.state if isinstance(rec, GatePassed) else None,
+                "reasons": [] if isinstance(rec, GatePassed) else list(rec.reasons),
+                "notes": list(rec.notes) if isinstance(rec, GatePassed) else [],
+                "checks": [c.model_dump(mode="json") for c in rec.checks],
+            })
+    return out
 
 
 def render_artifact(record: dict[str, Any]) -> str:

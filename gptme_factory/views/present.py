@@ -1,9 +1,10 @@
 """The words the factory says about itself, shared by the CLI, the gptme tool and the board.
 
-Ages and durations, a gate's verdict with the evidence the factory saw, a reaped cell, an
-artifact's audit trail: each is formatted once here, so a person at the terminal and an agent
-calling the tool read the same sentences. Plain text only (no rich, no click); imports nothing
-heavy, because `status` formats ages on its fast path.
+Ages, durations, times, money and token counts, a gate's verdict with the evidence the
+factory saw, a check the factory ran, a reaped cell, what one event did, an artifact's audit
+trail: each is formatted once here, so a person at the terminal, an agent calling the tool and
+a viewer of the web board read the same sentences. Plain text only (no rich, no click, no
+HTML); imports nothing heavy, because `status` formats ages on its fast path.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..cells.reaper import Reaped
     from ..ledger.gitstore import LogEntry
-    from ..ledger.records import CheckResult
+    from ..ledger.records import ArtifactEvent, CheckResult
     from ..line.engine import AdvanceResult
 
 FINAL_STATES = ("closed", "rejected", "abandoned")
 
 
-def age(iso: str, now: datetime) -> str:
-    """A short age like 42s, 5m, 3h, 2d ('?' when unknown)."""
-    if not iso:
+def ago(seconds: float | None) -> str:
+    """A time span at a glance, in its largest unit: 42s, 5m, 3h, 2d ('?' when unknown)."""
+    if seconds is None:
         return "?"
-    secs = int((now - datetime.fromisoformat(iso)).total_seconds())
+    secs = int(seconds)
     # unrolled: `status` calls this twice per artifact
     if secs >= 86400:
         return f"{secs // 86400}d"
@@ -36,14 +37,51 @@ def age(iso: str, now: datetime) -> str:
     return f"{max(secs, 0)}s"
 
 
-def duration(seconds: float) -> str:
-    """A short duration like 45s, 3m05s, 2h10m."""
+def age(iso: str, now: datetime) -> str:
+    """How long ago `iso` was, like 42s, 5m, 3h, 2d ('?' when unknown)."""
+    if not iso:
+        return "?"
+    return ago((now - datetime.fromisoformat(iso)).total_seconds())
+
+
+def duration(seconds: float | None) -> str:
+    """A duration with two units: 45s, 3m05s, 2h10m, 3d04h ('-' when unknown)."""
+    if seconds is None:
+        return "-"
     s = int(max(0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def when(iso: str | None) -> str:
+    """An ISO time as `2026-01-02 03:04 UTC` (the ledger's times are UTC); '-' when unknown."""
+    if not iso:
+        return "-"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return iso
+
+
+def usd(value: float | None) -> str:
+    """Money: $0.0123, $1.23, $1,234.00 ('-' when unmeasured)."""
+    if value is None:
+        return "-"
+    return f"${value:.4f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+def tokens(n: int | None) -> str:
+    """A token count: 12, 3.4k, 1.2M ('-' when unmeasured)."""
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def lead_time(seconds: float | None) -> str:
@@ -82,10 +120,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str 
     return [line([h.upper() for h in headers]), *(line(r) for r in body)]
 
 
+def exit_text(exit_code: int | None, timed_out: bool) -> str:
+    """How a check ended: its exit code, or `timeout`."""
+    return "timeout" if timed_out else str(exit_code)
+
+
 def check_line(c: CheckResult) -> str:
     """One check the factory ran: `$ command  exit N  1.2s`."""
-    code = "timeout" if c.timed_out else c.exit_code
-    return f"$ {c.command}  exit {code}  {c.duration_s:.1f}s"
+    return f"$ {c.command}  exit {exit_text(c.exit_code, c.timed_out)}  {c.duration_s:.1f}s"
 
 
 def verdict_lines(res: AdvanceResult) -> list[str]:
@@ -116,3 +158,42 @@ def log_lines(entries: Iterable[LogEntry]) -> list[str]:
         out.append(f"{e.commit[:10]}  {e.time}  {e.author:<30}  {where:<6} {kinds:<24} "
                    f"{e.subject}")
     return out
+
+
+def event_line(e: ArtifactEvent) -> str:
+    """What one event of an artifact did, in a line (the board's timeline)."""
+    from ..ledger import records as r  # loaded already: the event is one of its models
+
+    if isinstance(e, r.StageStarted):
+        return f"{e.stage} attempt {e.attempt} started: cell {e.cell} ({e.role})"
+    if isinstance(e, r.CellSpawned):
+        model = f", model {e.model}" if e.model else ""
+        return f"{e.backend} cell launched{model}, {e.budget.timeout_s:g} s budget"
+    if isinstance(e, r.HandoffSubmitted):
+        return f"{e.contract} handed off by {e.cell}"
+    if isinstance(e, r.GatePassed):
+        return f"{e.gate} gate passed at {e.stage}: now {e.state}"
+    if isinstance(e, r.GateFailed):
+        return f"{e.gate} gate failed at {e.stage}: {e.failure_summary}"
+    if isinstance(e, r.Rework):
+        return f"sent back from {e.from_stage} to {e.to_stage}: {e.retry_note}"
+    if isinstance(e, r.AttemptsExhausted):
+        return f"{e.stage} used its {e.attempts} attempts"
+    if isinstance(e, r.ContractViolation):
+        return f"contract violation by {e.cell} after {e.attempts} tries: {e.errors[0]}"
+    if isinstance(e, r.CellFinished):
+        cost = f", {usd(e.cost_usd)}" if e.cost_usd is not None else ""
+        why = f": {e.reason}" if e.reason else ""
+        return f"cell {e.cell} ended ({e.outcome}) after {duration(e.wall_s)}{cost}{why}"
+    if isinstance(e, r.ApprovalRequested):
+        return f"approval requested for {e.stage}"
+    if isinstance(e, r.Reviewed):
+        said = f": {e.comments}" if e.comments else ""
+        return f"{e.reviewer} reviewed {e.stage}: {e.decision}{said}"
+    if isinstance(e, (r.Rejected, r.Abandoned)):
+        return f"{e.kind}: {e.reason}"
+    if isinstance(e, r.Published):
+        return f"published ({e.target}) at {e.where}"
+    if isinstance(e, r.Closed):
+        return f"closed, successor {e.successor}" if e.successor else f"closed: {e.terminal}"
+    return str(e.kind)  # pragma: no cover - the union is exhaustive

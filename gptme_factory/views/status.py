@@ -61,7 +61,11 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
             rows.append([s.artifact, s.state, s.stage or "-", s.status, age(s.created_at, now),
                          f"{s.last_event} {age(s.last_at, now)} ago", s.title])
             if s.problem:
-                notes[len(rows)] = f"  ! {s.problem}"
+                notes[len(rows)] = f"    ! {s.problem}"
+            elif s.needs_person:  # the cause the factory observed, where people look
+                notes[len(rows)] = f"    ! needs a person: {s.needs_person}"
+            elif s.retry_note and s.status == "pending":
+                notes[len(rows)] = f"    retry: {s.retry_note.splitlines()[0]}"
         counts = ", ".join(f"{n} {state}" for state, n in sorted(
             {s.state: sum(x.state == s.state for x in summaries) for s in summaries}.items(),
             key=lambda kv: rank.get(kv[0], len(rank))))

@@ -1,7 +1,9 @@
 """The status cache: board summaries keyed by git content ids, so a warm `status` reads nothing.
 
 Kept in factory/.runtime/status-cache.json (gitignored). It can make `status` slower, never
-wrong. Each artifact's summary is stored with
+wrong. The same engine (`cached`) keeps other per-artifact values, one `Kind` and one file
+each (factcache.py: the metrics' facts); a caller that needs several kinds gets them from
+one freshness check and reads a changed artifact once. Each artifact's summary is stored with
 
 - the git tree id computed (gitstore.tree_id) from the exact bytes the summary was derived
   from: the files `Ledger.read` parsed, names and contents — a content key, not a timestamp;
@@ -45,9 +47,12 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import FactoryError
 from ..ledger.gitstore import tree_id
 from ..ledger.store import CONFIG_FILE, Ledger
 from .summary import ArtifactSummary, summarize_artifact
@@ -56,11 +61,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
+    from ..ledger.kinds import ArtifactChain
     from .linestatus import HasLineAndTime, LineStatus
 
 CACHE_FILE = "status-cache.json"
 LINES_CACHE_FILE = "lines-cache.json"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 RACY_NS = 3_000_000_000
 # The modules whose code decides what a summary says: editing any of them drops the cache.
 _CODE = ("views/summary.py", "ledger/config.py", "ledger/contracts.py", "ledger/gitstore.py",
@@ -68,43 +74,118 @@ _CODE = ("views/summary.py", "ledger/config.py", "ledger/contracts.py", "ledger/
          "ledger/yamlio.py", "line/lifecycle.py", "line/replay.py", "line/transitions.py",
          "views/linestatus.py", "views/statuscache.py")
 
+# derive(ledger, artifact id, its chain or None, the error reading it raised or None)
+#   -> (value, row to cache or None: not cached, derived again on every call)
+Derive = Callable[[Ledger, str, "ArtifactChain | None", "FactoryError | None"], tuple[Any, "list[Any] | None"]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One thing cached per artifact: its cache file and how a value is derived and restored.
+
+    `restore` turns a cached row back into the value (TypeError/ValueError if the row is
+    damaged: then the artifact is read again); `key` adds what else the values depend on.
+    """
+
+    file: str
+    code: tuple[str, ...]
+    derive: Derive
+    restore: Callable[[list[Any]], Any]
+    check: Callable[[Any, str], bool]  # does a restored value belong to this artifact id?
+    key: Callable[[Ledger], str] = lambda ledger: ""
+
+
+def _derive_summary(ledger: Ledger, aid: str, chain: ArtifactChain | None,
+                    error: FactoryError | None) -> tuple[ArtifactSummary, list[Any] | None]:
+    summary = summarize_artifact(ledger, aid, chain=chain, error=error)
+    return summary, None if summary.state == "broken" else summary.to_row()
+
+
+SUMMARIES = Kind(file=CACHE_FILE, code=_CODE, derive=_derive_summary,
+                 restore=ArtifactSummary.from_row, check=lambda s, aid: s.artifact == aid)
+
 
 def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
     """Summaries for every artifact, sorted by id, re-reading only what may have changed."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
-    try:
-        return _cached_summaries(ledger)
-    finally:
-        if gc_was_enabled:
+    return cached(ledger, [SUMMARIES])[0]
+
+
+def cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
+    """For each kind, every artifact's value in id order; one freshness check serves them all."""
+    with Pass(ledger) as p:
+        return [p.values(kind) for kind in kinds]
+
+
+class Pass:
+    """One freshness check of every artifact, serving as many kinds as are asked of it.
+
+    The checks of the module docstring are made once: HEAD's tree, `git diff-index` (run in
+    the background while the first kind's cache file is loaded and its entries checked), the
+    directories' stat. An artifact read for one kind is not read again for another.
+    `fingerprint` identifies the content of every artifact, so a value computed from all of
+    them (the metrics report) can be kept and reused until one changes.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.rel = f"{ledger.rel}/artifacts"
+        repo = ledger.repo
+        self.snap = repo.tree_at_head(self.rel)  # (commit, tree of factory/artifacts in it)
+        self.top = self.snap[1] if self.snap else None
+        self._heads: dict[str, str] | None = None
+        # git lstat()s every ledger file in the background while this process does the rest
+        # of the checks (1, 3 and 4 of the module docstring) and builds candidate values.
+        self._wait = repo.start_changed_paths(self.snap[0], self.rel) if self.snap else None
+        self._dirty: set[str] | None = None
+        self._waited = False
+        self.ids = ledger.artifact_ids()
+        self.stats = _dir_stats(str(ledger.artifacts_dir), self.ids)
+        self.algo = "sha256" if self.snap and len(self.snap[0]) == 64 else "sha1"
+        self.racy_after = 0
+        # what this pass read: aid -> (chain, error, content id or None)
+        self._read: dict[str, tuple[ArtifactChain | None, FactoryError | None, str | None]] = {}
+        self._oids: dict[str, str | None] = {}
+        self._gc = gc.isenabled()
+        gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
+
+    def __enter__(self) -> Pass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Wait for git if nobody did, and restore the garbage collector."""
+        self._changed()
+        if self._gc:
             gc.enable()
+            self._gc = False
 
+    def _head_of(self, aid: str) -> str | None:
+        if self._heads is None:
+            self._heads = self.ledger.repo.tree_entries(self.snap[1]) if self.snap else {}
+        return self._heads.get(aid)
 
-def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
-    repo = ledger.repo
-    rel = f"{ledger.rel}/artifacts"
-    snap = repo.tree_at_head(rel)  # (commit, tree of factory/artifacts in it)
-    top = snap[1] if snap else None
-    heads: dict[str, str] | None = None
+    def _changed(self) -> set[str] | None:
+        """Artifacts with a path that differs from HEAD (None: git could not say: all)."""
+        if not self._waited:
+            self._waited = True
+            changed = self._wait() if self._wait else None
+            if changed is not None:
+                cut = len(self.rel) + 1
+                self._dirty = {path[cut:].partition("/")[0] for path in changed}
+            self.racy_after = time.time_ns() - RACY_NS
+        return self._dirty
 
-    def head_of(aid: str) -> str | None:
-        nonlocal heads
-        if heads is None:
-            heads = repo.tree_entries(snap[1]) if snap else {}
-        return heads.get(aid)
-
-    # git lstat()s every ledger file in the background while this process does the rest of
-    # the checks (1, 3 and 4 of the module docstring) and builds the candidate summaries.
-    wait_changed = repo.start_changed_paths(snap[0], rel) if snap else None
-    try:
-        cache_path = ledger.runtime_dir / CACHE_FILE
-        key = _global_key(ledger)
-        old, old_top = _load(cache_path, key)
-        same_top = bool(old) and old_top == top
-        ids = ledger.artifact_ids()
-        stats = _dir_stats(str(ledger.artifacts_dir), ids)
-        candidates: dict[str, ArtifactSummary] = {}
-        for aid in ids if snap else ():
+    def values(self, kind: Kind) -> list[Any]:
+        """Every artifact's value of `kind`, in id order; writes the kind's cache file."""
+        ledger, ids, stats = self.ledger, self.ids, self.stats
+        key = _global_key(ledger, kind)
+        old, old_top = _load(ledger.runtime_dir / kind.file, key)
+        same_top = bool(old) and old_top == self.top
+        found: dict[str, Any] = {}
+        restore, check, head_of = kind.restore, kind.check, self._head_of
+        for aid in ids if self.snap else ():
             entry, st = old.get(aid), stats[aid]
             # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
             if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
@@ -112,45 +193,74 @@ def _cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
             if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
                 continue
             try:
-                summary = ArtifactSummary.from_row(entry[3])
-            except (TypeError, ValueError):
+                value = restore(entry[3])
+            except (TypeError, ValueError, KeyError, AttributeError):
                 continue  # a damaged entry: read the artifact instead
-            if summary.artifact == aid:
-                candidates[aid] = summary
-    finally:
-        changed = wait_changed() if wait_changed else None
-    if changed is None:
-        candidates = {}  # git could not say what changed: trust nothing
-    else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
-        for path in changed:
-            candidates.pop(path[len(rel) + 1 :].partition("/")[0], None)
+            if check(value, aid):
+                found[aid] = value
+        dirty = self._changed()
+        if dirty is None:
+            found = {}  # git could not say what changed: trust nothing
+        else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
+            for aid in dirty:
+                found.pop(aid, None)
 
-    new: dict[str, list[Any]] = {}
-    out: list[ArtifactSummary] = []
-    stored = False
-    racy_after = time.time_ns() - RACY_NS
-    algo = "sha256" if snap and len(snap[0]) == 64 else "sha1"
-    for aid in ids:
-        st = stats[aid]
-        hit = candidates.get(aid)
-        if hit is not None:
-            entry = old[aid]
-            new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
-            out.append(hit)
-            continue
-        raw: dict[str, bytes] = {}
-        summary = summarize_artifact(ledger, aid, raw)
-        out.append(summary)
-        if summary.state == "broken" or st is None:
-            continue  # not cached: read (and reported) again every time
-        oid = tree_id(raw, algo)
-        if max(st[1], st[2]) >= racy_after:
-            st = None  # changed just now: check again next time
-        new[aid] = [oid, snap is not None and oid == head_of(aid), st, summary.to_row()]
-        stored = True
-    if stored or not same_top or old.keys() != new.keys():
-        _write_json(cache_path, {"key": key, "top": top, "artifacts": new})
-    return out
+        new: dict[str, list[Any]] = {}
+        out: list[Any] = []
+        stored = False
+        oids = self._oids
+        for aid in ids:
+            st = stats[aid]
+            hit = found.get(aid)
+            if hit is not None:
+                entry = old[aid]
+                new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
+                oids[aid] = entry[0]
+                out.append(hit)
+                continue
+            chain, error, oid = self._read_once(aid, st)
+            value, row = kind.derive(ledger, aid, chain, error)
+            out.append(value)
+            if row is None or oid is None:
+                continue  # not cached: read (and reported) again every time
+            if st is not None and max(st[1], st[2]) >= self.racy_after:
+                st = None  # changed just now: check again next time
+            new[aid] = [oid, self.snap is not None and oid == head_of(aid), st, row]
+            stored = True
+        if stored or not same_top or old.keys() != new.keys():
+            _write_json(ledger.runtime_dir / kind.file,
+                        {"key": key, "top": self.top, "artifacts": new})
+        return out
+
+    def _read_once(self, aid: str, st: list[int] | None
+                   ) -> tuple[ArtifactChain | None, FactoryError | None, str | None]:
+        got = self._read.get(aid)
+        if got is None:
+            raw: dict[str, bytes] = {}
+            chain: ArtifactChain | None = None
+            error: FactoryError | None = None
+            try:
+                chain = self.ledger.read(aid, raw=raw)
+            except FactoryError as exc:
+                error = exc
+            oid = tree_id(raw, self.algo) if error is None and st is not None else None
+            got = self._read[aid] = (chain, error, oid)
+            self._oids[aid] = oid
+        return got
+
+    def fingerprint(self) -> str | None:
+        """An id of every artifact's content as this pass saw it; None when one is unknown.
+
+        Known once a kind's values were asked for: from the cached entries (their tree ids,
+        checked against HEAD) and from what was read. An artifact that could not be read or
+        stat'ed has no content id, and then nothing derived from all artifacts can be kept.
+        """
+        got = self._oids
+        oids = [oid for oid in map(got.get, self.ids) if oid is not None]
+        if len(oids) != len(self.ids):
+            return None
+        text = "\n".join(map("\0".join, zip(self.ids, oids, strict=True)))
+        return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def cached_line_statuses(
@@ -163,7 +273,7 @@ def cached_line_statuses(
     """
     from .linestatus import LineBase, statuses
 
-    h = hashlib.sha256(_global_key(ledger).encode())
+    h = hashlib.sha256(_global_key(ledger, SUMMARIES).encode())
     # Exactly what `linestatus.line_bases` reads: factory/lines/<line>/<file>, symlinks followed.
     for line_dir in _sorted_entries(str(ledger.dir / "lines")):
         h.update(b"\0line\0" + os.fsencode(line_dir.name))
@@ -219,15 +329,16 @@ def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
         return []
 
 
-def _global_key(ledger: Ledger) -> str:
-    """What every entry depends on: cache format, ledger path, config bytes, summary code."""
+def _global_key(ledger: Ledger, kind: Kind) -> str:
+    """What every entry depends on: cache format, ledger path, config bytes, the kind's code."""
     parts = [str(CACHE_VERSION), ledger.rel]
     try:
         parts.append(hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest())
     except OSError:
         parts.append("-")
+    parts.append(kind.key(ledger))
     here = Path(__file__).parent.parent  # the gptme_factory package
-    for name in _CODE:
+    for name in kind.code:
         try:
             st = os.stat(here / name)
             parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")

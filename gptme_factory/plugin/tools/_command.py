@@ -1,4 +1,7 @@
-"""The `/factory` command for the human in the chat: `/factory [status|show ID|verify|help]`.
+"""The `/factory` command for the human in the chat: `/factory [status|board|show ID|verify]`.
+
+`/factory board` prints the URL of the ledger's web board, starting it in the background
+first when none runs (`gptme-factory board --stop` ends it).
 
 The answer is added to the conversation as a system message, so the agent sees what the
 person saw; the command line itself is removed (like gptme's own commands).
@@ -11,8 +14,25 @@ from typing import Any
 
 from gptme.message import Message
 
-USAGE = ("usage: /factory [status [all]] | /factory show ARTIFACT | /factory log ARTIFACT "
-         "| /factory verify")
+USAGE = ("usage: /factory [status [all]] | /factory board | /factory show ARTIFACT "
+         "| /factory log ARTIFACT | /factory verify")
+
+
+def board_url() -> str:
+    """The board's URL, after starting it in the background if it is not running."""
+    from ...errors import FactoryError
+    from ...web.instance import current, start_detached
+    from ._base import open_ledger
+
+    try:
+        ledger = open_ledger()
+        running = current(ledger)
+        rec = running or start_detached(ledger)
+    except FactoryError as exc:
+        return f"error: {exc}"
+    how = "already running" if running else "started in the background"
+    return (f"The factory board: {rec['url']} (read-only, {how}; "
+            "stop it with `gptme-factory board --stop`)")
 
 
 def run_factory_command(args: list[str]) -> str:
@@ -26,6 +46,8 @@ def run_factory_command(args: list[str]) -> str:
         return f.factory_show(rest[0]) if sub == "show" else f.factory_log(rest[0])
     if sub == "verify" and not rest:
         return f.factory_verify()
+    if sub == "board" and not rest:
+        return board_url()
     return USAGE
 
 
@@ -39,6 +61,6 @@ def complete_factory(partial: str, previous: list[str]) -> list[tuple[str, str]]
     """Tab completion for `/factory`."""
     if previous:
         return []
-    options = [("status", "the board"), ("show", "one artifact"), ("log", "audit trail"),
-               ("verify", "ledger integrity")]
+    options = [("status", "artifacts and cells"), ("board", "the web board's URL"),
+               ("show", "one artifact"), ("log", "audit trail"), ("verify", "ledger integrity")]
     return [(o, d) for o, d in options if o.startswith(partial)]

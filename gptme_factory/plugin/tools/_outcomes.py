@@ -88,7 +88,7 @@ def _pct(value: float | None) -> str:
 @adapter
 def factory_metrics(line: str | None = None) -> str:
     """Is the line worth running: throughput, lead time, first-pass yield, rework, cost per published artifact, adoption."""
-    from ...outcomes.metrics import metrics
+    from ...views.factcache import metrics
 
     m = metrics(open_ledger(), line=line)
     lead = m["lead_time_s"]["end_to_end"]

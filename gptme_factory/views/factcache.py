@@ -1,0 +1,101 @@
+"""The metric-facts cache: each artifact's `metrics.ArtifactFacts`, kept like `status`'s summaries.
+
+The status cache's engine (statuscache.cached) keys every artifact's facts by the git tree id
+of the bytes they came from, HEAD, `git diff-index` and the directory's stat (statuscache.py
+explains why that is exact), so `metrics` and the board re-read only the artifacts that
+changed. The facts also depend on the names that mean the factory itself (self-play): they
+are part of the cache key. Kept in factory/.runtime/metrics-cache.json (gitignored).
+Broken artifacts are never cached: they are read, and reported, on every call.
+
+The report over all artifacts (no filters) is kept too, in metrics-report.json, under the
+pass's fingerprint of every artifact's content: while nothing changed, the board and
+`metrics` get it without loading a single artifact's facts. `metrics` here is the entry point
+of the CLI, the gptme tool and the board; outcomes/metrics.py computes the same report from
+the ledger alone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from ..errors import FactoryError
+from ..ledger.kinds import ArtifactChain
+from ..ledger.store import Ledger
+from ..outcomes.metrics import ArtifactFacts, BrokenFacts, read_facts, report
+from ..outcomes.metrics import metrics as uncached_metrics
+from ..outcomes.selfplay import ledger_self_names
+from .statuscache import _CODE, Kind, Pass, _global_key, _write_json, cached
+
+CACHE_FILE = "metrics-cache.json"
+REPORT_FILE = "metrics-report.json"
+_FACTS_CODE = (*_CODE, "outcomes/costs.py", "outcomes/metrics.py", "outcomes/selfplay.py",
+               "views/factcache.py")
+
+
+def facts_kind(ledger: Ledger) -> Kind:
+    """The cache kind of metric facts for this ledger (bound to its self-play names)."""
+    names = ledger_self_names(ledger)
+    key = "self:" + "\0".join(sorted(names))
+
+    def derive(ledger: Ledger, aid: str, chain: ArtifactChain | None,
+               error: FactoryError | None) -> tuple[Any, list[Any] | None]:
+        facts = read_facts(ledger, aid, chain, error, names)
+        return facts, None if isinstance(facts, BrokenFacts) else facts.to_row()
+
+    return Kind(file=CACHE_FILE, code=_FACTS_CODE, derive=derive, restore=ArtifactFacts.from_row,
+                check=lambda f, aid: f.artifact == aid, key=lambda _ledger: key)
+
+
+def cached_facts(ledger: Ledger) -> list[ArtifactFacts | BrokenFacts]:
+    """Every artifact's facts in id order, re-reading only the artifacts that changed."""
+    return cached(ledger, [facts_kind(ledger)])[0]
+
+
+def cached_report(ledger: Ledger, p: Pass | None = None) -> dict[str, Any]:
+    """The metrics report over every artifact, computed again only when one changed.
+
+    `p`: a pass that already served another kind (the board's summaries): its fingerprint
+    is known, so an unchanged ledger costs no facts at all.
+    """
+    if p is None:
+        with Pass(ledger) as own:
+            return cached_report(ledger, own)
+    kind = facts_kind(ledger)
+    key = _global_key(ledger, kind)
+    path = ledger.runtime_dir / REPORT_FILE
+    fp = p.fingerprint()
+    facts = None
+    if fp is None:  # the pass has served no kind yet: the facts' entries give the content ids
+        facts = p.values(kind)
+        fp = p.fingerprint()
+    if fp is not None:
+        try:
+            data = json.loads(path.read_bytes().decode())
+            if data["key"] == key and data["fingerprint"] == fp:
+                kept: dict[str, Any] = data["report"]
+                return kept
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    out = report(facts if facts is not None else p.values(kind))
+    fp = p.fingerprint()
+    if fp is not None:
+        _write_json(path, {"key": key, "fingerprint": fp, "report": out})
+    return out
+
+
+def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = None,
+            per_artifact: bool = False, use_cache: bool = True) -> dict[str, Any]:
+    """The metrics report (outcomes/metrics.py defines every number), through the caches.
+
+    Without filters the whole report is kept; with them, each artifact's facts are. Without
+    `use_cache` every artifact is read again: the same numbers, slower.
+    """
+    if not use_cache:
+        return uncached_metrics(ledger, line=line, since=since, per_artifact=per_artifact)
+    if line is not None:
+        ledger.config.line(line)  # unknown line -> ConfigError
+    if line is None and since is None and not per_artifact:
+        return cached_report(ledger)
+    return report(cached_facts(ledger), line=line, since=since, per_artifact=per_artifact)
