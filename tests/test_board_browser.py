@@ -239,7 +239,7 @@ def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> 
     find(driver, f'[data-artifact="{aid}"] .card-title a').click()
     wait_for(lambda: all_of(driver, f'[data-artifact-page="{aid}"]'), timeout=10)
     events = all_of(driver, ".timeline li")
-    log = site["ledger"].repo.log(f"factory/artifacts/{aid}")
+    log = site["ledger"].history([aid])
     assert len(events) == len(log) == 20
     assert [e.find_element("css selector", ".commit code").text for e in events] == \
         [e.commit[:10] for e in log]

@@ -268,7 +268,7 @@ def test_failed_launch_fails_the_attempt_and_cleans_up(ledger: Ledger, cell_env:
     assert view(ledger, aid).status == "pending"
     assert cellstate.load_all(ledger.runtime_dir) == []
     assert git(ledger.repo.root, "worktree", "list").count("\n") == 1
-    assert not list((ledger.artifacts_dir / aid).glob("briefs/*"))  # no stray brief
+    assert not list(ledger.artifact_dir(aid).glob("briefs/*"))  # no stray brief
     assert git(ledger.repo.root, "status", "--porcelain") == ""
     assert [str(p) for p in verify_ledger(ledger)] == []
 

@@ -247,7 +247,7 @@ def test_staged_in_place_edit_with_restored_stat_is_seen(
     settle(ledger, monkeypatch)
     aid = new_intake(ledger, title="Alpha", demand="d", consumers=["c"], acceptance=["a"]).artifact
     board(ledger)
-    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
     st_before = intake.stat()
     intake.write_bytes(intake.read_bytes().replace(b"Alpha", b"Omega"))
     os.utime(intake, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))

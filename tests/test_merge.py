@@ -13,6 +13,7 @@ from gptme_factory.errors import ForkDetected
 from gptme_factory.ledger.records import Abandoned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.verify import verify_ledger
+from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
@@ -75,7 +76,7 @@ def test_same_artifact_advanced_twice_is_a_detected_fork(clones: tuple[Ledger, L
     assert (b.repo.root / theirs.path).is_file() and (b.repo.root / ours.path).is_file()
     problems = verify_ledger(b)
     assert len(problems) == 1
-    assert problems[0].where == f"factory/artifacts/{x}"
+    assert problems[0].where == f"factory/artifacts/{fanned(x)}"
     assert problems[0].message.startswith("fork: ")
     assert theirs.path in problems[0].message and ours.path in problems[0].message
     result = CliRunner().invoke(main, ["verify", "--repo", str(b.repo.root)])

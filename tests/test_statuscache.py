@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from gptme_factory.cli import main
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.views.status import load_summaries
-from gptme_factory.views.statuscache import CACHE_FILE
+from gptme_factory.views.statuscache import SUMMARIES, shard
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
@@ -49,10 +49,10 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
         append_next(ledger, aid)
     time.sleep(3.2)  # let every file leave the racy window
     status(ledger)
-    cache_path = ledger.runtime_dir / CACHE_FILE
-    stamp = cache_path.stat().st_mtime_ns
+    shards = sorted((ledger.runtime_dir / SUMMARIES.file).iterdir())
+    stamps = [p.stat().st_mtime_ns for p in shards]
     rows = status(ledger)
-    assert cache_path.stat().st_mtime_ns == stamp  # a pure hit: the cache was not rewritten
+    assert [p.stat().st_mtime_ns for p in shards] == stamps  # pure hits: nothing rewritten
     assert {r["events"] for r in rows.values()} == {1}
     files = {aid: ledger.read(aid).events[0].path for aid in aids}
     root = ledger.repo.root
@@ -60,9 +60,9 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
     # 0: a committed event edited in place, same size, mtime restored (only git's stat sees it)
     rewrite_in_place(root / files[aids[0]], b"by: tester", b"by: mallor", keep_mtime=True)
     # 1: the intake edited in place, same size
-    rewrite_in_place(ledger.artifacts_dir / aids[1] / "intake.yaml", b"Artifact 1", b"Artifact X")
+    rewrite_in_place(ledger.artifact_dir(aids[1]) / "intake.yaml", b"Artifact 1", b"Artifact X")
     # 2: a stray (malformed) event file appears
-    (ledger.artifacts_dir / aids[2] / "0002-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    (ledger.artifact_dir(aids[2]) / "0002-abandoned-0123456789ab.yaml").write_text("kind: [\n")
     # 3: a real new event through the ledger
     abandon(ledger, aids[3], "dropped")
     # 4: an event file deleted
@@ -87,7 +87,7 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
 
 def test_fresh_changes_show_immediately(ledger: Ledger) -> None:
     aid = new_artifact(ledger, "Racy one")
-    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
     assert status(ledger)[aid]["title"] == "Racy one"
     rewrite_in_place(intake, b"Racy one", b"Racy two", keep_mtime=True)
     assert status(ledger)[aid]["title"] == "Racy two"
@@ -100,7 +100,7 @@ def test_fresh_changes_show_immediately(ledger: Ledger) -> None:
 def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
     a, b = new_artifact(ledger), new_artifact(ledger, "Gone soon")
     status(ledger)
-    gone = ledger.artifacts_dir / b
+    gone = ledger.artifact_dir(b)
     for p in gone.iterdir():
         p.unlink()
     gone.rmdir()
@@ -117,10 +117,11 @@ def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
 def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) -> None:
     aids = {new_artifact(ledger, f"A {i}") for i in range(3)}
     status(ledger)
-    path = ledger.runtime_dir / CACHE_FILE
-    path.write_bytes(garbage)
+    paths = {shard(ledger, SUMMARIES, aid) for aid in aids}
+    for path in paths:
+        path.write_bytes(garbage)
     assert set(status(ledger)) == aids
-    assert path.read_bytes() != garbage
+    assert all(path.read_bytes() != garbage for path in paths)
 
 
 def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
@@ -137,7 +138,7 @@ def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
 
 
 def test_cache_stays_out_of_git(ledger: Ledger) -> None:
-    new_artifact(ledger)
+    aid = new_artifact(ledger)
     status(ledger)
-    assert (ledger.runtime_dir / CACHE_FILE).is_file()
+    assert shard(ledger, SUMMARIES, aid).is_file()
     assert ledger.repo.git("status", "--porcelain", "--untracked-files=all").decode() == ""

@@ -11,8 +11,11 @@ just those paths refreshed in the real index, so the user's other staged and uns
 untouched. Six git processes per commit, however deep the paths; the cost grows with the
 changed directories (and the index, which `update-index` rewrites), not the number of commits.
 
-For the status cache, `tree_at_head`, `tree_entries`, `start_changed_paths` and `tree_id` give
-content keys: git tree ids, and the paths whose index or working-tree state differs from HEAD.
+For the status cache, `tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
+give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
+whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
+commits by their trailers; `start_modified_in_history`, `changed_between` and `untracked`
+serve `verify`.
 
 Writers are serialized by a `flock` on a file in the git directory; a small journal, written
 before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
@@ -80,7 +83,17 @@ def _rmdir_if_empty(path: Path) -> None:
         pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
 
 
-_LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
+_REVERTS = "This reverts commit "
+_REVERT_RE = re.compile(r"This reverts commit ([0-9a-f]{40,64})")
+
+
+def _parse_trailers(text: str) -> dict[str, list[str]]:
+    trailers: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and value.strip():
+            trailers.setdefault(name.strip(), []).append(value.strip())
+    return trailers
 
 
 def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
@@ -100,6 +113,86 @@ def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
     tree = hashlib.new(algo, b"tree %d\0" % len(body))
     tree.update(body)
     return tree.hexdigest()
+
+
+def dir_tree_id(path: str, known: Mapping[str, bytes], algo: str = "sha1"
+                ) -> tuple[str, list[str]] | None:
+    """The git id of directory `path` as it is on disk, and the names of its entries.
+
+    What `git add` of the directory would give: regular files (100644, or 100755 when
+    executable) and subdirectories, recursively; empty directories are left out, as git does.
+    `known` holds the bytes of top-level files already read (name -> bytes), so a caller
+    that parsed them is not made to read them twice. None when git could not store the
+    directory as it is (a symlink, a special file) or an entry vanished meanwhile.
+    """
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except OSError:
+        return None
+    body: list[tuple[bytes, bytes]] = []  # (sort key, entry)
+    names: list[str] = []
+    for entry in entries:
+        name = entry.name
+        names.append(name)
+        raw_name = name.encode("utf-8", "surrogateescape")
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                sub = dir_tree_id(entry.path, {}, algo)
+                if sub is None:
+                    return None
+                if sub[0] != hashlib.new(algo, b"tree 0\0").hexdigest():  # git keeps no empty dir
+                    body.append((raw_name + b"/", b"40000 " + raw_name + b"\0"
+                                 + bytes.fromhex(sub[0])))
+                continue
+            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                return None
+            data = known.get(name)
+            if data is None:
+                with open(entry.path, "rb") as fh:
+                    data = fh.read()
+            mode = b"100755" if entry.stat(follow_symlinks=False).st_mode & 0o100 else b"100644"
+        except OSError:
+            return None
+        blob = hashlib.new(algo, b"blob %d\0" % len(data))
+        blob.update(data)
+        body.append((raw_name, mode + b" " + raw_name + b"\0" + blob.digest()))
+    content = b"".join(e for _, e in sorted(body))
+    tree = hashlib.new(algo, b"tree %d\0" % len(content))
+    tree.update(content)
+    return tree.hexdigest(), sorted(names)
+
+
+class TreeReader:
+    """Tree objects read through one running `git cat-file --batch` (name -> object id)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._seen: dict[str, dict[str, str] | None] = {}
+
+    def entries(self, oid: str) -> dict[str, str] | None:
+        """Entry name -> object id of tree `oid` (None if it is not a tree here)."""
+        if oid in self._seen:
+            return self._seen[oid]
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                ["git", "cat-file", "--batch"], cwd=self._root, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+            )
+        obj = _cat(self._proc, [oid])[0]
+        out: dict[str, str] | None = None
+        if obj is not None and obj[1] == "tree":
+            out = {n.decode("utf-8", "surrogateescape"): o.hex()
+                   for _, n, o in _tree_entries(obj[2], len(oid) // 2)}
+        self._seen[oid] = out
+        return out
+
+    def close(self) -> None:
+        """End the git process (if one was started)."""
+        if self._proc is not None:
+            self._proc.communicate()
+            self._proc = None
 
 
 def _check_relpath(rel: str) -> None:
@@ -492,28 +585,38 @@ class GitRepo:
 
     # -- reading history ----------------------------------------------------------------
 
-    def log(self, path: str) -> list[LogEntry]:
-        """Commits that touched `path`, oldest first, with their trailers."""
-        if self.head() is None:
-            return []
-        import git  # GitPython: only on this read path, never on import of the package
+    def log_trailer(self, key: str, values: Sequence[str]) -> list[LogEntry]:
+        """Commits of HEAD's history with trailer `key: <one of values>`, oldest first.
 
-        repo = git.Repo(self.root)
-        out: list[LogEntry] = []
-        for commit in repo.iter_commits("HEAD", paths=path):
-            trailers = {k: list(v) for k, v in commit.trailers_dict.items() if v}
-            out.append(
-                LogEntry(
-                    commit=commit.hexsha,
-                    time=commit.authored_datetime.isoformat(),
-                    author=f"{commit.author.name} <{commit.author.email}>",
-                    subject=str(commit.summary),
-                    trailers=trailers,
-                )
-            )
-        repo.close()
-        out.reverse()
-        return out
+        A `git revert` of one of them is included too (its message says "This reverts commit
+        <id>" and carries no trailers of its own). One `git log --grep` of fixed strings: it
+        reads every commit message and no tree, so it costs about what a plain `git log`
+        does however big the trees are, where a pathspec walk diffs every commit's trees.
+        The grep only preselects; each commit's trailers are then matched exactly.
+        """
+        if not values or self.head() is None:
+            return []
+        fmt = "%H%x1f%aI%x1f%an <%ae>%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1e"
+        args = ["log", "--reverse", "-F", f"--format={fmt}",
+                *(f"--grep={key}: {v}" for v in values), f"--grep={_REVERTS}", "HEAD"]
+        out = _git(self.root, *args).stdout
+        wanted = set(values)
+        found: list[LogEntry] = []
+        ids: set[str] = set()
+        for rec in out.decode("utf-8", "replace").split("\x1e"):
+            fields = rec.strip("\n").split("\x1f")
+            if len(fields) != 6:
+                continue
+            trailers = _parse_trailers(fields[4])
+            if not wanted.intersection(trailers.get(key, [])):
+                reverted = _REVERT_RE.findall(fields[5])
+                if not ids.intersection(reverted):
+                    continue
+                trailers = {}
+            ids.add(fields[0])
+            found.append(LogEntry(commit=fields[0], time=fields[1], author=fields[2],
+                                  subject=fields[3], trailers=trailers))
+        return found
 
     def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
         """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
@@ -523,19 +626,57 @@ class GitRepo:
         return [(path, words[code]) for code, path in zip(fields[0::2], fields[1::2], strict=False)
                 if code in words]
 
-    def modified_in_history(self, paths: list[str]) -> dict[str, list[str]]:
-        """Files under `paths` that a commit in HEAD's history modified, and those commits."""
-        log = self.git("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
-                       "--format=%x01%H", "HEAD", "--", *paths)
-        out: dict[str, list[str]] = {}
-        commit = ""
-        for item in log.decode("utf-8", "surrogateescape").split("\0"):
-            for part in item.split("\n"):
-                if part.startswith("\x01"):
-                    commit = part[1:]
-                elif part:
-                    out.setdefault(part, []).append(commit)
-        return out
+    def modified_in_history(self, paths: list[str], since: str | None = None
+                            ) -> dict[str, list[str]]:
+        """Files under `paths` that a commit in HEAD's history (after `since`) modified."""
+        return self.start_modified_in_history(paths, since)()
+
+    def start_modified_in_history(self, paths: list[str], since: str | None = None
+                                  ) -> Callable[[], dict[str, list[str]]]:
+        """Start `modified_in_history` in the background; the function returned waits for it.
+
+        A `git log --diff-filter=M` over HEAD's history (or the commits after `since`): git
+        diffs each commit's trees in C while the caller reads records meanwhile.
+        """
+        rev = f"{since}..HEAD" if since else "HEAD"
+        proc = subprocess.Popen(
+            ["git", "log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+             "--format=%x01%H", rev, "--", *paths],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_git_env(),
+        )
+
+        def wait() -> dict[str, list[str]]:
+            log, err = proc.communicate()
+            if proc.returncode != 0:
+                msg = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+                raise GitError(f"git log failed: {msg}")
+            out: dict[str, list[str]] = {}
+            commit = ""
+            for item in log.decode("utf-8", "surrogateescape").split("\0"):
+                for part in item.split("\n"):
+                    if part.startswith("\x01"):
+                        commit = part[1:]
+                    elif part:
+                        out.setdefault(part, []).append(commit)
+            return out
+
+        return wait
+
+    def changed_between(self, old: str, new: str, paths: list[str]) -> list[str]:
+        """Paths under `paths` that differ between two commits' trees (added, changed, gone)."""
+        out = self.git("diff-tree", "-r", "--name-only", "--no-renames", "-z", old, new, "--",
+                       *paths)
+        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+    def untracked(self, paths: list[str]) -> list[str]:
+        """Files under `paths` that git does not track, ignored ones included."""
+        env = _git_env()
+        env["GIT_OPTIONAL_LOCKS"] = "0"
+        proc = subprocess.run(["git", "ls-files", "-z", "--others", "--", *paths],
+                              cwd=self.root, capture_output=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise GitError(f"git ls-files failed: {proc.stderr.decode('utf-8', 'replace')}")
+        return [p.decode("utf-8", "surrogateescape") for p in proc.stdout.split(b"\0") if p]
 
     def blob_id(self, rev: str, path: str) -> str | None:
         """The id of `path`'s blob at `rev` (None if it is not there)."""
@@ -547,35 +688,6 @@ class GitRepo:
         out = self.git("log", "--diff-filter=A", "--format=%H", "--reverse", "HEAD", "--", path)
         first = out.decode().split()
         return first[0] if first else None
-
-    def commits_by_trailer(self, paths: Sequence[str], key: str) -> dict[str, LogEntry]:
-        """The commits from HEAD that touched any of `paths`, by the value of trailer `key`.
-
-        One `git log` for all paths (the ledger writes `Factory-Hash: <sha256 of the record>`
-        into each event's commit, so this maps records to the commits that added them).
-        """
-        if not paths or self.head() is None:
-            return {}
-        for p in paths:
-            _check_relpath(p)
-        fmt = "%H%x1f%aI%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1e"
-        specs = [f":(literal){p}" for p in paths]
-        out = _git(self.root, "log", f"--format={fmt}", "HEAD", "--", *specs).stdout
-        found: dict[str, LogEntry] = {}
-        for rec in out.decode("utf-8", "replace").split("\x1e"):
-            fields = rec.strip("\n").split("\x1f")
-            if len(fields) != 5:
-                continue
-            trailers: dict[str, list[str]] = {}
-            for line in fields[4].splitlines():
-                name, sep, value = line.partition(":")
-                if sep and value.strip():
-                    trailers.setdefault(name.strip(), []).append(value.strip())
-            entry = LogEntry(commit=fields[0], time=fields[1], author=fields[2],
-                             subject=fields[3], trailers=trailers)
-            for wanted in trailers.get(key, []):  # a commit of several events names each
-                found.setdefault(wanted, entry)  # newest first: keep the newest commit
-        return found
 
     def status_porcelain(self) -> bytes:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""
@@ -595,10 +707,9 @@ class GitRepo:
             return None
         return ids[0], ids[1]
 
-    def tree_entries(self, tree: str) -> dict[str, str]:
-        """Entry name -> object id of one tree (not recursive)."""
-        out = self.git("ls-tree", "-z", tree).decode("utf-8", "surrogateescape")
-        return {name: oid for oid, name in _LS_TREE_RE.findall(out)}
+    def tree_reader(self) -> TreeReader:
+        """A reader of tree objects (one `git cat-file --batch`); `close()` it when done."""
+        return TreeReader(self.root)
 
     def start_changed_paths(self, commit: str, path: str) -> Callable[[], set[str] | None]:
         """Start listing the tracked paths under `path` that differ from `commit`.

@@ -29,7 +29,7 @@ __all__ = ["Problem", "verify_artifact", "verify_ledger", "verify_line", "verify
 
 def verify_artifact(ledger: Ledger, artifact: str) -> list[Problem]:
     """Every problem with one artifact's records."""
-    where = f"{ledger.rel}/{ARTIFACTS.folder}/{artifact}"
+    where = ledger.artifact_rel(artifact)
     try:
         chain = ledger.read(artifact, tolerant=True)
     except InvalidRecord as exc:

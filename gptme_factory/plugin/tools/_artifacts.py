@@ -110,7 +110,7 @@ def factory_log(artifact: str) -> str:
     """The artifact's audit trail from git history: one commit per decision, its events listed."""
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
-    entries = ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
+    entries = ledger.history([aid])
     if not entries:
         return f"{aid}: no commits yet"
     return "\n".join(log_lines(entries))
