@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.intake import intake as new_intake
-from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, cli, commit_count, new_artifact
 

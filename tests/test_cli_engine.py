@@ -18,9 +18,9 @@ from click.testing import CliRunner, Result
 from gptme_factory.cli import main
 from gptme_factory.demo.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
 from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.ledger.stream import sha256
-from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.test_engine import build, scout_memo
 

@@ -31,7 +31,6 @@ WRITER = """
 import os, sys, time
 from pathlib import Path
 from gptme_factory.ledger.store import Ledger
-from gptme_factory.ledger.layout import fanned
 from tests.ledger_helpers import next_payload
 repo, aid, ready, go = sys.argv[1:5]
 ledger = Ledger.open(repo)

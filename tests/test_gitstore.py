@@ -9,9 +9,9 @@ import pytest
 
 from gptme_factory.errors import GitBusy, GitError, NotAFactory, NotAGitRepo, UsageError
 from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line import engine
-from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.ledger_helpers import (
     abandon,
@@ -232,3 +232,26 @@ def test_the_ledger_is_never_written_while_git_is_mid_operation(ledger: Ledger, 
     git(root, *abort)
     again = new_artifact(ledger, "After the operation")  # once git is done, writes go on
     assert set(ledger.artifact_ids()) == {kept, again}
+
+
+def test_history_by_trailer_finds_what_a_full_walk_finds(ledger: Ledger) -> None:
+    """`log` greps the Factory-Artifact trailers; a pathspec walk over every tree agrees."""
+    root = ledger.repo.root
+    a, b, c = (new_artifact(ledger, t) for t in ("Alpha", "Beta", "Gamma"))
+    for aid in (a, b, a, c, a, b):
+        append_next(ledger, aid)
+    (root / "notes.md").write_text("the user's own commit\n")
+    git(root, "add", "notes.md")
+    git(root, "commit", "-q", "-m", f"notes (mentions Factory-Artifact: {a} in passing)")
+    last_of_b = ledger.history([b])[-1].commit
+    git(root, "revert", "--no-edit", last_of_b)  # a revert carries no trailers of its own
+    abandon(ledger, c, "dropped")
+    for aid in (a, b, c):
+        walked = git(root, "log", "--reverse", "--format=%H", "--",
+                     ledger.artifact_rel(aid)).split()
+        assert [e.commit for e in ledger.history([aid])] == walked
+    reverted = ledger.history([b])[-1]
+    assert reverted.subject.startswith("Revert ") and reverted.trailers == {}
+    both = [e.commit for e in ledger.history([a, c])]
+    assert both == git(root, "log", "--reverse", "--format=%H", "--", ledger.artifact_rel(a),
+                       ledger.artifact_rel(c)).split()

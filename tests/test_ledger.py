@@ -17,12 +17,12 @@ from gptme_factory.errors import (
     UsageError,
 )
 from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import Abandoned, Intake, Rejected
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
 from gptme_factory.line.intake import intake as new_intake
 from gptme_factory.line.verify import verify_ledger
-from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.ledger_helpers import (
     DEMAND,

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from gptme_factory.cli import main
 from gptme_factory.errors import ForkDetected
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import Abandoned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.verify import verify_ledger
-from gptme_factory.ledger.layout import fanned
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 

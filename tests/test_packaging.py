@@ -11,13 +11,13 @@ from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
 from gptme_factory.errors import IllegalTransition, UsageError
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import GatePassed, HandoffSubmitted
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine
 from gptme_factory.line.verify import verify_ledger
 from gptme_factory.outcomes.ghcli import GhError
 from gptme_factory.outcomes.packaging import publish, render
-from gptme_factory.ledger.layout import fanned
 from tests import fake_gh
 from tests.conftest import git
 from tests.flow_helpers import add_origin, sample_artifact, to_package

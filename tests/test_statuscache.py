@@ -142,3 +142,91 @@ def test_cache_stays_out_of_git(ledger: Ledger) -> None:
     status(ledger)
     assert shard(ledger, SUMMARIES, aid).is_file()
     assert ledger.repo.git("status", "--porcelain", "--untracked-files=all").decode() == ""
+
+
+def spawn_with_brief(ledger: Ledger, aid: str) -> str:
+    """Start the scout stage and record its cell's spawn, the brief committed beside it."""
+    from gptme_factory.ledger.records import Budget
+    from gptme_factory.line import engine
+
+    with ledger.transaction():
+        started = engine.start_stage(ledger, aid)
+        engine.record_cell_spawned(
+            ledger, started.cell, backend="command", budget=Budget(timeout_s=60),
+            brief_path=f"{ledger.artifact_rel(aid)}/briefs/{started.cell}.md",
+            brief=f"# brief of {started.cell}\n".encode())
+    return started.cell
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No racy window: a folder is trusted as soon as it is cached."""
+    from gptme_factory.views import statuscache
+
+    monkeypatch.setattr(statuscache, "RACY_NS", 0)
+
+
+def test_an_artifact_with_a_committed_brief_is_a_hit(ledger: Ledger, settled: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    briefed, plain = new_artifact(ledger, "Briefed"), new_artifact(ledger, "Plain")
+    cell = spawn_with_brief(ledger, briefed)
+    assert (ledger.artifact_dir(briefed) / "briefs" / f"{cell}.md").is_file()
+    status(ledger)
+    seen = reads(monkeypatch)
+    rows = status(ledger)  # (its cold half reads both: count the cached half only)
+    assert seen.count(briefed) == seen.count(plain) == 1
+    seen.clear()
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == []  # warm: the brief's folder matched HEAD's tree
+    assert rows[briefed]["status"] == "running"
+    # a brief edited in place is content of the folder: seen, and re-read
+    brief = ledger.artifact_dir(briefed) / "briefs" / f"{cell}.md"
+    rewrite_in_place(brief, b"# brief", b"# BRIEF")
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == [briefed]
+
+
+def test_a_write_rereads_only_what_it_changed(ledger: Ledger, settled: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(5)]
+    spawn_with_brief(ledger, aids[0])
+    load_summaries(Ledger.open(ledger.repo.root))
+    append_next(ledger, aids[3])  # the ledger is not kept fresh here: status must notice
+    seen = reads(monkeypatch)
+    rows = status(ledger)
+    assert seen.count(aids[3]) == 2 and seen.count(aids[1]) == 1  # cached half: aids[3] only
+    assert rows[aids[3]]["last_event"] == "stage_started"
+    seen.clear()
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == []
+
+
+def test_a_writer_keeps_the_cache_warm(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep_fresh: the committing process stores what it changed; status reads nothing.
+
+    No `settled` here: a folder written a moment ago is inside the racy window, so the
+    writer keeps the names in it, and the next status compares those.
+    """
+    from gptme_factory.views.statuscache import keep_fresh
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(3)]
+    load_summaries(Ledger.open(ledger.repo.root))
+    writer = Ledger.open(ledger.repo.root)
+    keep_fresh(writer)
+    spawn_with_brief(writer, aids[1])
+    abandon(writer, aids[2], "not needed")
+    seen = reads(monkeypatch)
+    rows = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert seen == []
+    assert rows[aids[1]].status == "running" and rows[aids[2]].state == "abandoned"
+    assert status(ledger)[aids[2]]["state"] == "abandoned"  # the same as a cold read
+    # a file that joins a folder the writer just wrote is still seen (the names differ)
+    seen.clear()
+    (ledger.artifact_dir(aids[1]) / "0003-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    rows = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert seen == [aids[1]] and rows[aids[1]].state == "broken"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line.verify import verify_ledger
-from gptme_factory.ledger.layout import fanned
 from gptme_factory.plugin.tools import _functions as f
 from gptme_factory.plugin.tools.factory import ACTIONS, execute, tool
 from tests import cells_helpers

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from gptme_factory.cli import main
 from gptme_factory.ledger import yamlio
 from gptme_factory.ledger.kinds import StoredEvent
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
-from gptme_factory.line.verify import Problem, verify_ledger
-from gptme_factory.ledger.layout import fanned
+from gptme_factory.line.verify import Problem, verify, verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
@@ -55,12 +55,14 @@ def only(problems: list[Problem], where: str) -> list[str]:
 def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, _, _ = three
     new_artifact(ledger, "Another one")
-    result = cli_verify(ledger)
+    result = cli_verify(ledger, "--full")
     assert result.exit_code == 0, result.output
     assert result.output == "ledger ok: 2 artifact(s)\n"
     result = cli_verify(ledger, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output) == {"ok": True, "artifacts": 2, "notes": [], "problems": []}
+    assert json.loads(result.output) == {
+        "ok": True, "artifacts": 2, "checked": 0, "since": ledger.repo.head(), "notes": [],
+        "problems": []}
 
 
 def test_edited_event_breaks_its_hash_and_its_childs_parent(
@@ -78,7 +80,7 @@ def test_edited_event_breaks_its_hash_and_its_childs_parent(
     result = cli_verify(ledger)
     assert result.exit_code == 9
     assert f"{events[1].path}: content does not match" in result.output
-    assert result.output.endswith("2 problem(s) in 1 artifact(s)\n")
+    assert "2 problem(s) in 1 artifact(s) (1 changed since the last clean verify" in result.output
     data = json.loads(cli_verify(ledger, "--json").output)
     assert data["ok"] is False and {p["where"] for p in data["problems"]} == {
         events[1].path, events[2].path}
@@ -239,3 +241,78 @@ def test_edits_only_git_can_see(ledger: Ledger) -> None:
     assert [str(p) for p in problems] == [
         f"factory/artifacts/{fanned(lone)}/intake.yaml: modified by a commit after it was "
         "recorded (records are append-only: `git log -p` shows who)"]
+
+
+# -- incremental verify: what changed since the last clean one ------------------------------
+
+
+def test_incremental_verify_reads_only_what_changed(ledger: Ledger,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(4)]
+    assert verify(ledger, full=True).problems == []
+    seen = reads(monkeypatch)
+    found = verify(ledger)
+    assert (found.problems, found.checked, found.artifacts, seen) == ([], 0, 4, [])
+    assert found.since == ledger.repo.head()
+    append_next(ledger, aids[2])
+    seen.clear()
+    found = verify(ledger)
+    assert (found.problems, found.checked, seen) == ([], 1, [aids[2]])
+    seen.clear()
+    assert verify(ledger).checked == 0 and seen == []  # clean again, remembered at the new HEAD
+
+
+def test_incremental_verify_notices_a_damaged_new_event(
+        three: tuple[Ledger, str, list[StoredEvent]]) -> None:
+    ledger, aid, _ = three
+    other = new_artifact(ledger, "Other")
+    assert verify(ledger).problems == []
+    new = append_next(ledger, other)
+    path = ledger.repo.root / new.path
+    path.write_bytes(path.read_bytes().replace(b"by: tester", b"by: mallor"))
+    found = verify(ledger)
+    assert found.checked == 1
+    damaged = (f"{new.path}: content does not match the hash in its name (edited after it was "
+               "written)")
+    assert [str(p) for p in found.problems] == [damaged]
+    # committed damaged: git sees no working-tree change, the chain check still does
+    git(ledger.repo.root, "commit", "-q", "-am", "sneak it in")
+    assert [str(p) for p in verify(ledger).problems] == [damaged]
+    # and a stray file that is not even tracked
+    git(ledger.repo.root, "revert", "--no-edit", "HEAD")
+    assert verify(ledger).problems == []
+    (ledger.artifact_dir(aid) / "notes.txt").write_text("hi\n")
+    assert [str(p) for p in verify(ledger).problems] == [
+        f"{ledger.artifact_rel(aid)}/notes.txt: not a ledger record (unexpected file)"]
+
+
+def test_incremental_verify_notices_a_rewritten_history(
+        three: tuple[Ledger, str, list[StoredEvent]]) -> None:
+    ledger, aid, events = three
+    assert verify(ledger).problems == []
+    clean = ledger.repo.head()
+    # rewrite the last commit so that it also edits an older record: not a descendant of
+    # the clean commit any more, and a diff against it would not show the edit as new
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
+    intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
+    git(ledger.repo.root, "commit", "-q", "--amend", "-a", "--no-edit")
+    found = verify(ledger)
+    assert found.since is None and found.checked == 1  # everything was checked
+    assert any("no longer in HEAD's history" in n and clean is not None and clean[:12] in n
+               for n in found.notes)
+    assert any(p.where == events[0].path and "not in the chain" in p.message
+               for p in found.problems)
+
+
+def test_a_config_change_makes_the_next_verify_full(ledger: Ledger) -> None:
+    new_artifact(ledger)
+    assert verify(ledger).problems == []
+    cfg = ledger.dir / "factory.yaml"
+    cfg.write_text(cfg.read_text().replace("idea to measured outcome", "a new description"))
+    git(ledger.repo.root, "commit", "-q", "-am", "describe the line")
+    found = verify(ledger)
+    assert found.since is None and found.problems == []
+    assert any("config or the factory's code changed" in n for n in found.notes)
+    assert verify(ledger).since == ledger.repo.head()

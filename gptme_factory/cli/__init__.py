@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "run": "run_cmd",
     "kill": "kill_cmd",
     "gc": "gc_cmd",
+    "migrate": "migrate_cmd",
 }
 
 

@@ -383,8 +383,9 @@ class GitRepo:
                 data = json.loads(journal.read_text("utf-8"))
                 commit = str(data["commit"])
                 pairs = [(str(t), str(f)) for t, f in data["files"]]
-            except (OSError, ValueError, KeyError, TypeError):
-                commit, pairs = "", []  # torn journal: HEAD never moved past it
+                moves = [(str(a), str(b)) for a, b in data.get("moves", [])]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                commit, pairs, moves = "", [], []  # torn journal: HEAD never moved past it
             head = self.head()
             committed = bool(commit and head) and (
                 _git(self.root, "merge-base", "--is-ancestor", commit, head or "", check=False)
@@ -400,7 +401,10 @@ class GitRepo:
                         lost.append(final)
                 if lost:  # the temporary copy is gone too: take the committed bytes
                     self.git("checkout", "HEAD", "--", *lost)
-                self._refresh_index([final for _, final in pairs])
+                if pairs:
+                    self._refresh_index([final for _, final in pairs])
+                if moves:
+                    self._finish_moves(moves)
             journal.unlink(missing_ok=True)
         # Under the lock no other writer of this git dir is alive: anything left is garbage.
         journal.with_name(journal.name + ".tmp").unlink(missing_ok=True)
@@ -496,18 +500,176 @@ class GitRepo:
         return new
 
     def _refresh_index(self, paths: list[str]) -> None:
-        # The user's git command may hold index.lock for a moment: retry briefly.
+        # The user's git command may hold index.lock for a moment: retry briefly. (Paths go
+        # through stdin: a migration refreshes tens of thousands. A path gone from the
+        # working tree, as a moved folder's old files are, leaves the index.)
+        listed = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
         for attempt in range(50):
-            proc = _git(self.root, "update-index", "--add", "--", *paths, check=False)
+            proc = _git(self.root, "update-index", "--add", "--remove", "-z", "--stdin",
+                        input=listed, check=False)
             if proc.returncode == 0:
                 return
             if b"index.lock" not in proc.stderr:
                 break
             time.sleep(0.05 * (attempt + 1))
+        shown = " ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
         raise GitError(
             "the ledger commit succeeded but the index could not be refreshed: "
-            f"run `git update-index --add -- {' '.join(paths)}` ({proc.stderr.decode().strip()})"
+            f"run `git update-index --add --remove -- {shown}` ({proc.stderr.decode().strip()})"
         )
+
+    def commit_moves(self, base: str, moves: Mapping[str, str], message: str) -> str | None:
+        """Move folders under tree path `base` (name -> new relative path) in one commit.
+
+        Must be called holding `exclusive()`, with the folders committed and clean. Only
+        trees are written: every moved folder keeps its tree id (its files' names and bytes
+        do not change), a folder moved onto one that exists is joined with it entry by entry
+        (GitError if one name holds two different contents). Then the working tree folders
+        are renamed and the index learns the new paths, the user's other work untouched; a
+        journal makes a killed mover finish on the next write. Returns the new commit, or
+        None when there is nothing to move.
+        """
+        if not moves:
+            return None
+        for rel in [base, *(f"{base}/{n}" for n in moves), *(f"{base}/{t}" for t in moves.values())]:
+            _check_relpath(rel)
+        cat = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.root, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+        )
+        new_trees: dict[str, bytes] = {}
+        try:
+            head_obj = _cat(cat, ["HEAD"])[0]
+            if head_obj is None or head_obj[1] != "commit":
+                raise GitError("nothing to move: HEAD has no commit")
+            old = head_obj[0]
+            raw_len = len(old) // 2
+            algo = "sha1" if raw_len == 20 else "sha256"
+
+            def read(oid: bytes) -> dict[bytes, tuple[bytes, bytes]]:
+                obj = _cat(cat, [oid.hex()])[0]
+                if obj is None or obj[1] != "tree":
+                    raise GitError(f"tree {oid.hex()} is missing from the repository")
+                return {n: (m, o) for m, n, o in _tree_entries(obj[2], raw_len)}
+
+            def put(entries: Mapping[bytes, tuple[bytes, bytes]]) -> bytes:
+                content = _edit_tree(None, entries, raw_len)
+                digest = hashlib.new(algo, b"tree %d\0" % len(content))
+                digest.update(content)
+                new_trees[digest.hexdigest()] = content
+                return digest.digest()
+
+            def join(a: bytes, b: bytes, where: str) -> bytes:
+                if a == b:
+                    return a
+                merged = read(a)
+                for name, (mode, oid) in read(b).items():
+                    have = merged.get(name)
+                    if have is None or have == (mode, oid):
+                        merged[name] = (mode, oid)
+                    elif have[0] == mode == b"40000":
+                        merged[name] = (mode, join(have[1], oid, f"{where}/{name.decode()}"))
+                    else:
+                        raise GitError(f"cannot join {where}/{name.decode()}: both layouts hold "
+                                       "it with different contents; keep one, then retry")
+                return put(merged)
+
+            path_trees: list[dict[bytes, tuple[bytes, bytes]]] = [
+                read(bytes.fromhex(head_obj[2][5:5 + 2 * raw_len].decode()))]
+            parts = [p.encode("utf-8", "surrogateescape") for p in base.split("/")]
+            for part in parts:
+                entry = path_trees[-1].get(part)
+                if entry is None or entry[0] != b"40000":
+                    raise GitError(f"nothing to move: HEAD has no {base}/")
+                path_trees.append(read(entry[1]))
+            top = dict(path_trees[-1])
+            groups: dict[bytes, dict[bytes, tuple[bytes, bytes]]] = {}
+            for name, target in moves.items():
+                key = name.encode("utf-8", "surrogateescape")
+                entry = top.pop(key, None)
+                if entry is None or entry[0] != b"40000":
+                    raise GitError(f"{base}/{name} is not a committed folder: commit it first")
+                group, _, leaf = target.partition("/")
+                if not leaf or "/" in leaf:
+                    raise GitError(f"refusing to move {name} to {target!r}: not group/name")
+                g = group.encode("utf-8", "surrogateescape")
+                if g not in groups:
+                    have = top.get(g)
+                    if have is not None and have[0] != b"40000":
+                        raise GitError(f"{base}/{group} is a file, not a folder")
+                    groups[g] = read(have[1]) if have is not None else {}
+                lk = leaf.encode("utf-8", "surrogateescape")
+                there = groups[g].get(lk)
+                groups[g][lk] = (b"40000", join(there[1], entry[1], f"{base}/{target}")
+                                 if there is not None else entry[1])
+            for g, entries in groups.items():
+                top[g] = (b"40000", put(entries))
+            oid = put(top)
+            for part, parent in zip(reversed(parts), reversed(path_trees[:-1]), strict=True):
+                updated = dict(parent)
+                updated[part] = (b"40000", oid)
+                oid = put(updated)
+            root = oid.hex()
+        finally:
+            cat.communicate()
+        tmpdir = self.git_dir / _TMPDIR
+        tmpdir.mkdir(exist_ok=True)
+        tree_files: list[Path] = []
+        try:
+            for i, content in enumerate(new_trees.values()):
+                tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
+                tree_file.write_bytes(content)
+                tree_files.append(tree_file)
+            listed = "".join(f"{t}\n" for t in tree_files).encode()
+            written = self.git("hash-object", "-w", "-t", "tree", "--no-filters",
+                               "--stdin-paths", input=listed).decode().split()
+        finally:
+            for tree_file in tree_files:
+                tree_file.unlink(missing_ok=True)
+        if written != list(new_trees):
+            raise GitError("git wrote other tree ids than computed: nothing was moved")
+        new = self.git("commit-tree", root, "-p", old, input=message.encode("utf-8")).decode().strip()
+        journal = self.git_dir / _JOURNAL
+        pairs = [(f"{base}/{n}", f"{base}/{t}") for n, t in moves.items()]
+        pending = journal.with_name(journal.name + ".tmp")
+        pending.write_text(json.dumps({"commit": new, "files": [], "moves": pairs}))
+        os.replace(pending, journal)
+        proc = _git(self.root, "update-ref", "-m", message.splitlines()[0], "HEAD", new, old,
+                    check=False)
+        if proc.returncode != 0:
+            journal.unlink(missing_ok=True)
+            _rmdir_if_empty(tmpdir)
+            raise LedgerConflict(
+                "HEAD moved while the folders were being moved (another git command ran); "
+                f"nothing was moved: retry ({proc.stderr.decode('utf-8', 'replace').strip()})")
+        self._finish_moves(pairs)
+        journal.unlink(missing_ok=True)
+        _rmdir_if_empty(tmpdir)
+        return new
+
+    def _finish_moves(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Rename moved folders in the working tree and tell the index (idempotent)."""
+        paths: list[str] = []
+        for old_rel, new_rel in pairs:
+            src, dst = self.root / old_rel, self.root / new_rel
+            if src.is_dir() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dst)
+            elif src.is_dir():  # both layouts: move what the new folder lacks, file by file
+                for dirpath, _, names in os.walk(src):
+                    for name in names:
+                        here = Path(dirpath) / name
+                        there = dst / here.relative_to(src)
+                        if not there.exists():
+                            there.parent.mkdir(parents=True, exist_ok=True)
+                            os.replace(here, there)
+                shutil.rmtree(src)
+            for dirpath, _, names in os.walk(dst):
+                for name in names:
+                    rel = (Path(dirpath) / name).relative_to(dst).as_posix()
+                    paths += [f"{old_rel}/{rel}", f"{new_rel}/{rel}"]
+        if paths:
+            self._refresh_index(paths)
 
     def _write_trees(
         self, changes: Mapping[str, str], tmpdir: Path

@@ -38,7 +38,7 @@ def fanned(sid: str) -> str:
 
 
 def is_bucket_name(name: str) -> bool:
-    """Could `name` (an entry of factory/artifacts) be a bucket? (A flat folder has an intake.)"""
+    """True if `name`, an entry of factory/artifacts, may be a bucket (a flat folder has an intake)."""
     return len(name) == BUCKET_LEN and not name.startswith(".")
 
 
@@ -60,6 +60,15 @@ class Listing:
     flat: list[str] = field(default_factory=list)  # ids still in the old flat layout
     both: list[str] = field(default_factory=list)  # ids with a flat and a fanned-out folder
     strays: list[tuple[str, str]] = field(default_factory=list)  # (relative path, what it is)
+    _by_folder: dict[str, str] | None = field(default=None, repr=False)
+
+    def owner(self, rel: str) -> str | None:
+        """The id whose folder holds `rel` (a path relative to factory/artifacts), if any."""
+        if self._by_folder is None:
+            self._by_folder = {folder: sid for sid, folder in self.folders.items()}
+        first, _, rest = rel.partition("/")
+        second = rest.partition("/")[0]
+        return self._by_folder.get(f"{first}/{second}") or self._by_folder.get(first)
 
 
 def _what(entry: os.DirEntry[str]) -> str:

@@ -254,7 +254,7 @@ class Ledger:
             yield self._tx
             return
         with self.locked():
-            self._refuse_busy_git()
+            self.refuse_busy_git()
             tx = Transaction(subject=subject)
             self._tx = tx
             try:
@@ -272,7 +272,7 @@ class Ledger:
     def _commit(self, tx: Transaction) -> None:
         if not tx.files:
             return
-        self._refuse_busy_git()
+        self.refuse_busy_git()
         self.repo.commit_files(tx.files, commit_message(tx))
         changed = list(dict.fromkeys(
             [sid for key, sid, _, _ in tx.roots if key == "artifact"]
@@ -283,7 +283,7 @@ class Ledger:
             except Exception:  # noqa: BLE001 - the decision is committed; a cache may lag
                 pass
 
-    def _refuse_busy_git(self) -> None:
+    def refuse_busy_git(self) -> None:
         """Never write the ledger where git will drop it (onto a rebase's temporary HEAD)."""
         busy = self.repo.operation_in_progress()
         if busy is not None:

@@ -161,7 +161,8 @@ class Pass:
         self._wait = repo.start_changed_paths(self.snap[0], self.rel) if self.snap else None
         self._dirty: set[str] | None = None
         self._waited = False
-        self.folders = ledger.artifact_listing().folders  # id -> folder under artifacts/
+        self.listing = ledger.artifact_listing()
+        self.folders = self.listing.folders  # id -> folder under artifacts/
         self.ids = list(self.folders)
         self.stats = _dir_stats(str(ledger.artifacts_dir), self.folders)
         self.algo = "sha256" if self.snap and len(self.snap[0]) == 64 else "sha1"
@@ -229,12 +230,8 @@ class Pass:
             changed = self._wait() if self._wait else None
             if changed is not None:
                 cut = len(self.rel) + 1
-                self._dirty = set()
-                for path in changed:
-                    first, _, rest = path[cut:].partition("/")
-                    second = rest.partition("/")[0]
-                    self._dirty.add(second if self.folders.get(second) == f"{first}/{second}"
-                                    else first)
+                owners = (self.listing.owner(path[cut:]) for path in changed)
+                self._dirty = {aid for aid in owners if aid is not None}
             self.racy_after = time.time_ns() - RACY_NS
         return self._dirty
 

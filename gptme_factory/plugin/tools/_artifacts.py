@@ -118,13 +118,14 @@ def factory_log(artifact: str) -> str:
 
 @adapter
 def factory_verify() -> str:
-    """Check the whole ledger's integrity (hash chain, forks, schemas); lists every problem."""
-    from ...line.verify import verify_ledger
+    """Check the ledger's integrity (hash chain, forks, schemas) since its last clean check; lists every problem."""
+    from ...line.verify import verify
 
     ledger = open_ledger()
-    problems = verify_ledger(ledger)
+    found = verify(ledger)
+    problems = found.problems
     if not problems:
-        return f"ledger ok: {len(ledger.artifact_ids())} artifact(s), no problems"
+        return f"ledger ok: {found.artifacts} artifact(s), no problems"
     return "\n".join([f"{len(problems)} problem(s):", *(f"- {p}" for p in problems)])
 
 
