@@ -70,6 +70,14 @@ def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> No
     ledger = Ledger.open(factory_repo)
     for title in ("One", "Two"):
         new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+    # A running cell: the board shows it with the config's stall time and cell cap, which a
+    # warm run reads from the cache too (a real brain nearly always has a cell running).
+    from gptme_factory.cells import state as cellstate
+
+    aid = ledger.artifact_ids()[0]
+    cellstate.save(ledger.runtime_dir, cellstate.CellRecord(
+        cell=f"{aid}.scout.abcd", artifact=aid, stage="scout", role="scout", backend="command",
+        started_at="2026-01-02T03:04:05+00:00", workdir=str(factory_repo), timeout_s=60.0))
     # The cache does not trust directories changed in the last seconds (racy); no wait here.
     setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
     cold = modules_after(["status", "--repo", str(factory_repo)], setup)

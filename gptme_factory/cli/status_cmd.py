@@ -21,12 +21,13 @@ def board_text(ledger: Ledger, no_cache: bool) -> str:
     """The whole board as plain text: artifacts, lines, running cells (tables with headers)."""
     from ..views.cellboard import observations
     from ..views.status import load_line_statuses, load_summaries, render_board
+    from ..views.statuscache import config_values
 
     summaries = load_summaries(ledger, use_cache=not no_cache)
     now = now_utc()
     statuses = load_line_statuses(ledger, summaries, now, use_cache=not no_cache)
     cells = observations(ledger, now)
-    cap = ledger.config.max_concurrent_cells if cells else 0
+    cap = int(config_values(ledger)["max_concurrent_cells"]) if cells else 0
     return render_board(summaries, statuses, cells, cap, now)
 
 

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 CACHE_DIR = "status-cache"
 TREES_FILE = "trees-cache.json"
 LINES_CACHE_FILE = "lines-cache.json"
+CONFIG_VALUES_FILE = "config-cache.json"
 CACHE_VERSION = 4
 RACY_NS = 3_000_000_000
 # The modules whose code decides what a summary says: editing any of them drops the cache.
@@ -442,6 +443,34 @@ def refresh(ledger: Ledger, artifacts: Iterable[str], kinds: Sequence[Kind]) -> 
                 else:  # compared with HEAD's tree by the next pass
                     entries[aid] = [oid, False, mark, derived[i]]
             _write_json(path, {"key": key, "groups": groups, "artifacts": entries})
+
+
+# -- settings a warm board needs ------------------------------------------------------------
+
+
+def config_values(ledger: Ledger) -> dict[str, Any]:
+    """factory.yaml's scalar settings that `status` shows (cells' stall time, the cell cap).
+
+    Kept by the file's bytes, so a warm `status` with running cells does not load the
+    models to read two numbers; an invalid file raises as `Ledger.config` does.
+    """
+    path = ledger.runtime_dir / CONFIG_VALUES_FILE
+    try:
+        key = hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest()
+    except OSError:
+        key = ""
+    try:
+        data = json.loads(path.read_bytes().decode())
+        if key and data["key"] == key and isinstance(data["values"], dict):
+            values: dict[str, Any] = data["values"]
+            return values
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cfg = ledger.config
+    values = {"stall_after_s": cfg.stall_after_s, "max_concurrent_cells": cfg.max_concurrent_cells}
+    if key:
+        _write_json(path, {"key": key, "values": values})
+    return values
 
 
 # -- lines ---------------------------------------------------------------------------------

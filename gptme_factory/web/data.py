@@ -38,7 +38,7 @@ from ..views.cellboard import budget_left, observations, state_of
 from ..views.factcache import cached_report, facts_kind
 from ..views.present import FINAL_STATES, event_line
 from ..views.status import load_line_statuses
-from ..views.statuscache import SUMMARIES, Pass
+from ..views.statuscache import SUMMARIES, Pass, config_values
 from ..views.summary import ArtifactSummary
 from .redact import Redactor
 
@@ -236,7 +236,7 @@ def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFA
     data = {
         "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
                  "generated_at": now.isoformat(), "limit": limit,
-                 "max_cells": ledger.config.max_concurrent_cells,
+                 "max_cells": config_values(ledger)["max_concurrent_cells"],
                  "github": github_base(ledger)},
         "totals": totals,
         "lanes": lanes,
