@@ -97,6 +97,7 @@ class Decision:
     events: list[tuple[ArtifactEvent, str]] = field(default_factory=list)  # (payload, by)
     intake: Intake | None = None
     files: dict[str, bytes] = field(default_factory=dict)  # briefs, packages (repo paths)
+    times: list[datetime] | None = None  # each event's own time, when they differ (else `at`)
 
 
 @dataclass
@@ -126,9 +127,10 @@ def encode(decision: Decision, chains: dict[str, Chain], rel: str = LEDGER_DIR,
         tx.roots.append((ARTIFACTS.key, aid, "intake", sha256(raw)))
         chains[aid] = Chain(sha256(raw), 0)
     chain = chains[aid]
-    for payload, by in decision.events:
-        header = EventHeader(kind=payload.kind, seq=chain.seq + 1, parent=chain.tip,
-                             at=decision.at, by=by)
+    for k, (payload, by) in enumerate(decision.events):
+        at = decision.times[k] if decision.times else decision.at
+        header = EventHeader(kind=payload.kind, seq=chain.seq + 1, parent=chain.tip, at=at,
+                             by=by)
         stored, raw = new_event(ARTIFACTS, prefix, aid, header, payload)
         files[stored.path] = raw
         tx.events.append((ARTIFACTS.key, ARTIFACTS.name, aid, stored))
