@@ -238,14 +238,19 @@ def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> 
     driver.get(site["url"])
     find(driver, f'[data-artifact="{aid}"] .card-title a').click()
     wait_for(lambda: all_of(driver, f'[data-artifact-page="{aid}"]'), timeout=10)
-    events = all_of(driver, ".timeline li")
+    # Read in one script each: a live update may swap the page's DOM between two reads.
+    shown = driver.execute_script(
+        "return [...document.querySelectorAll('.timeline li .commit code')]"
+        ".map(e => e.textContent.trim());")
     log = site["ledger"].repo.log(f"factory/artifacts/{aid}")
-    assert len(events) == len(log) == 20
-    assert [e.find_element("css selector", ".commit code").text for e in events] == \
-        [e.commit[:10] for e in log]
-    rows = all_of(driver, '.gate[data-gate-seq] table.evidence tbody tr')
-    assert any("grep -q fixed app.txt" in r.text and " 0 " in f" {r.text} " for r in rows)
-    events[-1].find_element("css selector", "a.commit").click()
+    assert len(shown) == len(log) == 20
+    assert shown == [e.commit[:10] for e in log]
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('.gate[data-gate-seq] table.evidence tbody tr')]"
+        ".map(e => e.innerText);")
+    assert any("grep -q fixed app.txt" in r and " 0 " in f" {' '.join(r.split())} "
+               for r in rows)
+    driver.execute_script("document.querySelector('.timeline li:last-child a.commit').click();")
     wait_for(lambda: all_of(driver, "[data-commit-diff]"), timeout=10)
     assert "+terminal: done" in find(driver, "[data-commit-diff]").text
     assert console_errors(driver) == []
