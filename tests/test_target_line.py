@@ -413,3 +413,48 @@ def test_a_cell_on_a_target_works_in_its_clone_and_its_brief_names_both_repos(
     assert not Path(rec.workdir).exists()
     assert git(clone, "worktree", "list").count("\n") == 1
     assert git(ledger.repo.root, "status", "--porcelain") == ""
+
+
+def test_old_environments_are_pruned_unless_in_use(ledger: Ledger, tmp_path: Path) -> None:
+    from gptme_factory.line.checks import run_check
+    from gptme_factory.targets.checkouts import checkout
+
+    clone, _ = project(tmp_path)
+    target = register(ledger, "deploy-bot", clone, setup=['mkdir -p "$FACTORY_ENV/bin"'],
+                      setup_inputs=["dep.txt"])
+    ledger = Ledger.open(ledger.repo.root)
+    commits = []
+    for i in range(envs.KEEP + 3):
+        (clone / "dep.txt").write_text(f"v{i}\n")
+        git(clone, "add", "dep.txt")
+        git(clone, "commit", "-q", "-m", f"dep v{i}")
+        commits.append(git(clone, "rev-parse", "HEAD").strip())
+
+    def make(commit: str) -> str:
+        _, env = gates.run_in_target(ledger, target, commit, ["true"], 30)
+        assert env.made and env.key
+        return env.key
+
+    with checkout(target.repo, commits[0], "hold") as path, envs.activated(
+            ledger.runtime_dir, target, path, commits[0], run=run_check, timeout_s=30) as held:
+        keys = [make(c) for c in commits[1:]]
+        kept = {e["key"] for e in envs.made_envs(ledger.runtime_dir, "deploy-bot")}
+        # the newest KEEP stay, and the one a gate is using right now
+        assert kept == {*keys[-envs.KEEP:], held.key}
+        assert held.path is not None and held.path.is_dir()
+    assert not (ledger.runtime_dir / "envs" / "deploy-bot" / keys[0]).exists()
+
+
+def test_the_ledger_is_not_found_inside_a_target_cell_worktree(
+        on_target: tuple[Ledger, str, Path, Path]) -> None:
+    from gptme_factory.errors import NotAFactory
+
+    ledger, aid, _, _ = on_target
+    s = engine.start_stage(ledger, aid)
+    _, view = engine.load(ledger, aid)
+    target = registry.of_intake(ledger, view.intake)
+    wd = worktrees.prepare(target.repo, view, s.cell, True, s.base_commit)
+    with pytest.raises(NotAFactory, match="is a factory cell's worktree, not the brain repo: "
+                                          "pass --repo BRAIN"):
+        Ledger.open(wd.path)
+    worktrees.discard(target.repo, wd.path)

@@ -140,10 +140,12 @@ def factory_verify() -> str:
 @adapter
 def factory_start(artifact: str) -> str:
     """Start the artifact's current stage yourself (no spawned cell): returns the cell id to submit with."""
-    from ...line.engine import start_stage
+    from ...line.engine import refresh_base, start_stage
 
     ledger = open_ledger()
-    st = start_stage(ledger, ledger.resolve(artifact))
+    aid = ledger.resolve(artifact)
+    refresh_base(ledger, aid)  # a target's base, fetched from its remote
+    st = start_stage(ledger, aid)
     note = f" Retry note: {st.retry_note}" if st.retry_note else ""
     base = (f" Build on base commit {st.base_commit} (branch from it; hand it over as `base`)."
             if st.role == "builder" and st.base_commit else "")
