@@ -17,7 +17,7 @@ from gptme_factory.cells import worktrees
 from gptme_factory.demo.sample import BROKEN_SOURCE, CHECK_COMMAND, DEMAND, FIXED_SOURCE
 from gptme_factory.errors import UsageError
 from gptme_factory.ledger.gitstore import GitRepo
-from gptme_factory.ledger.records import GateFailed, GatePassed, Rework, StageStarted, TargetRef
+from gptme_factory.ledger.records import GatePassed, StageStarted, TargetRef
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine, gates
 from gptme_factory.line.intake import intake as new_intake
@@ -213,32 +213,41 @@ def test_a_setup_that_cannot_run_is_an_environment_failure(
         on_target: tuple[Ledger, str, Path, Path]) -> None:
     ledger, aid, _, _ = on_target
     head = through_build(ledger, aid, FIXED_SOURCE)
-    data = (ledger.dir / "factory.yaml").read_text().replace(VENV, "no-such-installer --all")
-    (ledger.dir / "factory.yaml").write_text(data)
+    config = ledger.dir / "factory.yaml"
+    good = config.read_text()
+    config.write_text(good.replace(VENV, "no-such-installer --all"))
     ledger = Ledger.open(ledger.repo.root)
     res = verify_stage(ledger, aid, head)
     assert not res.passed and res.outcome is not None
-    assert res.outcome.environment is not None
-    assert res.outcome.environment.kind == "command_not_found"
-    assert "no-such-installer" in res.outcome.environment.cause
+    env = res.outcome.environment
+    assert env is not None and env.kind == "command_not_found"
+    assert "no-such-installer" in env.cause
     assert res.outcome.rework_to is None
-    # recorded against verify, not the build: no rework, the build's attempt is not spent
-    assert isinstance(events(ledger, aid, "gate_failed")[-1], GateFailed)
-    assert not [e for e in events(ledger, aid, "rework") if isinstance(e, Rework)]
+    assert res.reasons == [f"the set-up `no-such-installer --all` could not run: {env.cause}"]
+    # not a verdict on the build: the stage waits, nothing is spent, nothing is reworked
+    [failed] = events(ledger, aid, "environment_failed")
+    assert (failed.what, failed.failure, failed.command) == ("check", "command_not_found",
+                                                             "no-such-installer --all")
+    assert events(ledger, aid, "gate_failed") == [] and events(ledger, aid, "rework") == []
     _, view = engine.load(ledger, aid)
-    assert (view.state, view.stage.name if view.stage else None) == ("patched", "verify")
-    assert view.attempts["build"] == 1
+    assert (view.state, view.status, view.blocked_by) == ("patched", "blocked", "environment_gate")
+    assert view.attempts == {"scout": 1, "build": 1, "verify": 1}
     assert not list((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready"))
     # a set-up that runs and fails is one too, with the target's fix
-    data = (ledger.dir / "factory.yaml").read_text().replace("no-such-installer --all",
-                                                             "echo broken index; exit 3")
-    (ledger.dir / "factory.yaml").write_text(data)
+    config.write_text(good.replace(VENV, "echo broken index; exit 3"))
     ledger = Ledger.open(ledger.repo.root)
-    res = verify_stage(ledger, aid, head)
-    assert res.outcome is not None and res.outcome.environment is not None
-    assert res.outcome.environment.kind == "setup_failed"
-    assert "exited 3: broken index" in res.outcome.environment.cause
-    assert "targets.deploy-bot.setup" in res.outcome.environment.fix
+    res = engine.advance(ledger, aid)
+    env = res.outcome.environment if res.outcome else None
+    assert env is not None and env.kind == "setup_failed"
+    assert "exited 3: broken index" in env.cause and "targets.deploy-bot.setup" in env.fix
+    # fixed: the same handoff passes on the next advance, in the environment made now
+    config.write_text(good)
+    ledger = Ledger.open(ledger.repo.root)
+    again = engine.advance(ledger, aid)
+    assert again.passed, again.reasons
+    assert engine.load(ledger, aid)[1].state == "verified"
+    assert len(list((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready"))) == 1
+    assert [str(p) for p in verify_ledger(ledger)] == []
 
 
 def test_a_check_that_cannot_run_is_not_a_failed_build(ledger: Ledger, tmp_path: Path) -> None:
@@ -250,8 +259,10 @@ def test_a_check_that_cannot_run_is_not_a_failed_build(ledger: Ledger, tmp_path:
     res = verify_stage(ledger, aid, head)
     assert res.outcome is not None and res.outcome.environment is not None
     assert res.outcome.environment.kind == "command_not_found"
+    assert res.outcome.environment_command == "no-such-test-runner -q"
     assert res.outcome.rework_to is None and res.state == "patched"
-    assert "environment failure (command_not_found)" in res.reasons[0]
+    assert res.reasons[0].startswith("`no-such-test-runner -q` could not run: ")
+    assert events(ledger, aid, "rework") == []
 
 
 def test_a_target_without_a_remote(ledger: Ledger, tmp_path: Path) -> None:
@@ -458,3 +469,37 @@ def test_the_ledger_is_not_found_inside_a_target_cell_worktree(
                                           "pass --repo BRAIN"):
         Ledger.open(wd.path)
     worktrees.discard(target.repo, wd.path)
+
+
+def test_links_share_what_the_setup_made_in_the_checkout(ledger: Ledger, tmp_path: Path) -> None:
+    clone, _ = project(tmp_path)
+    made = tmp_path / "made.log"
+    target = register(ledger, "deploy-bot", clone, links=["node_modules"],
+                      setup=[f"mkdir -p node_modules/lib && echo 1 > node_modules/lib/v && "
+                             f"echo made >> {made}"],
+                      checks=["test -L node_modules && cat node_modules/lib/v"])
+    ledger = Ledger.open(ledger.repo.root)
+    head = git(clone, "rev-parse", "HEAD").strip()
+    for _ in range(2):
+        results, env = gates.run_in_target(ledger, target, head, target.checks, 30)
+        assert [(r.exit_code, r.output_tail) for r in results] == [(0, "1")]
+    assert made.read_text() == "made\n"  # made once; the second checkout got the symlink
+    assert env.path is not None and (env.path / "links" / "node_modules" / "lib" / "v").is_file()
+    assert git(clone, "status", "--porcelain") == ""
+
+
+def test_preflight_reads_a_targets_checks_unless_its_environment_decides(
+        ledger: Ledger, tmp_path: Path) -> None:
+    from gptme_factory.cells.preflight import command_problems
+
+    clone, _ = project(tmp_path)
+    register(ledger, "bare-env", clone, checks=["no-such-runner-xyz --all"])
+    register(ledger, "own-env", clone, checks=["no-such-runner-xyz --all"], setup=[VENV])
+    ledger = Ledger.open(ledger.repo.root)
+    for name, expect in (("bare-env", ["no-such-runner-xyz"]), ("own-env", [])):
+        aid = new_intake(ledger, **DEMAND, target=name).artifact
+        through_build(ledger, aid, FIXED_SOURCE)
+        _, view = engine.load(ledger, aid)
+        assert view.stage is not None and view.stage.gate == "evidence"
+        found = command_problems(ledger, view, view.stage)
+        assert [p.cause.split()[0] for p in found] == expect, found
