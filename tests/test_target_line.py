@@ -503,3 +503,25 @@ def test_preflight_reads_a_targets_checks_unless_its_environment_decides(
         assert view.stage is not None and view.stage.gate == "evidence"
         found = command_problems(ledger, view, view.stage)
         assert [p.cause.split()[0] for p in found] == expect, found
+
+
+def test_gc_collects_in_target_clones_too(on_target: tuple[Ledger, str, Path, Path]) -> None:
+    from gptme_factory.cells.gc import collect_garbage
+
+    ledger, aid, clone, _ = on_target
+    head = through_build(ledger, aid, FIXED_SOURCE)  # accepted, in progress: its branch stays
+    done = new_intake(ledger, **DEMAND, target="deploy-bot").artifact
+    through_build(ledger, done, FIXED_SOURCE)
+    engine.finish(ledger, done, "abandoned", "not needed")
+    target = registry.resolve(ledger, "deploy-bot")
+    stale = target.repo.worktree_base() / f"{done}.scout.dead"
+    target.repo.worktree_add(stale, head)
+    mine = git(clone, "branch", "--format=%(refname:short)").split()
+    [kept] = [b for b in target.repo.branches("factory/") if b.startswith(f"factory/{aid}.")]
+    [gone] = [b for b in target.repo.branches("factory/") if b.startswith(f"factory/{done}.")]
+    out = collect_garbage(ledger)
+    assert out.branches == [f"deploy-bot:{gone}"]
+    assert out.worktrees == [f"deploy-bot:{stale.name}"] and not stale.exists()
+    assert target.repo.branches("factory/") == [kept]
+    assert [b for b in git(clone, "branch", "--format=%(refname:short)").split()
+            if not b.startswith("factory/")] == [b for b in mine if not b.startswith("factory/")]
