@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "run": "run_cmd",
     "kill": "kill_cmd",
     "gc": "gc_cmd",
+    "target": "target_cmd:group",
 }
 
 
