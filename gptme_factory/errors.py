@@ -162,3 +162,9 @@ class BoardError(FactoryError):
     """The board's web server could not be started or stopped."""
 
     exit_code = 13
+
+
+class TargetError(FactoryError):
+    """A target repository is missing, misconfigured or unreachable; the message says how to fix it."""
+
+    exit_code = 3

@@ -20,7 +20,14 @@ from tests.conftest import git
 def test_prepare_makes_a_wired_brain_repo_with_demand(tmp_path: Path) -> None:
     repo = prepare(tmp_path / "brain")
     root = repo.root
-    assert (root / "sample" / "durations.py").is_file()
+    assert not (root / "sample").exists()  # the project is its own repo, the brain's target
+    assert repo.project == tmp_path / "deploy-bot" and repo.upstream is not None
+    assert (repo.project / "sample" / "durations.py").is_file()
+    assert git(repo.project, "remote", "get-url", "origin").strip() == str(repo.upstream)
+    assert git(repo.upstream, "rev-parse", "main") == git(repo.project, "rev-parse", "HEAD")
+    ledger = Ledger.open(root)
+    assert ledger.read(repo.artifact).root.record.target == "deploy-bot"  # by the slug
+    assert ledger.config.targets["deploy-bot"].slug == "acme/deploy-bot"
     assert (root / "skills" / "factory-run" / "SKILL.md").is_file()
     assert "gptme_factory.plugin.tools" in (root / "gptme.toml").read_text()
     assert git(root, "config", "user.email").strip() == "demo@gptme-factory.invalid"
@@ -41,13 +48,28 @@ def test_keep_dir_must_be_new_or_empty(tmp_path: Path) -> None:
 def test_demo_runs_the_whole_line(tmp_path: Path) -> None:
     out = io.StringIO()
     console = Console(file=out, width=200, soft_wrap=True)
-    keep = tmp_path / "brain"
-    code = run_demo(console, keep=keep)
+    code = run_demo(console, keep=tmp_path / "demo")
     text = out.getvalue()
     assert code == 0, text
+    keep, project, upstream = (tmp_path / "demo" / p for p in ("brain", "deploy-bot",
+                                                                "upstream/deploy-bot.git"))
     ledger = Ledger.open(keep)
     [aid] = ledger.artifact_ids()
     assert verify_ledger(ledger) == []
+    # the line ended in the target: its branch pushed to the upstream, at the verified commit
+    verified = [e.event for e in ledger.read(aid).events if e.event.kind == "gate_passed"
+                and e.event.gate == "evidence"][0]
+    assert verified.target is not None and verified.target.slug == "acme/deploy-bot"
+    pushed = git(upstream, "for-each-ref", "--format=%(refname:short) %(objectname)",
+                 "refs/heads/factory/").split()
+    assert pushed[1] == verified.commit
+    assert not [p for p in git(upstream, "ls-tree", "-r", "--name-only", pushed[0]).split()
+                if p.startswith("factory/")]
+    assert f"gh pr create --repo acme/deploy-bot --head {pushed[0]} --base main" in text
+    assert "**Target:** `deploy-bot`" in text  # the PR text was rendered
+    assert git(project, "status", "--porcelain") == ""  # the project's clone is untouched
+    assert sorted(git(project, "branch", "--format=%(refname:short)").split()) == [pushed[0], "main"]
+    assert (ledger.runtime_dir / "envs" / "deploy-bot").is_dir()  # its own environment
     # the live board went through every stage
     assert "scout:running" in text and "build:running" in text and "measure:running" in text
     assert "scout:passed  build:passed  verify:passed  package:passed  measure:passed" in text

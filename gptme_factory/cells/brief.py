@@ -3,7 +3,9 @@
 The brief holds everything the cell needs and nothing it must guess: its role and the rules
 of that role, the artifact's intake, every earlier handoff on the line, the retry note of a
 failed attempt, the JSON Schema its handoff must satisfy, its budget, where it works (and
-what survives), and the exact commands to report progress and to submit. The prompt handed
+what survives) — the target project's clone, remote and base when the artifact has one,
+apart from the brain that holds the ledger — the checks the verify gate requires, and the
+exact commands to report progress and to submit. The prompt handed
 to gptme is short and only points at the brief, so it never hits gptodo's prompt-size limit.
 
 Command examples are fenced as `text`, not `shell`: a brief that gptme includes into the
@@ -84,6 +86,8 @@ class BriefContext:
     runtime_dir: str = ""
     scripted: str = ""
     example: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] | None = None  # registry.Target.describe(); None: the brain
+    checks: list[str] = field(default_factory=list)  # required at the verify gate
 
 
 def _fence(text: str, lang: str = "text") -> str:
@@ -116,6 +120,19 @@ def _budget_lines(budget: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _target_lines(target: dict[str, Any]) -> list[str]:
+    remote = (f"remote `{target['remote']}` ({target['url'] or 'no URL'})" if target["remote"]
+              else "no remote")
+    slug = f", GitHub `{target['slug']}`" if target.get("slug") else ""
+    return [
+        f"- target project: `{target['name']}` — its clone `{target['path']}`, {remote}{slug}, "
+        f"base branch `{target['base']}`",
+        "- the target is not the brain: your working directory is a worktree of the target's "
+        "clone; ledger and factory files never go into it, and the clone's own branches and "
+        "working tree are not yours to touch",
+    ]
+
+
 def render_brief(ctx: BriefContext) -> str:
     """The brief, as Markdown."""
     cmds = commands(ctx)
@@ -126,8 +143,10 @@ def render_brief(ctx: BriefContext) -> str:
         f"- role: {ctx.role} — {ctx.role_description}",
         f"- hand over: one `{ctx.contract}` (JSON Schema below)",
         f"- brain repo (the ledger): `{ctx.brain}`",
-        f"- your working directory: `{ctx.workdir}`",
     ]
+    if ctx.target:
+        out += _target_lines(ctx.target)
+    out.append(f"- your working directory: `{ctx.workdir}`")
     if ctx.read_only:
         out.append("- you are read-only: the working directory is a detached, throw-away "
                    "checkout; anything you change there is discarded. Never write into the "
@@ -138,6 +157,10 @@ def render_brief(ctx: BriefContext) -> str:
                    "end, the branch stays.")
     if ctx.commit:
         out.append(f"- the commit under consideration: `{ctx.commit}` (checked out for you)")
+    if ctx.checks:
+        where = f"target {ctx.target['name']}" if ctx.target else "the line"
+        out += ["", f"## Required checks ({where}; the verify gate runs them from the root)",
+                "", _fence("\n".join(ctx.checks))]
     out += ["", "## Rules", ""]
     rules = ROLE_RULES.get(ctx.role, [ctx.role_description])
     out += [f"- {r}" for r in rules]

@@ -272,7 +272,7 @@ class Foreman:
             _, view = engine.load(self.ledger, aid)
             self._stop(view, WAITING,
                        f"{aid} has a release package but it is not published yet: run "
-                       f"`gptme-factory package {aid} --target pr|release|note`")
+                       f"`gptme-factory package {aid} --target pr|release|branch|note`")
             return
         pub = publish(self.ledger, aid, target=self.publish)
         if not pub.published:
@@ -280,6 +280,10 @@ class Foreman:
             self._stop(view, WAITING, f"{aid}: not published: {pub.reason}")
             return
         self.say(f"{aid}: published ({self.publish}) at {pub.where}")
+        for ran in pub.ran:
+            self.say(f"{aid}: ran {ran}")
+        if pub.commands:
+            self.say(f"{aid}: {pub.reason}: " + "; ".join(pub.commands))
         self._report_gate(engine.advance(self.ledger, aid))  # the package gate runs no command
 
 

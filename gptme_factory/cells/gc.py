@@ -4,9 +4,10 @@ A cell is reaped as it ends (its worktree goes then), but a killed factory, a cr
 version or plain time leave things a brain repo does not need:
 
 - worktrees in the git dir of cells that are no longer running, and gate checkouts of
-  advances that died (`.git/factory-worktrees/`);
+  advances that died (`.git/factory-worktrees/`) — the brain's and every target clone's;
 - builder branches `factory/<cell>` of finished cells, except the accepted build of an
-  artifact still in progress (its verifier and packager need that commit);
+  artifact still in progress (its verifier and packager need that commit), in the brain
+  and in every target clone (a published branch stays on the target's remote);
 - per-cell gptodo task files in `tasks/` (written by versions before 0.2), if git does not
   track them;
 - runtime files (`factory/.runtime/`) of cells that are not running: prompts, progress notes,
@@ -21,9 +22,11 @@ import shutil
 from dataclasses import dataclass, field
 
 from ..errors import FactoryError
+from ..ledger.gitstore import GitRepo
 from ..ledger.records import parse_cell_id
 from ..ledger.store import Ledger
 from ..line.transitions import load
+from ..targets import registry
 from . import reaper, taskfile, worktrees
 
 RUNTIME_PER_CELL = ("cells", "progress", "repairs", "scripted", "output")
@@ -84,25 +87,14 @@ def collect_garbage(ledger: Ledger, *, dry_run: bool = False) -> Cleanup:
     repo = ledger.repo
     live = {r.cell for r in reaper.live(ledger)}
     with ledger.locked():
-        base = repo.worktree_base()
-        for path in sorted(base.iterdir()) if base.is_dir() else []:
-            if path.name.startswith("verify-") or path.name not in live:
-                out.worktrees.append(ledger.relpath(path) if path.is_relative_to(repo.root)
-                                     else path.name)
-                if not dry_run:
-                    worktrees.discard(repo, path)
         kept = _kept_builds(ledger)
-        for branch in repo.branches(worktrees.BRANCH_PREFIX):
-            cell = branch.removeprefix(worktrees.BRANCH_PREFIX)
+        _sweep_repo(ledger, repo, "", live, kept, out)
+        for name in sorted(ledger.config.targets):
             try:
-                aid, _ = parse_cell_id(cell)
-            except ValueError:
-                continue  # not a factory cell's branch: not ours to remove
-            if cell in live or cell in kept.get(aid, set()):
-                continue
-            out.branches.append(branch)
-            if not dry_run:
-                repo.delete_branch(branch)
+                target = registry.resolve(ledger, name)
+            except FactoryError:
+                continue  # its clone is not on this machine: nothing of it to collect here
+            _sweep_repo(ledger, target.repo, f"{name}:", live, kept, out)
         tasks = repo.root / taskfile.TASKS_DIR
         tracked = set(repo.git("ls-files", "-z", "--", taskfile.TASKS_DIR).decode()
                       .split("\0")) if tasks.is_dir() else set()
@@ -131,6 +123,32 @@ def collect_garbage(ledger: Ledger, *, dry_run: bool = False) -> Cleanup:
         if not dry_run:
             repo.git("worktree", "prune")
     return out
+
+
+def _sweep_repo(ledger: Ledger, repo: GitRepo, label: str, live: set[str],
+                kept: dict[str, set[str]], out: Cleanup) -> None:
+    """Worktrees and builder branches of finished cells in one repo (the brain or a target)."""
+    base = repo.worktree_base()
+    for path in sorted(base.iterdir()) if base.is_dir() else []:
+        if path.name.startswith("verify-") or path.name not in live:
+            shown = (ledger.relpath(path) if not label and path.is_relative_to(ledger.repo.root)
+                     else path.name)
+            out.worktrees.append(f"{label}{shown}")
+            if not out.dry_run:
+                worktrees.discard(repo, path)
+    for branch in repo.branches(worktrees.BRANCH_PREFIX):
+        cell = branch.removeprefix(worktrees.BRANCH_PREFIX)
+        try:
+            aid, _ = parse_cell_id(cell)
+        except ValueError:
+            continue  # not a factory cell's branch: not ours to remove
+        if cell in live or cell in kept.get(aid, set()):
+            continue
+        out.branches.append(f"{label}{branch}")
+        if not out.dry_run:
+            repo.delete_branch(branch)
+    if label and not out.dry_run:
+        repo.git("worktree", "prune")
 
 
 __all__ = ["Cleanup", "collect_garbage"]

@@ -4,9 +4,11 @@
   provider (`envcheck.preflight_model`: a key in the environment or gptme's config, or the
   offline `mock/echo`), unless the backend does not run gptme (a `command` template of another
   harness).
-- From the verify stage on, the line's planned checks (the stage's own and the scout memo's
-  verification plan) must find their programs and modules (`envcheck.unresolved_commands`):
-  a check that cannot run would be an environment failure at the gate anyway.
+- From the verify stage on, the line's planned checks (the stage's own, the target's and the
+  scout memo's verification plan) must find their programs and modules
+  (`envcheck.unresolved_commands`, from the target's clone): a check that cannot run would
+  be an environment failure at the gate anyway. Not for a target with set-up commands: its
+  checks run in its own environment, which the gate makes (and whose failures it reports).
 
 A failure raises EnvironmentNotReady — one line naming what to set or install — before
 anything is recorded: no stage starts and no attempt is spent. The cell's environment is
@@ -24,6 +26,7 @@ from ..ledger.config import StageConfig
 from ..ledger.store import Ledger
 from ..line.gates import planned_checks
 from ..line.replay import ArtifactView
+from ..targets.registry import of_intake
 from .backends.command_backend import DEFAULT_TEMPLATE, ENV_TEMPLATE
 
 
@@ -47,7 +50,11 @@ def command_problems(ledger: Ledger, view: ArtifactView,
     """The planned checks of an evidence stage that could not run here."""
     if stage.gate != "evidence":
         return []
-    return unresolved_commands(planned_checks(view, stage), Path(ledger.repo.root), os.environ)
+    target = of_intake(ledger, view.intake)
+    if target.config is not None and target.config.setup:
+        return []  # its own environment decides, at the gate
+    return unresolved_commands(planned_checks(view, stage, target.checks),
+                               Path(target.repo.root), os.environ)
 
 
 def check(ledger: Ledger, view: ArtifactView, stage: StageConfig, *, model: str | None,

@@ -206,7 +206,8 @@ def prepare(ledger: Ledger, rec: CellRecord, *, advance: bool = True) -> Ending 
             reason = f"environment: {environment.summary()}"
     notes = [reason] if reason else []
     if rec.read_only:
-        dirty = worktrees.changed_files(ledger.repo, Path(rec.workdir))
+        dirty = worktrees.changed_files(worktrees.repo_of(rec.repo, ledger.repo),
+                                        Path(rec.workdir))
         if dirty:
             notes.append("read-only cell changed files (discarded): " + ", ".join(dirty[:10]))
     if usage is not None and not usage.measured:
@@ -263,7 +264,7 @@ def record(ledger: Ledger, ending: Ending) -> Reaped | None:
         cellstate.remove(ledger.runtime_dir, rec.cell)
         return None
     _backend(rec).finalize(rec, ending.outcome)
-    worktrees.discard(ledger.repo, Path(rec.workdir))
+    worktrees.discard(worktrees.repo_of(rec.repo, ledger.repo), Path(rec.workdir))
     cellstate.remove(ledger.runtime_dir, rec.cell)
     result.events = [*(result.advanced.events if result.advanced else []), stored.path]
     if not ledger.in_transaction:  # (inside one, whoever opened it decides what follows)

@@ -3,7 +3,8 @@
 Lifecycle, and who records what:
 
 1. `spawn` starts the artifact's current stage (`stage_started`, which issues the cell id),
-   prepares the cell's worktree (worktrees.py), renders its brief (brief.py), launches it
+   prepares the cell's worktree in the artifact's target (worktrees.py; the target's base is
+   fetched first, before the lock), renders its brief (brief.py), launches it
    through a backend (backends/) and records `cell_spawned` (role, backend, budget, brief
    digest; the brief is committed with it) — the start and the spawn land as one commit. A
    cap on concurrent cells holds across processes: the count and the launch happen under the
@@ -29,11 +30,13 @@ from pathlib import Path
 from ..errors import CellCapacity, FactoryError, HandoffRefused
 from ..ledger import runtime
 from ..ledger.examples import example
+from ..ledger.gitstore import GitRepo
 from ..ledger.records import Budget, parse_cell_id
 from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
+from ..targets.registry import Target, of_intake
 from . import preflight, taskfile, watchdog, worktrees
 from . import state as cellstate
 from .backends import Backend, LaunchSpec, get_backend
@@ -104,10 +107,22 @@ def portable_path(ledger: Ledger, path: Path) -> str:
         return path.name
 
 
+def portable_in(root: Path, path: Path) -> str:
+    """`path` relative to a target's clone (`.git/factory-worktrees/<cell>`), else its name."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _brief_context(ledger: Ledger, view: ArtifactView, started: engine.StartedStage,
-                   wd: worktrees.Workdir, budget: Budget, brief_rel: str) -> BriefContext:
+                   wd: worktrees.Workdir, budget: Budget, brief_rel: str,
+                   target: Target) -> BriefContext:
     cfg = ledger.config
     stage = cfg.stage(view.intake.line, started.stage)
+    verify = next((st for st in view.line.stages if st.gate == "evidence"), None)
+    # The commands the verify gate requires (line and target), without the scout's plan.
+    required = [*(verify.checks if verify else []), *target.checks]
     role = cfg.role(started.role)
     contract = cfg.contract_name(stage)
     earlier = [(st.name, st.role, view.handoffs[st.name])
@@ -126,6 +141,8 @@ def _brief_context(ledger: Ledger, view: ArtifactView, started: engine.StartedSt
                         criteria=len(view.intake.acceptance), consumers=view.intake.consumers,
                         base=started.base_commit or "BASE-COMMIT", branch=wd.branch or "BRANCH",
                         commit=wd.commit if wd.read_only else "COMMIT"),
+        target=None if target.is_brain else target.describe(),
+        checks=list(dict.fromkeys(required)),
     )
 
 
@@ -139,6 +156,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
         preflight.check(ledger, view, view.stage, model=opts.model, backend=opts.backend,
                         command=opts.command)
     cap = ledger.config.max_concurrent_cells
+    engine.refresh_base(ledger, artifact)  # the network, before the lock
     with ledger.transaction():  # the start, the launch and cell_spawned land as one commit
         running = running_count(ledger)
         if running >= cap:
@@ -149,6 +167,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
         started = engine.start_stage(ledger, artifact, by=opts.by, force=opts.force)
         rec: CellRecord | None = None
         wd: worktrees.Workdir | None = None
+        target_repo = ledger.repo
         brief_abs: Path | None = None
         committed = False
         try:
@@ -156,10 +175,12 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
             stage = ledger.config.stage(view.intake.line, started.stage)
             role = ledger.config.role(started.role)
             budget = resolve_budget(ledger, stage.budget, opts)
-            wd = worktrees.prepare(ledger.repo, view, started.cell, role.read_only,
+            target = of_intake(ledger, view.intake)
+            target_repo = target.repo
+            wd = worktrees.prepare(target.repo, view, started.cell, role.read_only,
                                    started.base_commit)
             brief_rel = f"{ledger.artifact_rel(artifact)}/briefs/{started.cell}.md"
-            ctx = _brief_context(ledger, view, started, wd, budget, brief_rel)
+            ctx = _brief_context(ledger, view, started, wd, budget, brief_rel, target)
             extra = opts.script(ctx) if opts.script else ""
             ctx.scripted = extra
             brief = render_brief(ctx).encode("utf-8")
@@ -175,6 +196,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
                 cell=started.cell, artifact=artifact, stage=started.stage, role=started.role,
                 backend=backend.name, started_at=_now().isoformat(), workdir=str(wd.path),
                 timeout_s=budget.timeout_s, brain=str(ledger.repo.root),
+                repo="" if target.is_brain else str(target.repo.root),
                 max_tokens=budget.max_tokens, max_cost_usd=budget.max_cost_usd,
                 model=opts.model, branch=wd.branch, read_only=wd.read_only, brief=brief_rel)
             spec = LaunchSpec(
@@ -188,13 +210,14 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
             engine.record_cell_spawned(
                 ledger, started.cell, backend=backend.name, budget=budget, brief_path=brief_rel,
                 brief=brief, model=opts.model, session=rec.session,
-                workdir=portable_path(ledger, wd.path),
+                workdir=portable_path(ledger, wd.path) if target.is_brain
+                else f"{target.name}:{portable_in(target.repo.root, wd.path)}",
                 by=opts.by)
             committed = True
             rec.extra["watchdog_pid"] = watchdog.launch(ledger.repo.root, started.cell)
             cellstate.save(ledger.runtime_dir, rec)
         except BaseException as exc:
-            _abort_launch(ledger, started.cell, backend, rec, wd, exc)
+            _abort_launch(ledger, started.cell, backend, rec, wd, exc, target_repo)
             if brief_abs is not None and not committed:
                 brief_abs.unlink(missing_ok=True)  # never committed: leave no stray file
             raise
@@ -204,13 +227,13 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
 
 
 def _abort_launch(ledger: Ledger, cell: str, backend: Backend, rec: CellRecord | None,
-                  wd: worktrees.Workdir | None, exc: BaseException) -> None:
+                  wd: worktrees.Workdir | None, exc: BaseException, repo: GitRepo) -> None:
     """A launch that failed half-way: stop what started and fail the attempt."""
     if rec is not None and (rec.pid or rec.session):
         backend.stop(rec)
     cellstate.remove(ledger.runtime_dir, cell)
     if wd is not None:
-        worktrees.discard(ledger.repo, wd.path)
+        worktrees.discard(repo, wd.path)
     try:
         engine.record_cell_finished(ledger, cell, outcome="crashed", wall_s=0.0,
                                     reason=f"could not launch: {str(exc)[:500]}")

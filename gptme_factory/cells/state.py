@@ -33,6 +33,7 @@ class CellRecord:
     workdir: str
     timeout_s: float
     brain: str = ""
+    repo: str = ""  # the target clone its worktree belongs to ("" = the brain)
     max_tokens: int | None = None
     max_cost_usd: float | None = None
     session: str | None = None

@@ -1,14 +1,18 @@
-"""Where a cell works: its own linked git worktree, never the brain repo's working tree.
+"""Where a cell works: its own linked git worktree of the artifact's target, never a working tree.
 
-- Builders get a new branch `factory/<cell>` at the stage's base commit. Only committed work
+The repo is the artifact's target (targets/registry.py): a project's own clone, or the brain.
+
+- Builders get a new branch `factory/<cell>` at the stage's base commit (in the target: its
+  base branch as fetched when the stage started, never a ledger commit). Only committed work
   survives: the worktree is removed when the cell is reaped, the branch stays for the gate.
 - Read-only roles (scout, verifier, packager, analyst) get a *detached* throw-away checkout:
   of the artifact's built commit when there is one (the verifier sees exactly what it
-  verifies), else of HEAD. Whatever they change there is discarded, and reported.
+  verifies), else of the stage's base. Whatever they change there is discarded, and reported.
 
-Worktrees live in the git directory (`GitRepo.worktree_base()`), out of the user's tree.
-The cell's runtime files that must stay out of commits (gptodo's `state/sessions` link) are
-listed in the repository's `info/exclude`.
+Worktrees live in the repo's git directory (`GitRepo.worktree_base()`), out of the user's
+tree; the user's branches and uncommitted work are untouched. The cell's runtime files that
+must stay out of commits (gptodo's `state/sessions` link) are listed in that repository's
+`info/exclude`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GitError
+from ..errors import GitError, NotAGitRepo
 from ..ledger.gitstore import GitRepo
 from ..line.replay import ArtifactView
 
@@ -52,7 +56,7 @@ def prepare(repo: GitRepo, view: ArtifactView, cell: str, read_only: bool,
         shutil.rmtree(path, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     if read_only:
-        commit = built_commit(view) or repo.head()
+        commit = built_commit(view) or base_commit or repo.head()
         if commit is None:
             raise GitError("the brain repo has no commit yet: commit something first")
         repo.worktree_add(path, commit)
@@ -63,6 +67,16 @@ def prepare(repo: GitRepo, view: ArtifactView, cell: str, read_only: bool,
     branch = f"{BRANCH_PREFIX}{cell}"
     repo.worktree_add(path, base, branch=branch)
     return Workdir(path, False, branch, base)
+
+
+def repo_of(rec_repo: str, brain: GitRepo) -> GitRepo:
+    """The repo a cell's worktree belongs to: its recorded target clone, else the brain."""
+    if not rec_repo:
+        return brain
+    try:
+        return GitRepo.discover(rec_repo)
+    except (GitError, NotAGitRepo):  # the clone moved away; its worktree dir still goes
+        return brain
 
 
 def changed_files(repo: GitRepo, path: Path) -> list[str]:

@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "kill": "kill_cmd",
     "gc": "gc_cmd",
     "migrate": "migrate_cmd",
+    "target": "target_cmd:group",
 }
 
 

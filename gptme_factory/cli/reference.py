@@ -50,6 +50,12 @@ def render() -> str:
         cmd = main.get_command(ctx, name)
         if cmd is not None and not cmd.hidden:
             out += _command_markdown(name, cmd, ctx)
+        if isinstance(cmd, click.Group):  # `target add`, `target list`, ...
+            sub_ctx = click.Context(cmd, info_name=name, parent=ctx)
+            for sub in cmd.list_commands(sub_ctx):
+                subcmd = cmd.get_command(sub_ctx, sub)
+                if subcmd is not None and not subcmd.hidden:
+                    out += _command_markdown(f"{name} {sub}", subcmd, sub_ctx)
     out.append(END)
     return "\n".join(out)
 

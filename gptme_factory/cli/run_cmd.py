@@ -35,7 +35,7 @@ class _Stop:
 @click.command("run")
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--until", default=None, metavar="STAGE", help="Stop once STAGE has passed.")
-@click.option("--publish", type=click.Choice(["note", "pr", "release"]), default=None,
+@click.option("--publish", type=click.Choice(["note", "pr", "release", "branch"]), default=None,
               help="Publish a release package this way when the package gate needs it "
                    "(default: stop and let a person run `package`).")
 @cell_options

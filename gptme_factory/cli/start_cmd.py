@@ -14,10 +14,12 @@ from ._common import echo_json, json_option, open_ledger, repo_option
 @json_option
 def command(artifact: str, force: bool, repo: str, as_json: bool) -> None:
     """Start ARTIFACT's current stage and print the cell id allowed to hand off for it."""
-    from ..line.engine import start_stage
+    from ..line.engine import refresh_base, start_stage
 
     ledger = open_ledger(repo)
-    s = start_stage(ledger, ledger.resolve(artifact), force=force)
+    aid = ledger.resolve(artifact)
+    refresh_base(ledger, aid)  # a target's base, fetched from its remote
+    s = start_stage(ledger, aid, force=force)
     if as_json:
         echo_json(s.__dict__)
     else:

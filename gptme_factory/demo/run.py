@@ -1,9 +1,16 @@
-"""The offline demo: a whole production line in a temporary brain repo, no model key needed.
+"""The offline demo: a whole production line in a temporary workspace, no model key needed.
 
-`run_demo` creates a brain repo (its own git identity), writes the sample project
-(sample.py), runs `init` (ledger and gptme wiring), intakes the sample DEMAND and drives the
-line — scout, build, verify, package, measure — with scripted cells: the real `gptme` CLI on
-the offline `mock/echo` model, spawned through real gptodo and tmux by the cells engine.
+`run_demo` creates three repositories side by side: the brain (its own git identity,
+`init`ed: ledger and gptme wiring), the sample project (sample.py) as its own clone, and
+that project's bare "upstream" remote, standing in for github.com/acme/deploy-bot. The
+project is registered as a target of the brain, the sample DEMAND (an issue of that repo)
+is taken in — it picks the target by its slug — and the line is driven — scout, build,
+verify, package, measure — with scripted cells: the real `gptme` CLI on the offline
+`mock/echo` model, spawned through real gptodo and tmux by the cells engine. Builders work in
+a worktree of the project on a branch from upstream's `main`; the verify gate runs the
+project's tests in a checkout of the built commit, in the project's own environment (a venv
+made once); packaging pushes the branch to the upstream and renders the PR text, and the
+exact `gh pr create --repo acme/deploy-bot ...` is printed (there is no GitHub here).
 While it runs the board is shown live; afterwards the typed handoffs and the `git log` audit
 trail are printed. Output goes through a `rich` console (plain lines when not a terminal).
 """
@@ -26,23 +33,29 @@ from typing import Any
 from ..errors import FactoryError
 from ..ledger import yamlio
 from ..ledger.store import Ledger
-from .sample import DEMAND, write_sample_project
+from .sample import CHECK_COMMAND, DEMAND, write_sample_project
 
 DEMO_IDENTITY = ("gptme-factory demo", "demo@gptme-factory.invalid")
 ABOUT = """# Demo agent
 
 A throwaway brain repo made by `gptme-factory demo`. The factory ledger lives in `factory/`;
-the sample project the artifact changes lives in `sample/`.
+the sample project the artifact changes is its own repository, registered as target
+`deploy-bot` (see `gptme-factory target show deploy-bot`).
 """
+SAMPLE_TARGET = "deploy-bot"
+SAMPLE_SLUG = "acme/deploy-bot"  # the demand's repo; the bare upstream stands in for it
+SAMPLE_SETUP = 'python3 -m venv --without-pip "$FACTORY_ENV"'  # offline: nothing to install
 
 
 @dataclass
 class DemoRepo:
-    """The demo's brain repo, its ledger and the artifact it drives."""
+    """The demo's brain repo, its ledger, the sample target and the artifact it drives."""
 
     root: Path
     ledger: Ledger
     artifact: str
+    project: Path | None = None
+    upstream: Path | None = None
 
 
 def _git(root: Path, *args: str) -> str:
@@ -50,30 +63,69 @@ def _git(root: Path, *args: str) -> str:
                           text=True).stdout
 
 
-def create_brain(root: Path) -> None:
-    """A git brain repo with a local identity, an ABOUT.md and the sample project, committed."""
-    root.mkdir(parents=True, exist_ok=True)
-    _git(root, "init", "-q", "-b", "master")
+def _identity(root: Path) -> None:
     _git(root, "config", "user.name", DEMO_IDENTITY[0])
     _git(root, "config", "user.email", DEMO_IDENTITY[1])
     _git(root, "config", "commit.gpgsign", "false")
+
+
+def create_brain(root: Path) -> None:
+    """A git brain repo with a local identity and an ABOUT.md, committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "-b", "master")
+    _identity(root)
     (root / "ABOUT.md").write_text(ABOUT)
-    paths = write_sample_project(root)
-    _git(root, "add", "ABOUT.md", *paths)
-    _git(root, "commit", "-q", "-m", "chore: brain repo with the sample project")
+    _git(root, "add", "ABOUT.md")
+    _git(root, "commit", "-q", "-m", "chore: the demo agent's brain repo")
+
+
+def create_sample_target(clone: Path, upstream: Path, branch: str = "main") -> None:
+    """The sample project as its own repository, pushed to a bare "upstream" remote."""
+    upstream.mkdir(parents=True, exist_ok=True)
+    _git(upstream, "init", "-q", "--bare", "-b", branch)
+    clone.mkdir(parents=True, exist_ok=True)
+    _git(clone, "init", "-q", "-b", branch)
+    _identity(clone)
+    (clone / "README.md").write_text("# deploy-bot\n\nThe sample project of `gptme-factory demo`.\n")
+    paths = write_sample_project(clone)
+    _git(clone, "add", "README.md", *paths)
+    _git(clone, "commit", "-q", "-m", "feat: parse durations")
+    _git(clone, "remote", "add", "origin", str(upstream))
+    _git(clone, "push", "-q", "-u", "origin", branch)
+
+
+def register_sample_target(ledger: Ledger, clone: Path) -> Any:
+    """Register the sample project as target `deploy-bot` (detected remote and base)."""
+    from ..ledger.config import TargetConfig
+    from ..ledger.gitstore import GitRepo
+    from ..targets import registry
+    from ..targets.detect import detect
+
+    found = detect(GitRepo.discover(clone), commands=False)
+    cfg = TargetConfig(path=registry.stored_path(ledger, clone), remote=found.remote,
+                       url=found.url, slug=SAMPLE_SLUG, base=found.base or "main",
+                       setup=[SAMPLE_SETUP], checks=[CHECK_COMMAND])
+    return registry.add(ledger, SAMPLE_TARGET, cfg)
 
 
 def prepare(root: Path) -> DemoRepo:
-    """Create the brain repo, `init` it (ledger + wiring) and intake the sample demand."""
+    """Create the brain and the sample target, `init` and wire the brain, intake the demand.
+
+    The project and its upstream are made next to the brain (`root.parent`).
+    """
+    from ..line.intake import intake as record_intake
+    from ..outcomes.demand import target_of_demand
     from ..plugin.wiring import wire
 
+    project, upstream = root.parent / SAMPLE_TARGET, root.parent / "upstream" / f"{SAMPLE_TARGET}.git"
     create_brain(root)
+    create_sample_target(project, upstream)
     ledger, _ = Ledger.init(root)
     wire(ledger)
-    from ..line.intake import intake as record_intake
-
-    intake = record_intake(ledger, **DEMAND)
-    return DemoRepo(root, ledger, intake.artifact)
+    register_sample_target(ledger, project)
+    intake = record_intake(ledger, **DEMAND,
+                           target=target_of_demand(ledger.config, str(DEMAND["demand"])))
+    return DemoRepo(root, ledger, intake.artifact, project, upstream)
 
 
 # -- the live board ---------------------------------------------------------------------
@@ -224,10 +276,44 @@ def audit_trail(root: Path) -> str:
 
 
 def drive(repo: DemoRepo, say: Callable[[str], None]) -> Any:
-    """Run the artifact through the line with scripted cells (the foreman does the work)."""
+    """Run the artifact through the line with scripted cells (the foreman does the work).
+
+    The package is published by pushing the builder's branch to the target's upstream.
+    """
     from .scripted import run_scripted
 
-    return run_scripted(repo.ledger, repo.artifact, on_event=say)
+    return run_scripted(repo.ledger, repo.artifact, publish="branch", on_event=say)
+
+
+def delivery_text(repo: DemoRepo) -> str:
+    """What reached the target: the pushed branch, the PR text, the exact `gh` command."""
+    from ..ledger.gitstore import GitRepo
+    from ..outcomes.ghcli import command_line
+    from ..outcomes.packaging import PACKAGES_DIR, gh_args, render
+    from ..targets.registry import of_intake
+    from ..views.summary import load_view
+
+    view = load_view(repo.ledger, repo.artifact)
+    target = of_intake(repo.ledger, view.intake)
+    pkg = render(repo.ledger, repo.artifact)
+    out = repo.ledger.dir / PACKAGES_DIR
+    lines = []
+    if repo.upstream is not None:
+        bare = GitRepo(repo.upstream, repo.upstream, repo.upstream)
+        refs = bare.git("for-each-ref", "--format=%(refname:short) %(objectname:short)",
+                        "refs/heads/").decode().strip()
+        lines += [f"upstream {repo.upstream} now has:", *(f"  {r}" for r in refs.splitlines())]
+    lines += ["", f"pull request text ({repo.ledger.relpath(out / pkg.pr_body)}):", "",
+              (out / pkg.pr_body).read_text().rstrip(), "",
+              "to open it on GitHub (no gh here, so not run):",
+              "  " + command_line(gh_args(target, "pr", pkg, out, base=None))]
+    status = target.repo.git("status", "--porcelain").decode().strip()
+    branches = target.repo.git("branch", "--format=%(refname:short)").decode().split()
+    mine = [b for b in branches if not b.startswith("factory/")]
+    lines += ["", f"the project's clone: working tree {'clean' if not status else 'changed!'}, "
+              f"own branches {', '.join(mine)} untouched (factory branches: "
+              f"{len(branches) - len(mine)})"]
+    return "\n".join(lines)
 
 
 def close_measured(repo: DemoRepo) -> str | None:
@@ -277,19 +363,24 @@ def run_demo(console: Any, keep: Path | None = None,
         return 2
     tmp = None
     if keep is not None:
-        root = keep.resolve()
-        if root.exists() and any(root.iterdir()):
-            console.print(f"{root} exists and is not empty: pick a new directory for --keep")
+        workspace = keep.resolve()
+        if workspace.exists() and any(workspace.iterdir()):
+            console.print(f"{workspace} exists and is not empty: pick a new directory for --keep")
             return 2
     else:
         tmp = tempfile.mkdtemp(prefix="gptme-factory-demo-")
-        root = Path(tmp) / "brain"
+        workspace = Path(tmp)
+    root = workspace / "brain"
     started = time.monotonic()
     try:
         repo = prepare(root)
-        console.print(f"[bold]brain repo[/] {root}  (sample project in sample/, ledger in factory/)")
+        console.print(f"[bold]brain repo[/] {root}  (the ledger, in factory/)")
+        console.print(f"[bold]target[/] {SAMPLE_TARGET}: its own clone {repo.project}, remote "
+                      f"origin = the bare upstream {repo.upstream} (standing in for "
+                      f"github.com/{SAMPLE_SLUG})")
         console.print(f"[bold]intake[/] {repo.artifact}: {DEMAND['title']}\n"
-                      f"  demand {DEMAND['demand']}; consumers {', '.join(DEMAND['consumers'])}")
+                      f"  demand {DEMAND['demand']} (target {SAMPLE_TARGET}, by its slug); "
+                      f"consumers {', '.join(DEMAND['consumers'])}")
         console.print("[bold]running the line[/]: scripted cells, each a real `gptme -n --model "
                       "mock/echo` spawned by gptodo in tmux")
         with private_tmux(), LiveBoard(console, repo.ledger, repo.artifact) as board:
@@ -301,11 +392,14 @@ def run_demo(console: Any, keep: Path | None = None,
         console.print(f"\n[bold]typed handoffs[/] (validated, in "
                       f"{repo.ledger.artifact_rel(repo.artifact)}/)")
         console.print(handoffs_text(repo.ledger, repo.artifact), highlight=False, markup=False)
-        console.print("\n[bold]audit trail[/] (git log: one commit per decision)")
+        if view.published:
+            console.print(f"\n[bold]delivered to the target[/] ({SAMPLE_TARGET})")
+            console.print(delivery_text(repo), highlight=False, markup=False)
+        console.print("\n[bold]audit trail[/] (git log of the brain: one commit per decision)")
         console.print(audit_trail(root), highlight=False, markup=False)
         elapsed = time.monotonic() - started
         console.print(f"\n{repo.artifact}: [bold]{view.state}[/] in {elapsed:.0f}s"
-                      + (f"; kept in {root}" if keep else ""))
+                      + (f"; kept in {workspace}" if keep else ""))
         if view.state != "closed":
             # the cause the factory itself observed, never only a cell's claim
             why = view.blocked_reason or view.final_reason or view.retry_note or view.status

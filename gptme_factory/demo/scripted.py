@@ -163,7 +163,7 @@ def builder(ctx: BriefContext, source: str) -> str:
 
 
 def _planned(ctx: BriefContext) -> list[str]:
-    cmds: list[str] = []
+    cmds: list[str] = list(ctx.checks)  # required by the line and the target
     for _, _, handoff in ctx.earlier:
         cmds += [str(c["command"]) for c in handoff.get("verification_plan", [])]
     return list(dict.fromkeys(cmds)) or [CHECK_COMMAND]

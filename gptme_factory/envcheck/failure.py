@@ -28,6 +28,7 @@ FailureKind = Literal[
     "model_unavailable",  # the provider does not serve the model now (gptme exit 77)
     "provider_unreachable",  # gptme could not connect to the provider at all
     "invalid_model",  # gptme does not know the model or provider named
+    "setup_failed",  # a target's set-up command (making its environment) failed
 ]
 
 _MAX = 500  # ShortText's limit

@@ -4,13 +4,19 @@
 default line intake -> scout -> build -> verify -> package -> measure. Custom roles, lines and
 contracts (extending a built-in one) are declared in the same file; `load_config` checks every
 cross-reference and names the offending key.
+
+`targets` is the registry of project repositories the factory builds for (`TargetConfig`: a
+local clone, its remote and GitHub slug, the base branch, how to set up its environment and
+its test commands; gptme_factory/targets/ works with them). The brain repo itself is the
+built-in target `brain`, used when neither the intake, its line nor `default_target` names one.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from ..errors import ConfigError
 from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
@@ -89,6 +95,71 @@ class LineConfig(Record):
     description: str = ""
     stages: list[StageConfig] = Field(min_length=1)
     idle_after_days: int = Field(default=30, ge=1)
+    target: Name | None = Field(default=None, description="Target of its intakes by default.")
+
+
+BRAIN_TARGET = "brain"
+"""The built-in target: the brain repo itself (what an intake naming no target works on)."""
+
+_REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_BRANCH_RE = re.compile(r"^(?!-)(?!.*(?:\.\.|//|@\{|\.lock$|/$|\.$))[A-Za-z0-9._/+-]{1,200}$")
+_SLUG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+
+
+def _check_remote(value: str) -> str:
+    if not _REMOTE_RE.match(value):
+        raise ValueError("a git remote name: letters, digits, '.', '_' and '-' (like origin)")
+    return value
+
+
+def _check_branch(value: str) -> str:
+    if not _BRANCH_RE.match(value):
+        raise ValueError("a branch name such as main or release/2.x (no spaces, '..' or "
+                         "leading '-')")
+    return value
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG_RE.match(value):
+        raise ValueError("a GitHub repository as OWNER/NAME (for example gptme/gptme)")
+    return value
+
+
+def _check_relpath(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or "\\" in value or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("a plain path relative to the project's root (like uv.lock)")
+    return value
+
+
+RemoteName = Annotated[str, AfterValidator(_check_remote)]
+BranchName = Annotated[str, AfterValidator(_check_branch)]
+Slug = Annotated[str, AfterValidator(_check_slug)]
+RelPath = Annotated[str, AfterValidator(_check_relpath)]
+
+
+class TargetConfig(Record):
+    """A project repository the factory builds for: its clone, remote, base and checks."""
+
+    path: ShortText = Field(
+        description="The local clone: an absolute path, or relative to the brain repo's root.")
+    remote: RemoteName | None = Field(
+        default=None, description="The clone's remote: the base is fetched from it, and "
+        "branches are pushed to it (none: a project without a remote).")
+    url: ShortText | None = Field(default=None, description="The remote's URL (evidence names it).")
+    slug: Slug | None = Field(default=None, description="GitHub OWNER/NAME, for pull requests.")
+    base: BranchName = Field(description="The branch builders start from and PRs go to.")
+    setup: list[ShortText] = Field(
+        default_factory=list, description="Commands that make the project's environment in "
+        "$FACTORY_ENV (run once, in a checkout, while setup_inputs are unchanged).")
+    setup_inputs: list[RelPath] = Field(
+        default_factory=list, description="Files whose content decides the environment "
+        "(pyproject.toml, uv.lock, package-lock.json, ...).")
+    links: list[RelPath] = Field(
+        default_factory=list, description="Paths the setup makes inside the checkout "
+        "(node_modules) that every later checkout shares from the environment.")
+    checks: list[ShortText] = Field(
+        default_factory=list, description="The project's own test commands (required checks).")
 
 
 class FieldSpec(Record):
@@ -121,6 +192,10 @@ class FactoryConfig(Record):
     self_names: list[ShortText] | None = Field(
         default=None, description="Consumer names that mean the factory itself (self-play)."
     )
+    targets: dict[Name, TargetConfig] = Field(
+        default_factory=dict, description="Project repositories the factory builds for.")
+    default_target: Name | None = Field(
+        default=None, description="Target of an intake that names none (default: brain).")
 
     def role(self, name: str) -> RoleConfig:
         """Look up a custom or built-in role."""
@@ -187,6 +262,7 @@ def check_config(cfg: FactoryConfig) -> list[str]:
                 problems.append(f"contracts.{name}.fields.{fname}: already defined by {c.extends}")
             elif hasattr(BaseModel, fname) or fname.startswith("model_"):
                 problems.append(f"contracts.{name}.fields.{fname}: reserved name; pick another")
+    problems += _target_problems(cfg)
     contracts = set(BUILTIN_CONTRACTS) | set(cfg.contracts)
     for rname, r in cfg.roles.items():
         if r.contract not in contracts:
@@ -208,6 +284,26 @@ def check_config(cfg: FactoryConfig) -> list[str]:
                 problems.append(f"{key}.produces: {st.produces!r} is reserved")
             problems += _gate_problems(cfg, key, st, gates)
             gates.append(st.gate)
+    return problems
+
+
+def _target_problems(cfg: FactoryConfig) -> list[str]:
+    """Targets named but not declared, and the reserved name."""
+    problems: list[str] = []
+    known = [BRAIN_TARGET, *sorted(cfg.targets)]
+    if BRAIN_TARGET in cfg.targets:
+        problems.append(f"targets.{BRAIN_TARGET}: {BRAIN_TARGET!r} is the built-in target (the "
+                        "brain repo itself); give the project another name")
+    for name, t in cfg.targets.items():
+        if t.slug and not t.remote:
+            problems.append(f"targets.{name}.slug: a GitHub slug needs a remote to push to "
+                            f"(set targets.{name}.remote)")
+    named: list[tuple[str, str | None]] = [("default_target", cfg.default_target)]
+    named += [(f"lines.{n}.target", line.target) for n, line in cfg.lines.items()]
+    for key, named_target in named:
+        if named_target is not None and named_target not in known:
+            problems.append(f"{key}: unknown target {named_target!r} ({', '.join(known)}); "
+                            "register it with `gptme-factory target add`")
     return problems
 
 
@@ -253,4 +349,5 @@ def parse_config(data: dict[str, object], source: str) -> FactoryConfig:
     return cfg
 
 
-__all__ = ["FIELD_TYPE_NAMES", "FactoryConfig", "default_config", "parse_config"]
+__all__ = ["BRAIN_TARGET", "FIELD_TYPE_NAMES", "FactoryConfig", "TargetConfig", "default_config",
+           "parse_config"]

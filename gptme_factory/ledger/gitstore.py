@@ -60,13 +60,19 @@ class LogEntry:
 
 
 def _git(
-    cwd: Path, *args: str, input: bytes | None = None, check: bool = True
+    cwd: Path, *args: str, input: bytes | None = None, check: bool = True,
+    timeout_s: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, input=input, capture_output=True, env=env, check=False
-    )
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=env, check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} did not finish within {timeout_s:g} s (a slow or "
+                       "unreachable remote?)") from None
     if check and proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         hint = ""
@@ -85,6 +91,7 @@ def _rmdir_if_empty(path: Path) -> None:
 
 _REVERTS = "This reverts commit "
 _REVERT_RE = re.compile(r"This reverts commit ([0-9a-f]{40,64})")
+_LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
 
 
 def _parse_trailers(text: str) -> dict[str, list[str]]:
@@ -966,8 +973,55 @@ class GitRepo:
         proc = _git(self.root, "remote", "get-url", "--", name, check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
-    def push(self, remote: str, branch: str) -> None:
-        """Push local `branch` to the same name on `remote` (GitError with git's words)."""
-        if branch.startswith("-") or remote.startswith("-"):
+    def push(self, remote: str, branch: str, commit: str | None = None,
+             timeout_s: float | None = None) -> None:
+        """Push `commit` (default: local `branch`) to `branch` on `remote` (GitError)."""
+        if branch.startswith("-") or remote.startswith("-") or (commit or "").startswith("-"):
             raise GitError(f"refusing to push {branch!r} to {remote!r}: not a branch or remote")
-        self.git("push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}")
+        _git(self.root, "push", "--quiet", remote,
+             f"{commit or f'refs/heads/{branch}'}:refs/heads/{branch}", timeout_s=timeout_s)
+
+    def remotes(self) -> list[str]:
+        """The names of the repo's remotes."""
+        return self.git("remote").decode().split()
+
+    def fetch(self, remote: str, refspecs: list[str], timeout_s: float | None = None) -> None:
+        """Fetch `refspecs` from `remote`, no tags unless a refspec names them (GitError)."""
+        if remote.startswith("-") or any(r.startswith("-") for r in refspecs):
+            raise GitError(f"refusing to fetch {refspecs!r} from {remote!r}")
+        _git(self.root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote,
+             *refspecs, timeout_s=timeout_s)
+
+    def remote_default_branch(self, remote: str, timeout_s: float | None = None) -> str | None:
+        """The branch `remote`'s HEAD names: from refs/remotes/REMOTE/HEAD, else ls-remote."""
+        proc = _git(self.root, "symbolic-ref", "-q", "--short", f"refs/remotes/{remote}/HEAD",
+                    check=False)
+        name = proc.stdout.decode().strip()
+        if proc.returncode == 0 and name.startswith(f"{remote}/"):
+            return name[len(remote) + 1:]
+        proc = _git(self.root, "ls-remote", "--symref", "--", remote, "HEAD", check=False,
+                    timeout_s=timeout_s)
+        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            ref, _, what = line.partition("\t")
+            if ref.startswith("ref: refs/heads/") and what == "HEAD":
+                return ref[len("ref: refs/heads/"):]
+        return None
+
+    def ledger_commits(self, base: str, head: str) -> list[str]:
+        """Commits in base..head whose message carries a `Factory-Event:` trailer line."""
+        out = self.git("log", "--format=%H", "--extended-regexp",
+                       "--grep=^Factory-(Event|Artifact): ", f"{base}..{head}", "--")
+        return out.decode().split()
+
+    def blob_ids(self, commit: str, paths: list[str]) -> dict[str, str]:
+        """Path -> blob id of the files among `paths` that exist at `commit` (one ls-tree)."""
+        if not paths:
+            return {}
+        out = self.git("ls-tree", "-z", "--full-tree", commit, "--", *paths)
+        return {name: oid for oid, name in _LS_TREE_RE.findall(out.decode("utf-8",
+                                                                           "surrogateescape"))}
+
+    def refs_containing(self, commit: str, prefix: str) -> list[str]:
+        """Refs under `prefix` (like refs/tags/) whose history contains `commit`."""
+        out = self.git("for-each-ref", f"--contains={commit}", "--format=%(refname)", prefix)
+        return out.decode().split()

@@ -23,8 +23,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    model_serializer,
 )
 
 from ..errors import InvalidRecord
@@ -106,12 +108,23 @@ class Intake(Record):
         min_length=1, description="Acceptance criteria; later handoffs map to them by index."
     )
     line: Name = Field(default="default", description="The production line it runs on.")
+    target: Name | None = Field(
+        default=None, description="The project repository it changes (factory.yaml targets); "
+        "none: the brain repo itself.")
     classification: Classification = Field(
         default="factory_run",
         description="factory_run, factory_maintenance or manual_follow_on (for metrics).",
     )
     created_at: datetime
     created_by: ShortText
+
+    @model_serializer(mode="wrap")
+    def _omit_brain_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An intake on the brain stays byte-for-byte what it was before targets existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("target") is None:
+            data.pop("target", None)
+        return data
 
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -168,6 +181,14 @@ class CheckResult(Record):
     output_tail: OutputTail = ""
 
 
+class TargetRef(Record):
+    """The project repository a piece of evidence is about, as another machine finds it."""
+
+    name: Name = Field(description="The target's name in factory.yaml.")
+    url: ShortText | None = Field(default=None, description="Its remote's URL.")
+    slug: ShortText | None = Field(default=None, description="GitHub OWNER/NAME.")
+
+
 class StageStarted(Payload):
     """A stage began; the factory issued `cell`, the only id allowed to hand off for it."""
 
@@ -177,7 +198,8 @@ class StageStarted(Payload):
     cell: CellId
     attempt: int = Field(ge=1)
     retry_note: str = Field(default="", max_length=20_000)
-    base_commit: str | None = Field(default=None, description="Commit builders start from.")
+    base_commit: str | None = Field(
+        default=None, description="Commit builders start from, in the artifact's target.")
 
 
 class CellSpawned(Payload):
@@ -219,6 +241,8 @@ class GatePassed(Payload):
     tree: str | None = None
     checks: list[CheckResult] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    target: TargetRef | None = Field(
+        default=None, description="Where commit and tree are (none: the brain repo).")
 
 
 class GateFailed(Payload):
@@ -233,6 +257,8 @@ class GateFailed(Payload):
     commit: str | None = None
     tree: str | None = None
     checks: list[CheckResult] = Field(default_factory=list)
+    target: TargetRef | None = Field(
+        default=None, description="Where commit and tree are (none: the brain repo).")
 
 
 class Rework(Payload):
@@ -331,10 +357,10 @@ class Abandoned(Payload):
 
 
 class Published(Payload):
-    """The release package went somewhere real (PR, tag, path)."""
+    """The release package went somewhere real (PR, tag, pushed branch, path)."""
 
     kind: Literal["published"] = "published"
-    target: Literal["pr", "release", "note"]
+    target: Literal["pr", "release", "branch", "note"]
     where: ShortText
     commit: str | None = None
 

@@ -145,7 +145,9 @@ class Ledger:
             # A cell's worktree holds a stale copy of the ledger (writing there would lose
             # the event, or commit it onto a builder's branch): the ledger is the brain's.
             main = repo.main_worktree()
-            if main is None:
+            if main is None or not (main / (ledger_dir or os.environ.get("GPTME_FACTORY_DIR")
+                                            or LEDGER_DIR) / CONFIG_FILE).is_file():
+                # no main tree, or the main tree is a target project's clone, not the brain
                 raise NotAFactory(
                     f"{repo.root} is a factory cell's worktree, not the brain repo: pass "
                     "--repo BRAIN (the brain repo named in your brief)"

@@ -51,6 +51,8 @@ from ..ledger.records import (
 )
 from ..ledger.store import Ledger
 from ..ledger.stream import sha256
+from ..targets.bases import base_commit, refresh
+from ..targets.registry import of_intake
 from .gates import GateOutcome, evaluate, handoff_model
 from .handoffs import parse_handoff, submit
 from .transitions import MAX_TEXT, clip, current_stage, load, record
@@ -58,8 +60,8 @@ from .transitions import MAX_TEXT, clip, current_stage, load, record
 __all__ = [
     "MAX_TEXT", "AdvanceResult", "Judgement", "StartedStage", "advance", "clip", "close",
     "finish", "judge", "load", "parse_handoff", "record_cell_environment", "record_cell_finished",
-    "record_cell_spawned",
-    "record_published", "record_verdict", "review", "start_stage", "submit",
+    "record_cell_spawned", "record_published", "record_verdict", "refresh_base", "review",
+    "start_stage", "submit",
 ]
 
 
@@ -108,6 +110,20 @@ class AdvanceResult:
 # -- stages -----------------------------------------------------------------------------
 
 
+def refresh_base(ledger: Ledger, artifact: str) -> None:
+    """Fetch the target's base from its remote, before a stage that starts from it.
+
+    Call it before taking the ledger lock (it talks to the network): `start_stage` then
+    fixes the freshly fetched commit. Nothing for the brain, or once a build has passed.
+    """
+    _, view = load(ledger, artifact)
+    target = of_intake(ledger, view.intake)
+    built = any(view.gates.get(st.name) is not None and st.gate == "patch"
+                for st in view.line.stages[: view.stage_index])
+    if not target.is_brain and not built and not view.is_final:
+        refresh(target)
+
+
 def start_stage(
     ledger: Ledger, artifact: str, *, by: str | None = None, force: bool = False
 ) -> StartedStage:
@@ -141,7 +157,8 @@ def start_stage(
                 "it waits for a person (`start --force` to retry anyway)"
             )
         cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
-        base = ledger.repo.head()
+        # In the artifact's target (the brain: its HEAD); fixed here for the whole stage.
+        base = base_commit(of_intake(ledger, view.intake))
         retry_note = clip(view.retry_note)
         record(ledger, chain, view, StageStarted(
             stage=stage.name, role=stage.role, cell=cell, attempt=used + 1,
@@ -185,7 +202,7 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
     if outcome.unpublished:
         raise NotPublished(
             f"{aid} has a release package but it is not published yet: "
-            f"run `gptme-factory package {aid} --target pr|release|note`"
+            f"run `gptme-factory package {aid} --target pr|release|branch|note`"
         )
     with ledger.transaction():
         chain, view = load(ledger, aid)
@@ -208,7 +225,7 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
             events.append(record(ledger, chain, view, GatePassed(
                 stage=stage.name, cell=cell, gate=stage.gate, state=stage.produces,
                 commit=outcome.commit, tree=outcome.tree, checks=outcome.checks,
-                notes=outcome.notes), by=by))
+                notes=outcome.notes, target=outcome.target), by=by))
             if stage.approval:
                 events.append(record(ledger, chain, view, ApprovalRequested(stage=stage.name),
                                      by=by))
@@ -217,7 +234,8 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
             events.append(record(ledger, chain, view, GateFailed(
                 stage=stage.name, cell=cell, gate=stage.gate,
                 reasons=[clip(r) for r in outcome.reasons], failure_summary=summary,
-                commit=outcome.commit, tree=outcome.tree, checks=outcome.checks), by=by))
+                commit=outcome.commit, tree=outcome.tree, checks=outcome.checks,
+                target=outcome.target), by=by))
             target = stage
             if outcome.rework_to and outcome.rework_to != stage.name:
                 events.append(record(ledger, chain, view, Rework(

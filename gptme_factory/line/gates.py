@@ -3,13 +3,18 @@
 A gate turns a submitted handoff into a verdict using evidence the factory gathers itself:
 
 - `contract`: the handoff validated against its contract (done at submit) — pass.
-- `patch`: the builder's commit exists, descends from the base it was given, the diff is
-  non-empty and its changed files are exactly the files the builder claims.
-- `evidence`: the factory checks out the builder's exact commit in a detached worktree, runs
-  every verification command (line config + scout memo plan + the verifier's own) with a time
-  limit, records exit codes, durations, output tails and the tree id, and compares them with
-  the verifier's report. A report that disagrees with what the factory saw is rejected; failing
-  checks send the artifact back to build with the failure summary.
+- `patch`: the builder's commit exists in the artifact's target, descends from the base the
+  stage started from, carries no ledger commit, the diff is non-empty and its changed files
+  are exactly the files the builder claims.
+- `evidence`: the factory checks out the builder's exact commit in a detached worktree of the
+  target, in the target's own environment (targets/envs.py), runs every verification
+  command (line config + the target's test commands + scout memo plan + the verifier's own)
+  with a time limit, records exit codes, durations, output tails, the tree id and the target,
+  and compares them with the verifier's report. A report that disagrees with what the
+  factory saw is rejected; failing checks send the artifact back to build with the failure
+  summary. A check that could not run at all (envcheck.classify_check), or an environment
+  whose set-up failed, is an environment failure (`GateOutcome.environment`): not a failed
+  build, so no rework.
 - `package`: the release package was published somewhere real (a `published` event) and the
   verified commit is the built commit.
 - `outcome`: the outcome covers every named consumer and names a successor or terminal.
@@ -19,10 +24,7 @@ A gate turns a submitted handoff into a verdict using evidence the factory gathe
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +35,12 @@ from ..errors import InvalidRecord
 from ..ledger.config import StageConfig
 from ..ledger.contracts import BuilderPatch, Contract, VerifierReport
 from ..ledger.gitstore import GitRepo
-from ..ledger.records import CheckResult, Intake, format_validation_error
+from ..ledger.records import CheckResult, Intake, TargetRef, format_validation_error
 from ..ledger.store import Ledger
-from .checks import passed, run_checks, tail
+from ..targets import envs
+from ..targets.checkouts import checkout, sweep
+from ..targets.registry import Target, of_intake
+from .checks import passed, run_check, tail
 from .replay import ArtifactView
 
 
@@ -53,10 +58,13 @@ class GateOutcome:
     notes: list[str] = field(default_factory=list)
     # The package gate waits for a publication: not a failure to record (see NotPublished).
     unpublished: bool = False
-    # A check could not run at all (missing program, module, interpreter): the machine, not
-    # the work, failed; recorded as environment_failed, spending no attempt.
+    # The checks could not run (a missing program, module or interpreter, or the target's
+    # set-up failed): the machine, not the work, failed; recorded as environment_failed,
+    # spending no attempt and starting no rework.
     environment: EnvironmentFailure | None = None
-    environment_command: str | None = None  # the check that could not run
+    environment_command: str | None = None  # the check (or set-up command) that could not run
+    # The repository commit and tree are in (None: the brain).
+    target: TargetRef | None = None
 
 
 def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> list[str]:
@@ -113,27 +121,38 @@ def _stage_of_gate(view: ArtifactView, gate: str) -> StageConfig | None:
     return None
 
 
+def _where(target: Target) -> str:
+    return "the repo" if target.is_brain else f"target {target.name} ({target.repo.root})"
+
+
 def patch_gate(ledger: Ledger, view: ArtifactView, patch: BuilderPatch) -> GateOutcome:
-    """Check a builder patch against git."""
-    repo = ledger.repo
+    """Check a builder patch against git, in the artifact's target."""
+    target = of_intake(ledger, view.intake)
+    repo, ref = target.repo, target.ref()
     if patch.status != "success":
         return GateOutcome(False, ["the builder reported status blocked"],
-                           f"builder blocked: {patch.summary}")
+                           f"builder blocked: {patch.summary}", target=ref)
     head = repo.resolve_commit(patch.head)
     base = repo.resolve_commit(patch.base)
     reasons: list[str] = []
     if head is None:
-        reasons.append(f"head commit {patch.head!r} does not exist in the repo")
+        reasons.append(f"head commit {patch.head!r} does not exist in {_where(target)}")
     if base is None:
-        reasons.append(f"base commit {patch.base!r} does not exist in the repo")
+        reasons.append(f"base commit {patch.base!r} does not exist in {_where(target)}")
     started = _started_base(view)
     if base and started and base != started:
         reasons.append(f"base {base[:12]} is not the commit the stage started from ({started[:12]})")
     if reasons or head is None or base is None:
-        return GateOutcome(False, reasons, "; ".join(reasons))
+        return GateOutcome(False, reasons, "; ".join(reasons), target=ref)
     if not repo.is_ancestor(base, head):
         reasons.append(f"head {head[:12]} does not descend from base {base[:12]}")
-        return GateOutcome(False, reasons, reasons[0])
+        return GateOutcome(False, reasons, reasons[0], target=ref)
+    ledger_commits = repo.ledger_commits(base, head)
+    if ledger_commits:
+        reasons.append(f"{base[:12]}..{head[:12]} carries {len(ledger_commits)} factory ledger "
+                       f"commit(s) ({ledger_commits[0][:12]}): build on the stage's base only, "
+                       "never on the brain's history")
+        return GateOutcome(False, reasons, reasons[0], target=ref)
     actual = repo.changed_files(base, head)
     if not actual:
         reasons.append(f"no diff between base {base[:12]} and head {head[:12]}: nothing was built")
@@ -147,8 +166,10 @@ def patch_gate(ledger: Ledger, view: ArtifactView, patch: BuilderPatch) -> GateO
             reasons.append(f"files changed but not claimed: {', '.join(missing)}")
     tree = repo.tree_of(head)
     if reasons:
-        return GateOutcome(False, reasons, "; ".join(reasons), commit=head, tree=tree)
-    return GateOutcome(True, commit=head, tree=tree, notes=[f"{len(actual)} file(s) changed"])
+        return GateOutcome(False, reasons, "; ".join(reasons), commit=head, tree=tree, target=ref)
+    where = "" if target.is_brain else f" in target {target.name}"
+    return GateOutcome(True, commit=head, tree=tree, target=ref,
+                       notes=[f"{len(actual)} file(s) changed{where}"])
 
 
 def _started_base(view: ArtifactView) -> str | None:
@@ -158,9 +179,10 @@ def _started_base(view: ArtifactView) -> str | None:
     return view.cells[cell].base_commit
 
 
-def planned_checks(view: ArtifactView, stage: StageConfig) -> list[str]:
-    """The verification commands the factory runs: line config first, then the scout plan."""
-    commands = list(stage.checks)
+def planned_checks(view: ArtifactView, stage: StageConfig,
+                   required: Sequence[str] = ()) -> list[str]:
+    """The verification commands the factory runs: line config, the target's, the scout plan."""
+    commands = [*stage.checks, *required]
     for earlier in view.line.stages[: view.stage_index]:
         memo = view.handoffs.get(earlier.name) or {}
         plan = memo.get("verification_plan")
@@ -173,20 +195,21 @@ def planned_checks(view: ArtifactView, stage: StageConfig) -> list[str]:
 def evidence_gate(
     ledger: Ledger, view: ArtifactView, stage: StageConfig, report: VerifierReport
 ) -> GateOutcome:
-    """Run the checks on the built commit and compare with the verifier's report."""
-    repo = ledger.repo
+    """Run the checks on the built commit, in its target, and compare with the verifier's report."""
+    target = of_intake(ledger, view.intake)
+    repo, ref = target.repo, target.ref()
     build = _stage_of_gate(view, "patch")
     built = view.gates.get(build.name) if build else None
     rework_to = build.name if build else None
     commit = built.commit if built and built.commit else repo.resolve_commit(report.commit)
     if commit is None:
-        return GateOutcome(False, [f"commit {report.commit!r} does not exist"],
-                           "the verified commit does not exist")
+        return GateOutcome(False, [f"commit {report.commit!r} does not exist in {_where(target)}"],
+                           "the verified commit does not exist", target=ref)
     reasons: list[str] = []
     reported_commit = repo.resolve_commit(report.commit)
     if reported_commit != commit:
         reasons.append(f"the report covers {report.commit!r}, but the patch to verify is {commit[:12]}")
-    planned = planned_checks(view, stage)
+    planned = planned_checks(view, stage, target.checks)
     reported = {c.command: c for c in report.checks}
     for cmd in planned:
         if cmd not in reported:
@@ -194,28 +217,21 @@ def evidence_gate(
     commands = list(dict.fromkeys([*planned, *reported]))
     if not planned:
         reasons.append(
-            "no verification commands are planned (line checks or the scout memo's "
-            "verification_plan); the factory will not pass a gate on claims alone"
+            "no verification commands are planned (line checks, the target's checks or the "
+            "scout memo's verification_plan); the factory will not pass a gate on claims alone"
         )
-    # A fresh directory per run: two advances racing on one artifact must not share (and
-    # remove) each other's checkout; the loser is refused later by the tip compare-and-swap.
-    _sweep_gate_worktrees(repo)
-    worktree = (repo.worktree_base() /
-                f"verify-{view.cell or 'gate'}-{os.getpid()}-{secrets.token_hex(4)}")
-    worktree.parent.mkdir(parents=True, exist_ok=True)
-    repo.worktree_add(worktree, commit)
-    try:
-        results = run_checks(commands, worktree, stage.check_timeout_s)
-    finally:
-        repo.worktree_remove(worktree)
     tree = repo.tree_of(commit)
+    try:
+        results, env = run_in_target(ledger, target, commit, commands, stage.check_timeout_s,
+                                     label=f"verify-{view.cell or 'gate'}")
+    except envs.SetupFailed as exc:
+        return _environment_outcome(exc.failure, exc.results[-1].command if exc.results else "",
+                                    exc.results, commit, tree, ref, setup=True)
     failing = [r for r in results if not passed(r)]
     for r in failing:
-        env = classify_check(r.command, r.exit_code, r.output_tail)
-        if env is not None:
-            return GateOutcome(False, [f"`{r.command}` could not run: {env.cause}"],
-                               env.summary(), results, commit, tree, environment=env,
-                               environment_command=r.command)
+        found = classify_check(r.command, r.exit_code, r.output_tail)
+        if found is not None:
+            return _environment_outcome(found, r.command, results, commit, tree, ref)
     for r in results:
         claim = reported.get(r.command)
         if claim is None:
@@ -237,7 +253,7 @@ def evidence_gate(
     if reasons:
         # The report is wrong or incomplete: retry the verify stage, do not touch the patch.
         summary = "verifier report rejected: " + "; ".join(reasons)
-        return GateOutcome(False, reasons, summary, results, commit, tree)
+        return GateOutcome(False, reasons, summary, results, commit, tree, target=ref)
     if failing:
         summary_lines = [report.failure_summary.strip() or "checks failed"]
         for r in failing:
@@ -251,27 +267,45 @@ def evidence_gate(
             commit,
             tree,
             rework_to=rework_to,
+            target=ref,
         )
-    return GateOutcome(True, checks=results, commit=commit, tree=tree,
-                       notes=[f"{len(results)} check(s) passed on tree {tree[:12]}"])
+    where = "" if target.is_brain else f" of target {target.name}"
+    notes = [f"{len(results)} check(s) passed on tree {tree[:12]}{where}"]
+    if env.key:
+        how = (f"made now by {len(env.setup)} set-up command(s)" if env.made
+               else "reused: its set-up inputs are unchanged")
+        notes.append(f"in the target's environment {env.key} ({how})")
+    return GateOutcome(True, checks=results, commit=commit, tree=tree, target=ref, notes=notes)
+
+
+def run_in_target(ledger: Ledger, target: Target, commit: str, commands: Sequence[str],
+                  timeout_s: float, *, label: str = "verify-gate",
+                  ) -> tuple[list[CheckResult], envs.TargetEnv]:
+    """Run `commands` in a fresh checkout of `commit` of `target`, in the target's environment.
+
+    The checkout is detached and thrown away afterwards; the environment is made by the
+    target's set-up on first use and reused (envs.SetupFailed if it cannot be made).
+    """
+    with checkout(target.repo, commit, label) as path, envs.activated(
+            ledger.runtime_dir, target, path, commit, run=run_check,
+            timeout_s=timeout_s) as env:
+        variables = env.variables()
+        return [run_check(c, path, timeout_s, variables) for c in commands], env
+
+
+def _environment_outcome(failure: EnvironmentFailure, command: str, results: list[CheckResult],
+                         commit: str, tree: str, ref: TargetRef | None, *,
+                         setup: bool = False) -> GateOutcome:
+    """Not a verdict on the build: the checks (or the target's set-up) could not run here."""
+    what = f"the set-up `{command}`" if setup else f"`{command}`"
+    return GateOutcome(False, [f"{what} could not run: {failure.cause}"], failure.summary(),
+                       results, commit, tree, environment=failure,
+                       environment_command=command or None, target=ref)
 
 
 def _sweep_gate_worktrees(repo: GitRepo) -> None:
-    """Remove gate worktrees left by an `advance` that was killed (its pid is gone)."""
-    base = repo.worktree_base()
-    if not base.is_dir():
-        return
-    for path in base.glob("verify-*-*-*"):
-        pid = path.name.rsplit("-", 2)[-2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            repo.worktree_remove(path)
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            continue  # alive, another user's
+    """Remove gate checkouts left by an `advance` that was killed (its pid is gone)."""
+    sweep(repo, "verify")
 
 
 def package_gate(view: ArtifactView) -> GateOutcome:
@@ -289,7 +323,8 @@ def package_gate(view: ArtifactView) -> GateOutcome:
     if not view.published_current:
         return GateOutcome(False, ["not published yet"], "not published yet", unpublished=True)
     where = view.published[-1].where
-    return GateOutcome(True, commit=b.commit if b else None, notes=[f"published: {where}"])
+    return GateOutcome(True, commit=b.commit if b else None, notes=[f"published: {where}"],
+                       target=b.target if b else None)
 
 
 def evaluate(

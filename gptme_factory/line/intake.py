@@ -1,8 +1,11 @@
 """Intake: a new artifact enters a line, answering real demand.
 
 Intake needs a demand source, at least one named consumer and an acceptance criterion; the
-line must exist and take intake (a parked or archived line refuses, lifecycle.py). The intake
-record is the immutable root of the artifact's stream (kinds.ARTIFACTS), committed alone.
+line must exist and take intake (a parked or archived line refuses, lifecycle.py). The
+artifact's target — the project repository it changes — is the one named, else the line's,
+else factory.yaml's `default_target`, else the brain itself (recorded as no target); a named
+target's clone must be there. The intake record is the immutable root of the artifact's
+stream (kinds.ARTIFACTS), committed alone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from ..errors import InvalidRecord, UsageError
 from ..ledger.kinds import ARTIFACTS
 from ..ledger.records import Intake, format_validation_error
 from ..ledger.store import Ledger
+from ..targets import registry
 from .lifecycle import check_accepts_intake
 
 
@@ -26,6 +30,7 @@ def intake(
     problem: str = "",
     line: str | None = None,
     classification: str = "factory_run",
+    target: str | None = None,
     by: str | None = None,
 ) -> Intake:
     """Record a new artifact's intake (state `idea`) in one commit; returns the record."""
@@ -45,6 +50,8 @@ def intake(
         raise UsageError(f"intake needs {' and '.join(missing)}; nothing was written")
     line = line or ledger.config.default_line
     ledger.config.line(line)  # unknown line -> ConfigError before anything is written
+    target = registry.choose(ledger.config, explicit=target, line=line)
+    registry.resolve(ledger, target)  # its clone must be there: TargetError, nothing written
     with ledger.locked():
         check_accepts_intake(ledger, line)  # a parked or archived line refuses intake
         aid = ledger.new_artifact_id(title)
@@ -52,7 +59,7 @@ def intake(
             record = Intake.model_validate({
                 "artifact": aid, "title": title, "problem": problem, "demand": demand,
                 "consumers": consumers, "acceptance": acceptance, "line": line,
-                "classification": classification, "created_at": ledger.clock(),
+                "target": target, "classification": classification, "created_at": ledger.clock(),
                 "created_by": by or ledger.actor,
             })
         except ValidationError as exc:

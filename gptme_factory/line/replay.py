@@ -258,9 +258,9 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
     elif isinstance(event, GatePassed):
         current = _require_gate_ready(view, event, event.stage)
         _require_cell(view, event, event.cell)
-        view.blocked_by, view.blocked_reason = "", ""
         if event.state != current.produces:
             raise _illegal(view, event, f"stage {current.name} produces {current.produces}")
+        view.blocked_by, view.blocked_reason = "", ""  # only once it is legal: a refusal changes nothing
         view.gates[event.stage] = event
         view.cell = None
         if current.approval:

@@ -3,7 +3,8 @@
 `from_issue` reads `gh issue view N --repo OWNER/REPO --json title,body,author,url`;
 `from_task` reads `tasks/<name>.md` (YAML frontmatter + Markdown body). Both return an
 `IntakeDraft` — title, problem, demand, consumers and acceptance criteria — that the caller
-completes (explicit options win) and passes to `Ledger.create`.
+completes (explicit options win) and passes to `line.intake.intake`. `target_of_demand`
+names the target whose GitHub slug is the demand issue's repository.
 
 Acceptance criteria come from the body: the list items of a section whose heading starts with
 "Acceptance" (`## Acceptance criteria`, `### Acceptance`, or a line `Acceptance criteria:`), or,
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..ledger import yamlio
+from ..ledger.config import FactoryConfig
+from ..targets.registry import by_slug
 from .ghcli import Gh, parse_issue_ref
 
 _HEADING_RE = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -95,6 +98,12 @@ def from_issue(spec: str, gh: Gh) -> IntakeDraft:
         consumers=[str(login)] if login else [],
         acceptance=parse_acceptance(body),
     )
+
+
+def target_of_demand(cfg: FactoryConfig, demand: str) -> str | None:
+    """The target registered with the GitHub repository of a `gh:OWNER/REPO#N` demand."""
+    ref = parse_issue_ref(demand)
+    return by_slug(cfg, ref.slug) if ref else None
 
 
 def task_path(repo_root: Path, task: str) -> Path:

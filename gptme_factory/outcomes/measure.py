@@ -12,8 +12,14 @@ evidence, applied to every named consumer without a statement:
 
 1. the demand issue (intake `demand: gh:OWNER/REPO#N`) closed as completed: `used`;
    closed as not planned: `not_used`;
-2. else a published pull request merged: `used`; closed unmerged: `not_used`;
+2. else a published pull request merged, or — for an artifact on a target — the built
+   commit reachable from the target's base branch or a release tag, read with git from the
+   target's remote (targets/bases.py, which also catches a merge made by hand): `used`;
+   a pull request closed unmerged (and the commit nowhere upstream): `not_used`;
 3. else `unknown`, with what was seen (issue open, PR open, gh unavailable) as the evidence.
+
+gh reads the issue and the PR on the target repo (their URLs and `--repo` name it); git reads
+the target's clone. `use_gh=False` turns off gh only.
 
 Cost is not part of the report: it is derived from the cells' `cell_finished` events
 (costs.py), never handed over by a cell.
@@ -33,6 +39,8 @@ from ..ledger.records import format_validation_error
 from ..ledger.store import Ledger
 from ..line import engine
 from ..line.replay import ArtifactView
+from ..targets.bases import landed
+from ..targets.registry import Target, of_intake
 from .costs import ArtifactCost, artifact_cost
 from .ghcli import Gh, GhError, parse_issue_ref
 
@@ -81,17 +89,41 @@ def parse_adoption(spec: str) -> tuple[str, str, str]:
     return consumer.strip(), status, evidence.strip()
 
 
-def gather_facts(view: ArtifactView, gh: Gh | None) -> Facts:
-    """Ask gh about the demand issue and the published PRs (see the module docstring)."""
+def built_commit(view: ArtifactView) -> str | None:
+    """The commit the artifact's passed patch gate accepted (what adoption is about)."""
+    for st in view.line.stages:
+        gate = view.gates.get(st.name)
+        if st.gate == "patch" and gate is not None and gate.commit:
+            return gate.commit
+    return None
+
+
+def target_facts(view: ArtifactView, target: Target | None) -> Facts:
+    """Did the built commit reach the target upstream? (git, on the target's clone)."""
     facts = Facts()
+    commit = built_commit(view)
+    if target is None or target.is_brain or commit is None:
+        return facts
+    found = landed(target, commit)
+    facts.evidence.append(f"target {target.name}: {found.evidence}")
+    facts.verdict = "used" if found.landed else "unknown"
+    return facts
+
+
+def gather_facts(view: ArtifactView, gh: Gh | None, target: Target | None = None) -> Facts:
+    """Ask gh about the demand issue and the published PRs, and git about the target."""
+    git = target_facts(view, target)
+    facts = Facts(evidence=list(git.evidence))
     ref = parse_issue_ref(view.intake.demand)
     prs = [p.where for p in view.published if p.target == "pr"]
     if not ref and not prs:
         facts.evidence.append("no linked GitHub issue or PR to check")
+        facts.verdict = git.verdict
         return facts
     if gh is None or not gh.ready():
         why = gh.why_not_ready() if gh else "gh lookups were turned off"
         facts.evidence.append(f"not checked: {why}")
+        facts.verdict = git.verdict
         return facts
     issue_verdict = pr_verdict = None
     if ref:
@@ -126,6 +158,8 @@ def gather_facts(view: ArtifactView, gh: Gh | None) -> Facts:
             facts.evidence.append(f"PR {url} closed without merging")
         else:
             facts.evidence.append(f"PR {url} is {state.lower() or 'in an unknown state'}")
+    if git.verdict == "used" and pr_verdict != "used":
+        pr_verdict = "used"  # merged upstream some other way (by hand, a rebase)
     facts.verdict = issue_verdict or pr_verdict or "unknown"
     return facts
 
@@ -209,9 +243,11 @@ def measure(
     _outcome_stage(view)
     named = {c.strip().lower() for c in view.intake.consumers}
     stated = {c.strip().lower() for c, _, _ in adoption}
-    need_gh = use_gh and not named <= stated
-    facts = gather_facts(view, (gh or Gh(ledger.repo.root)) if need_gh else None)
-    if not need_gh:
+    need_facts = not named <= stated
+    target = of_intake(ledger, view.intake)
+    facts = gather_facts(view, (gh or Gh(target.repo.root)) if need_facts and use_gh else None,
+                         target if need_facts else None)
+    if not need_facts:
         facts.evidence = ["every consumer's adoption was stated"]
     report = build_report(ledger, view, adoption=adoption, lessons=lessons, successor=successor,
                           terminal=terminal, facts=facts)

@@ -10,11 +10,21 @@ carry the artifact id, so two artifacts packaged into the same directory never c
     pr/<artifact>.md                            pull request description (title passed apart)
     announcements/<artifact>.md                 announcement draft (blog/social)
 
-`publish` writes them (by default under `factory/packages/`), then, for the chosen target:
+`publish` writes them (by default under `factory/packages/` of the brain: the ledger stays
+in the brain), then, for the chosen kind of publication:
 
 - `note`: the release notes file *is* the publication; `where` is its path.
 - `pr`: pushes the builder's branch and runs `gh pr create`; `where` is the PR URL.
 - `release`: pushes the branch and runs `gh release create TAG --target COMMIT`; `where` is TAG.
+- `branch`: pushes the builder's branch to the target's remote, and nothing else; `where`
+  names the branch and the remote, and the exact `gh pr create` to open the PR from it is
+  returned for a person (a project not on GitHub, or a machine without gh).
+
+For an artifact on a target (targets/registry.py) the branch is pushed from the target's
+clone to the target's remote, the PR opens on the target repo (`gh pr create --repo
+OWNER/NAME`, base: the target's base branch), the release is made there, and the PR body
+names the target and links the ledger evidence in the brain. For the brain itself nothing
+changed: its own remote and current branch.
 
 When `gh` is missing or not logged in, nothing is published: the files are written and the
 exact commands are returned for a person to run (then `--where URL` records it). Publishing
@@ -24,7 +34,6 @@ ledger shows exactly what went out. The package gate passes only after that even
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +48,13 @@ from ..ledger.store import Ledger
 from ..ledger.stream import Root
 from ..line import engine
 from ..line.replay import ArtifactView
+from ..targets.detect import github_slug
+from ..targets.registry import Target, of_intake
 from .ghcli import Gh, GhError, command_line, last_url, parse_issue_ref
 from .selfplay import is_self_play, ledger_self_names
 
-TARGETS = ("pr", "release", "note")
+TARGETS = ("pr", "release", "branch", "note")
 PACKAGES_DIR = "packages"
-_GITHUB_RE = re.compile(r"github\.com[:/]([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 
 
 @dataclass
@@ -155,8 +165,7 @@ def _evidence_gate(chain: ArtifactChain) -> tuple[StoredEvent, GatePassed] | Non
 
 def github_repo(url: str | None) -> str | None:
     """OWNER/REPO of a GitHub remote URL (https or ssh), else None."""
-    m = _GITHUB_RE.search(url or "")
-    return f"{m.group(1)}/{m.group(2)}" if m else None
+    return github_slug(url)
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -167,7 +176,9 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     chain, view = engine.load(ledger, artifact)
     _, pkg = package_stage(ledger, view)
     intake = view.intake
-    gh_repo = github_repo(ledger.repo.remote_url(remote))
+    project = of_intake(ledger, intake)
+    # Ledger links point into the brain: its own remote (`remote` is the target's otherwise).
+    gh_repo = github_repo(ledger.repo.remote_url(remote if project.is_brain else "origin"))
     head = ledger.repo.head()
 
     def link(label: str, rec: StoredEvent | Root[Any] | None) -> LedgerLink | None:
@@ -190,6 +201,12 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     lines = [pkg.pr_description.rstrip(), "", "---", "",
              f"**Factory ledger** for artifact `{artifact}` (line `{intake.line}`, "
              f"{intake.classification.replace('_', ' ')})", ""]
+    if not project.is_brain:
+        where = f"`{project.slug}`" if project.slug else f"`{project.url() or project.repo.root}`"
+        lines.append(f"- **Target:** `{project.name}` — {where}, base branch `{project.base}`")
+        brain_where = f"`{gh_repo}`" if gh_repo else "the factory's brain repo"
+        lines.append(f"- **Ledger:** in {brain_where} at commit `{(head or '?')[:12]}` (the "
+                     "evidence below; no ledger file is part of this change)")
     intake_link = link("intake", chain.root)
     lines.append(f"- **Demand:** {demand} · consumers: {', '.join(intake.consumers)} · "
                  f"intake {intake_link.markdown() if intake_link else ''}")
@@ -272,14 +289,18 @@ def publish(
     target: str = "pr",
     out_dir: Path | None = None,
     base: str | None = None,
-    remote: str = "origin",
+    remote: str | None = None,
     tag: str | None = None,
     where: str | None = None,
     dry_run: bool = False,
     gh: Gh | None = None,
     by: str | None = None,
 ) -> PackageResult:
-    """Render, write, publish to `target` when possible, and record `published`."""
+    """Render, write, publish to `target` when possible, and record `published`.
+
+    `remote` and `base` default to the artifact's target's (the brain: origin and its
+    current branch).
+    """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     if target == "release" and not (tag or where):
@@ -288,6 +309,8 @@ def publish(
     stage, _ = package_stage(ledger, view)
     if not dry_run:
         _check_publishable(view, stage)
+    project = of_intake(ledger, view.intake)
+    remote = remote or project.remote or "origin"
     pkg = render(ledger, artifact, remote)
     out = (out_dir or ledger.dir / PACKAGES_DIR).resolve()
     if dry_run:  # render only: not a file is written, pushed, published or recorded
@@ -299,9 +322,11 @@ def publish(
     result = PackageResult(pkg, target, out, written)
     if where is None and target == "note":
         where = _display(out / pkg.release_notes, ledger.repo.root)
+    if where is None and target == "branch":
+        where = _push_branch(project, pkg, result, out, base=base, remote=remote)
     if where is None:
-        where = _publish_with_gh(ledger, pkg, result, out, base=base, remote=remote, tag=tag,
-                                 gh=gh or Gh(ledger.repo.root))
+        where = _publish_with_gh(project, pkg, result, out, base=base, remote=remote, tag=tag,
+                                 gh=gh or Gh(project.repo.root))
         if where is None:
             return result
     stored = engine.record_published(
@@ -356,36 +381,80 @@ def _ledger_files(ledger: Ledger, pkg: RenderedPackage, out: Path) -> dict[str, 
             for rel, text in pkg.files.items()}
 
 
-def _publish_with_gh(ledger: Ledger, pkg: RenderedPackage, result: PackageResult, out: Path, *,
-                     base: str | None, remote: str, tag: str | None, gh: Gh) -> str | None:
-    """Push and run gh; returns where it went, or None (commands left for a person)."""
-    repo = ledger.repo
+def _built(pkg: RenderedPackage) -> tuple[str, str]:
     if not pkg.branch or not pkg.commit:
         raise IllegalTransition(
             f"{pkg.artifact} has no built branch and commit to publish; use --target note"
         )
-    push = ["git", "push", remote, pkg.branch]
-    if result.target == "pr":
-        base = base or repo.branch() or "main"
-        args = ["pr", "create", "--head", pkg.branch, "--base", base, "--title", pkg.pr_title,
-                "--body-file", str(out / pkg.pr_body)]
-    else:
-        args = ["release", "create", str(tag), "--target", pkg.commit, "--title",
+    return pkg.branch, pkg.commit
+
+
+def push_command(project: Target, remote: str, branch: str) -> str:
+    """The push as a person would type it (from the brain, for a target's clone)."""
+    where = [] if project.is_brain else ["-C", str(project.repo.root)]
+    return shlex.join(["git", *where, "push", remote, branch])
+
+
+def gh_args(project: Target, kind: str, pkg: RenderedPackage, out: Path, *,
+            base: str | None, tag: str | None = None) -> list[str]:
+    """`gh pr create ...` / `gh release create ...` for the artifact's target."""
+    branch, commit = _built(pkg)
+    repo = [] if project.is_brain else ["--repo", _slug(project, kind)]
+    if kind == "release":
+        return ["release", "create", str(tag), *repo, "--target", commit, "--title",
                 f"{tag}: {pkg.pr_title}", "--notes-file", str(out / pkg.release_notes)]
-    result.commands = [shlex.join(push), command_line(args)]
+    base = base or project.base or project.repo.branch() or "main"
+    return ["pr", "create", *repo, "--head", branch, "--base", base, "--title", pkg.pr_title,
+            "--body-file", str(out / pkg.pr_body)]
+
+
+def _slug(project: Target, kind: str) -> str:
+    if project.slug is None:
+        raise UsageError(
+            f"target {project.name!r} has no GitHub repository (slug), so no {kind} can open "
+            f"there: publish with --target branch (push only) or note, or register its slug "
+            f"(`gptme-factory target add {project.name} PATH --slug OWNER/NAME --replace`)")
+    return project.slug
+
+
+def _check_remote(project: Target, remote: str, branch: str) -> None:
+    if project.repo.remote_url(remote) is None:
+        what = "the repo" if project.is_brain else f"target {project.name!r} ({project.repo.root})"
+        raise UsageError(
+            f"{what} has no git remote {remote!r} to push {branch} to: add one "
+            f"(`git remote add {remote} URL`) or pass --remote NAME"
+        )
+
+
+def _push_branch(project: Target, pkg: RenderedPackage, result: PackageResult, out: Path, *,
+                 base: str | None, remote: str) -> str:
+    """Push the verified commit as the builder's branch; the PR is left for a person."""
+    branch, commit = _built(pkg)
+    _check_remote(project, remote, branch)
+    project.repo.push(remote, branch, commit)
+    result.ran.append(push_command(project, remote, branch))
+    if project.is_brain or project.slug:
+        result.commands = [command_line(gh_args(project, "pr", pkg, out, base=base))]
+        result.reason = "pushed; to open the pull request from it, run"
+    return f"{branch} on {project.repo.remote_url(remote)}"
+
+
+def _publish_with_gh(project: Target, pkg: RenderedPackage, result: PackageResult, out: Path,
+                     *, base: str | None, remote: str, tag: str | None, gh: Gh) -> str | None:
+    """Push and run gh; returns where it went, or None (commands left for a person)."""
+    branch, commit = _built(pkg)
+    args = gh_args(project, result.target, pkg, out, base=base, tag=tag)
+    push = push_command(project, remote, branch)
+    result.commands = [push, command_line(args)]
     if not gh.ready():
         opt = f"--where {'URL' if result.target == 'pr' else tag}"
         result.reason = (f"not published: {gh.why_not_ready()}. Run the commands below, then "
                          f"`gptme-factory package {pkg.artifact} --target {result.target} {opt}`"
                          " to record it")
         return None
-    if repo.remote_url(remote) is None:
-        raise UsageError(
-            f"the repo has no git remote {remote!r} to push {pkg.branch} to: add one "
-            f"(`git remote add {remote} URL`) or pass --remote NAME"
-        )
-    repo.push(remote, pkg.branch)
-    result.ran.append(result.commands[0])
+    _check_remote(project, remote, branch)
+    project.repo.push(remote, branch, commit)
+    result.ran.append(push)
     try:
         output = gh.run(args)
     except GhError as exc:

@@ -60,7 +60,7 @@ def check_ledger(repo: str) -> Check:
     flat = ledger.artifact_listing().flat
     if flat:
         return Check("ledger", False, f"{len(flat)} artifact folder(s) in the old flat layout "
-                     f"(first: {ledger.rel}/artifacts/{flat[0]}/): every commit rewrites a tree "
+                     f"(first: {ledger.artifact_rel(flat[0])}/): every commit rewrites a tree "
                      "of all of them", "run `gptme-factory migrate` (one commit, no file changes)")
     return Check("ledger", True, f"{ledger.rel}/ valid, {found.artifacts} artifact(s)")
 

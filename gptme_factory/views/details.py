@@ -72,7 +72,8 @@ def render_artifact(record: dict[str, Any]) -> str:
         f"{record['artifact']}: {intake['title']}",
         f"  state {record['state']}  stage {record['stage'] or '-'} ({record['status']})"
         + (f"  cell {record['cell']}" if record["cell"] else ""),
-        f"  line {intake['line']}  demand {intake['demand']}  consumers {', '.join(intake['consumers'])}",
+        f"  line {intake['line']}  demand {intake['demand']}  consumers {', '.join(intake['consumers'])}"
+        + (f"  target {intake['target']}" if intake.get("target") else ""),
         "  acceptance:",
         *(f"    [{i}] {a}" for i, a in enumerate(intake["acceptance"])),
     ]

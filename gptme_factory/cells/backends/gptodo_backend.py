@@ -62,7 +62,8 @@ class GptodoBackend:
         # No task file in tasks/: a cell is the factory's work, not the user's queue (it shows
         # in `gptodo sessions`); an artifact that needs a person gets one (taskfile.py).
         _link_sessions(spec.workdir, spec.brain)
-        ensure_excluded(GitRepo.discover(spec.brain), f"/{SESSIONS.as_posix()}")
+        # The link is in the cell's worktree: excluded in the repo it belongs to (a target's).
+        ensure_excluded(GitRepo.discover(spec.workdir), f"/{SESSIONS.as_posix()}")
         session: Any = spawn_agent(
             task_id=spec.cell, prompt=spec.prompt, agent_type=spec.gptodo_type,  # type: ignore[arg-type]
             backend="gptme", background=True, workspace=spec.workdir, model=spec.model)

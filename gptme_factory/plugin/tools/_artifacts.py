@@ -30,18 +30,24 @@ def factory_intake(
     acceptance: list[str] | str,
     problem: str = "",
     line: str | None = None,
+    target: str | None = None,
 ) -> str:
     """Record a new artifact from real demand (a demand source, named consumers, acceptance criteria); returns its id.
 
     demand: where the demand comes from (gh:owner/repo#N, a task file, a person).
     consumers: who will use the result (one name or a list). acceptance: criteria (str or list).
+    target: the project repository it changes (a name from `gptme-factory target list`);
+    default: the target of the demand's GitHub repo, the line's, else the brain itself.
     """
     from ...line.intake import intake as record_intake
+    from ...outcomes.demand import target_of_demand
 
     ledger = open_ledger()
     intake = record_intake(ledger, title=title, demand=demand, consumers=as_list(consumers),
-                           acceptance=as_list(acceptance), problem=problem, line=line)
-    return Reply(f"{intake.artifact}  idea (line {intake.line}). "
+                           acceptance=as_list(acceptance), problem=problem, line=line,
+                           target=target or target_of_demand(ledger.config, demand))
+    on = f", target {intake.target}" if intake.target else ""
+    return Reply(f"{intake.artifact}  idea (line {intake.line}{on}). "
                  f"Next: {next_step(summary_of(ledger, intake.artifact))}",
                  value=intake.artifact, artifact=intake.artifact)
 
@@ -135,10 +141,12 @@ def factory_verify() -> str:
 @adapter
 def factory_start(artifact: str) -> str:
     """Start the artifact's current stage yourself (no spawned cell): returns the cell id to submit with."""
-    from ...line.engine import start_stage
+    from ...line.engine import refresh_base, start_stage
 
     ledger = open_ledger()
-    st = start_stage(ledger, ledger.resolve(artifact))
+    aid = ledger.resolve(artifact)
+    refresh_base(ledger, aid)  # a target's base, fetched from its remote
+    st = start_stage(ledger, aid)
     note = f" Retry note: {st.retry_note}" if st.retry_note else ""
     base = (f" Build on base commit {st.base_commit} (branch from it; hand it over as `base`)."
             if st.role == "builder" and st.base_commit else "")
