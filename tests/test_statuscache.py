@@ -230,3 +230,19 @@ def test_a_writer_keeps_the_cache_warm(ledger: Ledger, monkeypatch: pytest.Monke
     (ledger.artifact_dir(aids[1]) / "0003-abandoned-0123456789ab.yaml").write_text("kind: [\n")
     rows = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
     assert seen == [aids[1]] and rows[aids[1]].state == "broken"
+
+
+def test_summaries_come_in_id_order_when_artifacts_share_a_bucket(
+        ledger: Ledger, settled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache works bucket by bucket; what it returns is still sorted by id."""
+    import secrets
+
+    suffixes = iter(["0000aa", "0000bb", "0000aa", "0000cc"])  # a: b1, b: b2, c: b1, d: b3
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(suffixes))
+    aids = [new_artifact(ledger, title) for title in ("A one", "B two", "C three", "D four")]
+    assert [a[-2:] for a in aids] == ["aa", "bb", "aa", "cc"]
+    monkeypatch.undo()
+    for _ in range(2):  # cold, then warm
+        got = [s.artifact for s in load_summaries(Ledger.open(ledger.repo.root))]
+        assert got == sorted(aids)
+    status(ledger)

@@ -289,7 +289,7 @@ class Pass:
                 found.pop(aid, None)
 
         index = self._index(kind)
-        out: list[Any] = []
+        out: dict[str, Any] = {}  # filled bucket by bucket, returned in id order
         oids = self._oids
         for b, aids in by_bucket.items():
             entries, groups = shards[b]
@@ -308,10 +308,10 @@ class Pass:
                         new[aid] = [entry[0], True, mark, entry[3]]
                         changed = True
                     oids[aid] = entry[0]
-                    out.append(hit)
+                    out[aid] = hit
                     continue
                 value, row = self._derive(index, aid)
-                out.append(value)
+                out[aid] = value
                 oid, mark = self._content[aid]
                 if row is None or oid is None or mark is None:
                     continue  # not cached: read (and reported) again every time
@@ -323,7 +323,7 @@ class Pass:
                 _write_json(folder / f"{b}.json",
                             {"key": key, "groups": current, "artifacts": new})
         _drop_shards(folder, set(by_bucket))
-        return out
+        return [out[aid] for aid in ids]
 
     def _index(self, kind: Kind) -> int:
         """The kind's place in this pass (one kind per cache folder)."""
