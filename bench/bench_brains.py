@@ -311,6 +311,14 @@ def main() -> None:
         else args.workdir
     tmp.mkdir(parents=True, exist_ok=True)
     isolate_env(tmp)
+    # No gptme conversations of this machine's other work: running cells' logs are looked
+    # for under HOME/XDG_DATA_HOME, which a shared machine fills with other helpers' runs.
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    os.environ.update({"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
+                       "XDG_CONFIG_HOME": str(home / ".config"),
+                       "XDG_STATE_HOME": str(home / ".local" / "state")})
+    os.environ.pop("GPTME_LOGS_HOME", None)
     load_before = os.getloadavg()
     results: dict[int, dict[str, dict[str, Any]]] = {}
     try:
