@@ -2,7 +2,8 @@
 
 - `gptme-factory --help` imports neither GitPython nor pydantic (nor gptme): checked in a fresh
   interpreter through `sys.modules`.
-- A warm `status` (served from the status cache) imports neither pydantic nor PyYAML.
+- A warm `status` (served from the status cache) imports neither pydantic nor PyYAML, nor
+  does a warm `metrics` (its report kept under the artifacts' content ids).
 - `gptme-factory board --help` imports none of the web stack (jinja2, starlette, uvicorn).
 - The core — every module but the adapters (gptme_factory/cli/, web/, plugin/, demo/, and
   __main__.py, which only runs the CLI) — never imports click, rich, gptme or the web stack,
@@ -84,6 +85,24 @@ def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> No
     assert "pydantic" in cold  # the first run read the ledger
     warm = modules_after(["status", "--repo", str(factory_repo)], setup)
     assert not warm & {"pydantic", "pydantic_core", "yaml", "git"}
+
+
+
+def test_warm_metrics_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> None:
+    from gptme_factory.ledger.store import Ledger
+
+    ledger = Ledger.open(factory_repo)
+    for title in ("One", "Two"):
+        new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+    setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
+    cold = modules_after(["metrics", "--repo", str(factory_repo)], setup)
+    assert "pydantic" in cold  # the first run read the ledger and computed the report
+    warm = modules_after(["metrics", "--repo", str(factory_repo)], setup)
+    assert not warm & {"pydantic", "pydantic_core", "yaml", "git"}
+    new_intake(ledger, title="Three", demand="gh:acme/app#1", consumers=["erik"],
+               acceptance=["ok"])
+    after = modules_after(["metrics", "--repo", str(factory_repo), "--json"], setup)
+    assert "pydantic" in after  # one artifact changed: it is read, the report computed again
 
 
 def _imports(tree: ast.Module, package: str = "gptme_factory") -> list[tuple[ast.stmt, str, bool]]:

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FactoryError
-from ..ledger.kinds import ArtifactChain
 from ..ledger.store import Ledger
-from ..outcomes.metrics import ArtifactFacts, BrokenFacts, read_facts, report
-from ..outcomes.metrics import metrics as uncached_metrics
-from ..outcomes.selfplay import ledger_self_names
 from .statuscache import _CODE, Kind, Pass, _global_key, _write_json, cached
+
+if TYPE_CHECKING:  # the models load only when an artifact is read or a report computed:
+    from datetime import date  # a warm `metrics` whose report is kept needs neither
+
+    from ..ledger.kinds import ArtifactChain
+    from ..outcomes.metrics import ArtifactFacts, BrokenFacts
 
 CACHE_DIR = "metrics-cache"
 REPORT_FILE = "metrics-report.json"
@@ -46,6 +47,9 @@ def facts_kind(ledger: Ledger) -> Kind:
 
     def derive(ledger: Ledger, aid: str, chain: ArtifactChain | None,
                error: FactoryError | None) -> tuple[Any, list[Any] | None]:
+        from ..outcomes.metrics import BrokenFacts, read_facts
+        from ..outcomes.selfplay import ledger_self_names
+
         if not names:
             names.append(ledger_self_names(ledger))
         facts = read_facts(ledger, aid, chain, error, names[0])
@@ -58,7 +62,12 @@ def facts_kind(ledger: Ledger) -> Kind:
             toml = b""
         return "self:" + hashlib.sha256(toml).hexdigest()
 
-    return Kind(file=CACHE_DIR, code=_FACTS_CODE, derive=derive, restore=ArtifactFacts.from_row,
+    def restore(row: list[Any]) -> ArtifactFacts:
+        from ..outcomes.metrics import ArtifactFacts
+
+        return ArtifactFacts.from_row(row)
+
+    return Kind(file=CACHE_DIR, code=_FACTS_CODE, derive=derive, restore=restore,
                 check=lambda f, aid: f.artifact == aid, key=key)
 
 
@@ -80,9 +89,8 @@ def cached_report(ledger: Ledger, p: Pass | None = None) -> dict[str, Any]:
     key = _global_key(ledger, kind)
     path = ledger.runtime_dir / REPORT_FILE
     fp = p.fingerprint()
-    facts = None
     if fp is None:  # the pass has served no kind yet: the facts' entries give the content ids
-        facts = p.values(kind)
+        p.values(kind, restore=False)
         fp = p.fingerprint()
     if fp is not None:
         try:
@@ -92,7 +100,9 @@ def cached_report(ledger: Ledger, p: Pass | None = None) -> dict[str, Any]:
                 return kept
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    out = report(facts if facts is not None else p.values(kind))
+    from ..outcomes.metrics import report
+
+    out = report(p.values(kind))
     fp = p.fingerprint()
     if fp is not None:
         _write_json(path, {"key": key, "fingerprint": fp, "report": out})
@@ -107,9 +117,13 @@ def metrics(ledger: Ledger, *, line: str | None = None, since: date | None = Non
     `use_cache` every artifact is read again: the same numbers, slower.
     """
     if not use_cache:
+        from ..outcomes.metrics import metrics as uncached_metrics
+
         return uncached_metrics(ledger, line=line, since=since, per_artifact=per_artifact)
     if line is not None:
         ledger.config.line(line)  # unknown line -> ConfigError
     if line is None and since is None and not per_artifact:
         return cached_report(ledger)
+    from ..outcomes.metrics import report
+
     return report(cached_facts(ledger), line=line, since=since, per_artifact=per_artifact)

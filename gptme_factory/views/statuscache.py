@@ -251,8 +251,12 @@ class Pass:
                 return False
         return False
 
-    def values(self, kind: Kind) -> list[Any]:
-        """Every artifact's value of `kind`, in id order; rewrites the shards that changed."""
+    def values(self, kind: Kind, *, restore: bool = True) -> list[Any]:
+        """Every artifact's value of `kind`, in id order; rewrites the shards that changed.
+
+        Without `restore`, a cached value comes as its stored row, unchecked: enough to learn
+        every artifact's content id (`fingerprint`) without building the values.
+        """
         ledger, ids, stats = self.ledger, self.ids, self.stats
         key = _global_key(ledger, kind)
         folder = ledger.runtime_dir / kind.file
@@ -261,7 +265,7 @@ class Pass:
             by_bucket.setdefault(bucket(aid), []).append(aid)
         shards = {b: _load_shard(folder / f"{b}.json", key) for b in by_bucket}
         found: dict[str, Any] = {}
-        restore, check = kind.restore, kind.check
+        build, check = kind.restore, kind.check
         for b, aids in by_bucket.items() if self.snap else ():
             entries, groups = shards[b]
             for aid in aids:
@@ -275,8 +279,11 @@ class Pass:
                 if not (entry[1] is True and groups.get(group, 0) == self.group_tree(group)
                         or entry[0] == self.head_of(aid)):
                     continue
+                if not restore:
+                    found[aid] = entry[3]
+                    continue
                 try:
-                    value = restore(entry[3])
+                    value = build(entry[3])
                 except (TypeError, ValueError, KeyError, AttributeError):
                     continue  # a damaged entry: read the artifact instead
                 if check(value, aid):
