@@ -22,7 +22,7 @@ from typing import Literal
 
 from ..errors import IllegalTransition, LedgerDamaged, UsageError
 from ..ledger.kinds import LineStream, StoredLineEvent
-from ..ledger.records import LineArchived, LineEvent, LineParked, LineUnparked
+from ..ledger.records import ForkResolved, LineArchived, LineEvent, LineParked, LineUnparked
 from ..ledger.store import Ledger
 from .subjects import describe_line
 
@@ -55,6 +55,9 @@ def quote(items: Sequence[str]) -> str:
 
 def apply(state: LineState, event: LineEvent, at: datetime, by: str) -> None:
     """Fold one event into `state`, or raise IllegalTransition."""
+    if isinstance(event, ForkResolved):
+        state.events += 1  # the stream already follows the kept branch (ledger/stream.py)
+        return
     if state.state == "archived":
         raise IllegalTransition(f"line {state.line} is archived: nothing more can happen to it")
     if isinstance(event, LineParked):
