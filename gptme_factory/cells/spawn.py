@@ -78,6 +78,7 @@ class SpawnOptions:
     script: ScriptFn | None = None
     force: bool = False
     by: str | None = None
+    take_over: bool = False  # take over a stage whose claim's lease expired (shared ledger)
 
 
 def factory_command() -> str:
@@ -164,7 +165,8 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
                 f"{running} cells are running (max_concurrent_cells is {cap}): wait for one "
                 "to finish (`gptme-factory collect`) or raise the cap in factory.yaml"
             )
-        started = engine.start_stage(ledger, artifact, by=opts.by, force=opts.force)
+        started = engine.start_stage(ledger, artifact, by=opts.by, force=opts.force,
+                                     take_over=opts.take_over)
         rec: CellRecord | None = None
         wd: worktrees.Workdir | None = None
         target_repo = ledger.repo

@@ -177,6 +177,28 @@ class ContractConfig(Record):
     fields: dict[Name, FieldSpec] = Field(default_factory=dict)
 
 
+class SyncConfig(Record):
+    """Sharing the ledger through a git remote (absent: the ledger is this clone's alone)."""
+
+    remote: Name | None = Field(
+        default=None,
+        description="The git remote every clone shares the ledger through (e.g. origin); "
+                    "unset: the branch's upstream remote, for `sync` only.")
+    branch: str | None = Field(
+        default=None, max_length=200,
+        description="The branch on the remote; unset: the current branch's name.")
+    auto: bool = Field(
+        default=True,
+        description="Claim stages with a compare-and-swap push and push after handoffs.")
+    lease_s: float = Field(
+        default=900, ge=1, le=7 * 86400,
+        description="How long a claim holds without renewal (a cell's progress renews it).")
+    own_commits: Literal["refuse", "push"] = Field(
+        default="refuse",
+        description="Your own unpushed non-ledger commits: refuse to sync (default), or "
+                    "push them along when they need no rebase.")
+
+
 class FactoryConfig(Record):
     """Contents of factory/factory.yaml."""
 
@@ -196,6 +218,8 @@ class FactoryConfig(Record):
         default_factory=dict, description="Project repositories the factory builds for.")
     default_target: Name | None = Field(
         default=None, description="Target of an intake that names none (default: brain).")
+    sync: SyncConfig | None = Field(
+        default=None, description="Share this ledger with other clones through a git remote.")
 
     def role(self, name: str) -> RoleConfig:
         """Look up a custom or built-in role."""
