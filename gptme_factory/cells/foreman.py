@@ -24,10 +24,12 @@ from typing import Any
 
 from ..errors import (
     CellCapacity,
+    ClaimLost,
     EnvironmentNotReady,
     LedgerConflict,
     NothingToAdvance,
     NotPublished,
+    RemoteUnreachable,
     UsageError,
 )
 from ..ledger.store import Ledger
@@ -231,6 +233,13 @@ class Foreman:
             rec = spawn(self.ledger, aid, self.opts)
         except CellCapacity:
             return  # wait for a slot
+        except ClaimLost as exc:  # another clone of a shared ledger holds the stage
+            _, view = engine.load(self.ledger, aid)
+            self._stop(view, WAITING, f"{aid}: {exc}")
+            return
+        except RemoteUnreachable as exc:  # the claim could not be pushed: retry next tick
+            self.say(f"{aid}: not started: {exc}")
+            return
         self.say(f"{aid}: spawned {rec.cell} ({rec.role}, {rec.backend}"
                  + (f" {rec.session}" if rec.session else "") + f", {rec.timeout_s:g} s)")
 

@@ -34,7 +34,7 @@ from ..ledger.gitstore import GitRepo
 from ..ledger.records import Budget, parse_cell_id
 from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
-from ..line import engine
+from ..line import claims, engine
 from ..line.replay import ArtifactView
 from ..targets.registry import Target, of_intake
 from . import preflight, taskfile, watchdog, worktrees
@@ -243,8 +243,13 @@ def _abort_launch(ledger: Ledger, cell: str, backend: Backend, rec: CellRecord |
         pass  # the ledger itself failed; the foreman reports the original error
 
 
-def progress(ledger: Ledger, cell: str, note: str) -> None:
-    """Record a cell's progress note (runtime state, not a commit)."""
+def progress(ledger: Ledger, cell: str, note: str) -> datetime | None:
+    """Record a cell's progress note (runtime state, not a commit).
+
+    On a shared ledger it also renews the cell's claim when half its lease has run out (a
+    small `lease_renewed` commit, pushed at once: line/claims.py); returns the new expiry
+    then. ClaimLost if the claim was taken over meanwhile: the cell should stop.
+    """
     try:
         artifact, _ = parse_cell_id(cell)
     except ValueError as exc:
@@ -254,3 +259,4 @@ def progress(ledger: Ledger, cell: str, note: str) -> None:
     if not note.strip():
         raise HandoffRefused("a progress note says what you did or found; it was empty")
     runtime.record_progress(ledger, cell, note)
+    return claims.renew(ledger, cell)

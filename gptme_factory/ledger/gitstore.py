@@ -1122,7 +1122,7 @@ class CommitChanges:
 
 
 def _raw_changes(fields: list[str]) -> dict[str, tuple[str, str] | None]:
-    """path -> (new mode, new blob id), or None for a deletion, from `--raw -z` fields."""
+    """Path -> (new mode, new blob id), or None for a deletion, from `--raw -z` fields."""
     changes: dict[str, tuple[str, str] | None] = {}
     it = iter(fields)
     for field_ in it:

@@ -129,6 +129,7 @@ class Ledger:
         self._lock_depth = 0
         self._tx: Transaction | None = None
         self.lock_waits: list[float] = []  # seconds each outermost `locked()` waited
+        self.notes: list[str] = []  # what automatic steps (a sync after a handoff) had to say
 
     # -- opening ------------------------------------------------------------------------
 

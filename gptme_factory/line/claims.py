@@ -25,12 +25,14 @@ it lost the claim on its next renewal, and its handoff is refused.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..errors import ClaimLost, FactoryError, LedgerConflict, UsageError
 from ..ledger import runtime
 from ..ledger import sync as ledger_sync
 from ..ledger.records import ClaimTakenOver, LeaseRenewed, parse_cell_id
 from ..ledger.store import Ledger
+from ..ledger.stream import Stored
 from .replay import ArtifactView, CellView
 from .transitions import load, record
 
@@ -152,6 +154,33 @@ def lost(ledger: Ledger, artifact: str) -> FactoryError:
         f"{artifact}`), then retry")
 
 
+def after_handoff(ledger: Ledger, stored: Stored[Any]) -> None:
+    """Push a handoff at once on a shared ledger: a builder's branch, then the ledger.
+
+    The branch goes first, so a verifier on another clone that sees the handoff can fetch
+    the exact commit. A failure is a note (`ledger.notes`), not an error: the handoff is
+    recorded here and goes out with the next sync.
+    """
+    remote = claim_remote(ledger)
+    if remote is None:
+        return
+    handoff = getattr(stored.event, "handoff", None)
+    branch = handoff.get("branch") if isinstance(handoff, dict) else None
+    if isinstance(branch, str) and branch.startswith("factory/"):
+        ref = f"refs/heads/{branch}"
+        try:
+            if ledger.repo.rev(ref) is not None:
+                ledger.repo.push_ref(remote.name, ref, ref)
+        except FactoryError as exc:
+            ledger.notes.append(f"the builder's branch {branch} was not pushed to "
+                                f"{remote.name}: {exc}")
+    try:
+        ledger_sync.sync(ledger)
+    except FactoryError as exc:
+        ledger.notes.append(f"the handoff is recorded here but not pushed to {remote} yet "
+                            f"({exc}); run `gptme-factory sync`")
+
+
 # -- leases -----------------------------------------------------------------------------------
 
 
@@ -220,5 +249,5 @@ def _taken_over(ledger: Ledger, artifact: str, cell: str) -> FactoryError:
         artifact=artifact, stage=stage, cell=view.cell, at=None)
 
 
-__all__ = ["ClaimLost", "StreamMoved", "check_running", "claim_remote", "claimed_by",
-           "lease_s", "lost", "publish", "renew"]
+__all__ = ["ClaimLost", "StreamMoved", "after_handoff", "check_running", "claim_remote",
+           "claimed_by", "lease_s", "lost", "publish", "renew"]

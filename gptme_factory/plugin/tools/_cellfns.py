@@ -21,8 +21,9 @@ def factory_progress(cell: str, note: str) -> str:
     """Report a cell's latest useful progress (shown on the board; not a commit)."""
     from ...cells.spawn import progress
 
-    progress(open_ledger(), cell, note)
-    return f"progress noted for {cell}"
+    until = progress(open_ledger(), cell, note)
+    renewed = f"; claim renewed until {until.isoformat()}" if until else ""
+    return f"progress noted for {cell}{renewed}"
 
 
 @adapter
