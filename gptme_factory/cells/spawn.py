@@ -151,7 +151,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
     """Start the artifact's current stage and launch its cell."""
     opts = opts or SpawnOptions()
     backend = get_backend(opts.backend)
-    artifact = ledger.resolve(artifact)
+    artifact = claims.find_artifact(ledger, artifact)
     _, view = engine.load(ledger, artifact)
     if view.stage is not None:  # a final or finished artifact: start_stage says why below
         preflight.check(ledger, view, view.stage, model=opts.model, backend=opts.backend,

@@ -20,10 +20,11 @@ def command(artifact: str, force: bool, take_over: bool, repo: str, as_json: boo
     On a shared ledger (factory.yaml `sync.remote`) the start is a claim: it holds only once
     it is on the remote; if another clone claimed the stage first, it says who, where, when.
     """
+    from ..line.claims import find_artifact
     from ..line.engine import refresh_base, start_stage
 
     ledger = open_ledger(repo)
-    aid = ledger.resolve(artifact)
+    aid = find_artifact(ledger, artifact)
     refresh_base(ledger, aid)  # a target's base, fetched from its remote
     s = start_stage(ledger, aid, force=force, take_over=take_over)
     if as_json:

@@ -168,6 +168,8 @@ def _rmdir_if_empty(path: Path) -> None:
         pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
 
 
+# What a remote says when another push updated the branch between its checks and its write.
+_RACE_RE = re.compile(r"failed to update ref|cannot lock ref|incorrect old value|failed to lock")
 _LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
 
 
@@ -934,8 +936,8 @@ class GitRepo:
         for line in status:
             if line.startswith("!"):
                 summary = line.split("\t", 2)[2]
-                if summary.startswith("[rejected]"):
-                    return False
+                if summary.startswith("[rejected]") or _RACE_RE.search(summary + _stderr(proc)):
+                    return False  # not a fast-forward, or another push won inside the remote
                 raise GitError(f"{remote} refused the push of {ref}: {summary} "
                                f"({_stderr(proc)})")
         if proc.returncode == 0:

@@ -411,13 +411,7 @@ class Ledger:
             raise RuntimeError("Ledger.record requires the writer lock (use Ledger.locked())")
         what = f"{stream.kind.name} {stream.id}"
         if stream.forks:
-            target = stream.id if stream.kind.name == "artifact" else \
-                f"{stream.kind.name}:{stream.id}"
-            raise ForkDetected(
-                f"{what} has a fork; nothing was recorded. {stream.forks[0].message}. "
-                f"Keep one side: `gptme-factory resolve {target} --keep EVENT` (it lists "
-                "the branches), then retry"
-            )
+            raise fork_error(stream)
         if stream.problems:
             raise LedgerDamaged(
                 f"{what} fails its integrity check; nothing was recorded: "
@@ -519,6 +513,16 @@ class Ledger:
                 tx.marker = "init"
                 tx.files.update(files)
         return ledger, changed
+
+
+def fork_error(stream: Stream[Any]) -> ForkDetected:
+    """The refusal to append to a forked stream, saying how to settle the fork."""
+    target = stream.id if stream.kind.name == "artifact" else f"{stream.kind.name}:{stream.id}"
+    return ForkDetected(
+        f"{stream.kind.name} {stream.id} has a fork; nothing was recorded. "
+        f"{stream.forks[0].message}. Keep one side: `gptme-factory resolve {target} --keep "
+        "EVENT` (without --keep it lists the branches), then retry"
+    )
 
 
 def _dir_names(path: Path) -> list[str]:

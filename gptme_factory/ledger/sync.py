@@ -48,6 +48,7 @@ from .store import Ledger
 
 OFFLINE_ENV = "GPTME_FACTORY_OFFLINE"
 PUSH_ATTEMPTS = 12
+NET_TIMEOUT_S = 120.0
 STATE = "sync"  # factory/.runtime/sync.json
 
 
@@ -75,6 +76,15 @@ class Remote:
 
     def __str__(self) -> str:
         return f"{self.name}/{self.branch}"
+
+
+def net_timeout() -> float:
+    """How long one fetch or push may take: $GPTME_FACTORY_NET_TIMEOUT, else 120 s."""
+    try:
+        value = float(os.environ.get("GPTME_FACTORY_NET_TIMEOUT", NET_TIMEOUT_S))
+    except ValueError:
+        return NET_TIMEOUT_S
+    return value if value > 0 else NET_TIMEOUT_S
 
 
 def offline() -> bool:
@@ -277,7 +287,10 @@ def _forked(ledger: Ledger, folders: Iterable[str]) -> list[str]:
 
 def fetch(ledger: Ledger, remote: Remote) -> str | None:
     """Fetch the remote's branch; its tip (None while the remote has no such branch)."""
-    ledger.repo.fetch(remote.name, remote.refspecs())
+    if not ledger.repo.fetch(remote.name, remote.refspecs(), timeout_s=net_timeout(),
+                             missing_ok=True):
+        ledger.repo.delete_ref(remote.tracking)
+        return None
     return ledger.repo.rev(remote.tracking)
 
 

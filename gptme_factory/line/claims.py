@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import ClaimLost, FactoryError, LedgerConflict, UsageError
+from ..errors import ArtifactNotFound, ClaimLost, FactoryError, LedgerConflict, UsageError
 from ..ledger import runtime
 from ..ledger import sync as ledger_sync
 from ..ledger.records import ClaimTakenOver, LeaseRenewed, parse_cell_id
@@ -82,7 +82,7 @@ def check_running(ledger: Ledger, view: ArtifactView, *, take_over: bool,
             f"its holder must finish or `gptme-factory kill {cv.cell}` it",
             artifact=aid, stage=stage, cell=cv.cell, host=cv.host, at=_when(cv.started_at))
     if cv.lease_until > now:
-        hint = (" — its holder renewed it since: it is alive" if take_over else
+        hint = (": it cannot be taken over before then" if take_over else
                 "; if its holder is gone, take it over after that (`gptme-factory start "
                 f"{aid} --take-over`)")
         raise ClaimLost(f"{sentence} (lease until {_when(cv.lease_until)}){hint}",
@@ -138,6 +138,22 @@ def note_pushed(ledger: Ledger, remote: ledger_sync.Remote) -> None:
     last = runtime.read_state(ledger, ledger_sync.STATE) or {}
     last.update({"remote": str(remote), "pushed_at": ledger_sync.now_iso()})
     runtime.write_state(ledger, ledger_sync.STATE, last)
+
+
+def find_artifact(ledger: Ledger, query: str) -> str:
+    """`ledger.resolve(query)`, fetching first an artifact only another clone has so far.
+
+    On a shared ledger `start X` then works on any clone once X's intake is pushed.
+    """
+    try:
+        return ledger.resolve(query)
+    except ArtifactNotFound:
+        remote = claim_remote(ledger)
+        if remote is None:
+            raise
+    with ledger.locked():
+        ledger_sync.catch_up(ledger, remote)
+    return ledger.resolve(query)
 
 
 def lost(ledger: Ledger, artifact: str) -> FactoryError:
@@ -217,17 +233,18 @@ def renew(ledger: Ledger, cell: str, *, now: datetime | None = None) -> datetime
             raise _taken_over(ledger, artifact, cell)
         if cv is None or view.cell != cell or view.status != "running" or cv.lease_until is None:
             return None
+        renewed: datetime | None = None
         if cv.lease_until - now > lease / 2:
             until = cv.lease_until
         else:
-            until = now + lease
+            until = renewed = now + lease
             record(ledger, chain, view, LeaseRenewed(cell=cell, until=until), by=cell)
             try:
                 publish(ledger, remote)
             except StreamMoved:
                 raise _taken_over(ledger, artifact, cell) from None
     runtime.write_state(ledger, _lease_file(cell), {"until": until.isoformat()})
-    return until
+    return renewed
 
 
 def _taken_over(ledger: Ledger, artifact: str, cell: str) -> FactoryError:
@@ -250,4 +267,4 @@ def _taken_over(ledger: Ledger, artifact: str, cell: str) -> FactoryError:
 
 
 __all__ = ["ClaimLost", "StreamMoved", "after_handoff", "check_running", "claim_remote",
-           "claimed_by", "lease_s", "lost", "publish", "renew"]
+           "claimed_by", "find_artifact", "lease_s", "lost", "publish", "renew"]

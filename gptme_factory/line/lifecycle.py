@@ -23,7 +23,7 @@ from typing import Literal
 from ..errors import IllegalTransition, LedgerDamaged, UsageError
 from ..ledger.kinds import LineStream, StoredLineEvent
 from ..ledger.records import ForkResolved, LineArchived, LineEvent, LineParked, LineUnparked
-from ..ledger.store import Ledger
+from ..ledger.store import Ledger, fork_error
 from .subjects import describe_line
 
 LineStateName = Literal["active", "parked", "archived"]
@@ -121,6 +121,8 @@ def _record(ledger: Ledger, line: str, event: LineEvent, by: str | None) -> Stor
     with ledger.transaction() as tx:
         tx.describers.setdefault("line", describe_line)
         stream = ledger.read_line(line)
+        if stream.forks:
+            raise fork_error(stream)
         if stream.problems:
             raise LedgerDamaged(
                 f"line {line} has ledger problems: {(stream.forks or stream.problems)[0]}; "

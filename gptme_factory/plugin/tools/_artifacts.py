@@ -143,10 +143,11 @@ def factory_start(artifact: str, take_over: bool = False) -> str:
 
     take_over: on a shared ledger, take over a claim whose lease expired with no handoff.
     """
+    from ...line.claims import find_artifact
     from ...line.engine import refresh_base, start_stage
 
     ledger = open_ledger()
-    aid = ledger.resolve(artifact)
+    aid = find_artifact(ledger, artifact)
     refresh_base(ledger, aid)  # a target's base, fetched from its remote
     st = start_stage(ledger, aid, take_over=take_over)
     note = f" Retry note: {st.retry_note}" if st.retry_note else ""
