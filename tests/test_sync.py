@@ -245,7 +245,8 @@ def test_cli_sync_reports_in_words_and_json(shared: Shared) -> None:
     assert "1 event(s) in from host-0 (1)" in status.output
     new_artifact(shared.ledger(1), "Not pushed")
     git(shared.clones[1], "remote", "set-url", "origin", str(shared.remote) + "-gone")
-    status = runner.invoke(main, ["--offline", "status", "--repo", str(shared.clones[1])])
+    status = runner.invoke(main, ["--offline", "status", "--repo", str(shared.clones[1])],
+                           env={"GPTME_FACTORY_OFFLINE": None})  # restored afterwards
     assert "origin/master: 1 commit(s) not pushed yet" in status.output
     as_json = runner.invoke(main, ["status", "--json", "--repo", str(shared.clones[1])])
     assert json.loads(as_json.output)["sync"]["unpushed_commits"] == 1

@@ -952,6 +952,17 @@ class GitRepo:
         """Delete `ref` if it exists."""
         _git(self.root, "update-ref", "-d", ref, check=False)
 
+    def revs(self, *refs: str) -> list[str | None]:
+        """The commit each of `refs` names (None for one that does not exist): one process."""
+        names = [f"{r}^{{commit}}" for r in refs]
+        if any("\n" in n or n.startswith("-") for n in names):
+            raise GitError(f"not a revision: {refs!r}")
+        proc = _git(self.root, "cat-file", "--batch-check=%(objectname)",
+                    input="".join(f"{n}\n" for n in names).encode(), check=False)
+        lines = proc.stdout.decode().splitlines()
+        return [line if re.fullmatch(r"[0-9a-f]{40,64}", line) else None for line in lines] \
+            if len(lines) == len(refs) else [self.rev(r) for r in refs]
+
     def merge_base(self, a: str, b: str) -> str | None:
         """A best common ancestor of two commits (None when they share no history)."""
         proc = _git(self.root, "merge-base", a, b, check=False)
@@ -969,14 +980,15 @@ class GitRepo:
         for a deletion; a merge commit lists none (`parents` says it is one).
         """
         args = ["log", "--reverse", "--raw", "--no-renames", "--no-abbrev", "-z",
-                "--format=%x01%H%x00%P%x00", include, *([f"^{exclude}"] if exclude else []),
-                "--"]
+                "--format=%x01%H%x00%P%x00%(trailers:key=Factory-Hash,valueonly,separator=,)"
+                "%x00", include, *([f"^{exclude}"] if exclude else []), "--"]
         out = self.git(*args).decode("utf-8", "surrogateescape")
         commits: list[CommitChanges] = []
         for chunk in out.split("\x01")[1:]:
             fields = chunk.split("\0")
             cid, parents = fields[0], tuple(fields[1].split())
-            commits.append(CommitChanges(cid, parents, _raw_changes(fields[2:])))
+            events = len([h for h in fields[2].split(",") if h.strip()])
+            commits.append(CommitChanges(cid, parents, _raw_changes(fields[3:]), events))
         return commits
 
     def diff_trees(self, old: str, new: str) -> dict[str, tuple[str, str] | None]:
@@ -1028,11 +1040,10 @@ class GitRepo:
             return onto
         texts = self.commit_texts([cid for cid, _ in commits])
         ref = f"refs/factory/replay-{os.getpid()}"
-        self.delete_ref(ref)
         stream = bytearray(b"feature done\n")
         for i, (cid, changes) in enumerate(commits):
             headers, _, message = texts[cid].partition(b"\n\n")
-            stream += b"commit " + ref.encode() + b"\n"
+            stream += b"commit " + ref.encode() + b"\nmark :%d\n" % (i + 1)
             for line in headers.split(b"\n"):
                 key = line.partition(b" ")[0]
                 if key in (b"author", b"committer"):
@@ -1048,15 +1059,15 @@ class GitRepo:
                     stream += b"D " + quoted + b"\n"
                 else:
                     stream += f"M {entry[0]} {entry[1]} ".encode() + quoted + b"\n"
-        stream += b"done\n"
+        stream += b"get-mark :%d\ndone\n" % len(commits)
         try:
-            self.git("fast-import", "--quiet", "--done", input=bytes(stream))
-            tip = self.rev(ref)
+            out = self.git("fast-import", "--quiet", "--done", "--force", input=bytes(stream))
         finally:
             self.delete_ref(ref)
-        if tip is None:  # pragma: no cover - fast-import succeeded, so the ref exists
-            raise GitError("git fast-import wrote no commit")
-        return tip
+        tip = out.decode().strip().splitlines()[-1:] if out.strip() else []
+        if not tip or not re.fullmatch(r"[0-9a-f]{40,64}", tip[0]):
+            raise GitError(f"git fast-import wrote no commit ({out[-200:]!r})")
+        return tip[0]
 
     def switch_check(self, old: str, new: str) -> str | None:
         """Why the index and working tree could not move from `old` to `new` (None: they can).
@@ -1116,6 +1127,7 @@ class CommitChanges:
     id: str
     parents: tuple[str, ...]
     changes: dict[str, tuple[str, str] | None]
+    events: int = 0  # ledger events it records (its Factory-Hash trailers)
 
     @property
     def is_merge(self) -> bool:

@@ -35,18 +35,21 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import FactoryError, LedgerConflict, SyncRefused, UsageError
+from ..errors import FactoryError, GitError, LedgerConflict, SyncRefused, UsageError
 from . import runtime
 from .gitstore import CommitChanges
 from .store import Ledger
 
 OFFLINE_ENV = "GPTME_FACTORY_OFFLINE"
+# git's words when a checkout would clobber the user's changes or untracked files
+_OVERWRITE_RE = re.compile(r"not uptodate|would be overwritten|would be removed")
 PUSH_ATTEMPTS = 12
 NET_TIMEOUT_S = 120.0
 STATE = "sync"  # factory/.runtime/sync.json
@@ -54,10 +57,11 @@ STATE = "sync"  # factory/.runtime/sync.json
 
 @dataclass(frozen=True)
 class Remote:
-    """Where the ledger is shared: a git remote and the branch on it."""
+    """Where the ledger is shared: a git remote and the branch on it (and ours, `local`)."""
 
     name: str
     branch: str
+    local: str = ""
 
     @property
     def ref(self) -> str:
@@ -105,7 +109,8 @@ def configured(ledger: Ledger) -> Remote | None:
     cfg = ledger.config.sync
     if cfg is None or not cfg.remote:
         return None
-    return Remote(cfg.remote, cfg.branch or _local_branch(ledger))
+    local = _local_branch(ledger)
+    return Remote(cfg.remote, cfg.branch or local, local)
 
 
 def shared(ledger: Ledger) -> Remote | None:
@@ -127,8 +132,8 @@ def remote_for(ledger: Ledger) -> Remote:
                 f"no remote to sync the ledger with: set `sync: {{remote: origin}}` in "
                 f"{ledger.rel}/factory.yaml (and commit it: every clone then claims through "
                 f"it), or give {branch} an upstream (`git push -u origin {branch}`)")
-        remote = Remote(*up)
-    if ledger.repo.remote_url(remote.name) is None:
+        remote = Remote(*up, branch)
+    elif ledger.repo.remote_url(remote.name) is None:
         raise UsageError(f"there is no git remote {remote.name!r} in {ledger.repo.root}: add "
                          f"it (`git remote add {remote.name} URL`) or fix sync.remote")
     return remote
@@ -146,9 +151,10 @@ class Integrated:
     incoming_commits: int = 0
     incoming_events: int = 0
     hosts: dict[str, int] = field(default_factory=dict)
-    replayed: int = 0
     touched: set[str] = field(default_factory=set)  # ledger stream folders that changed there
     forks: list[str] = field(default_factory=list)  # streams where both sides appended
+    mine: list[CommitChanges] = field(default_factory=list)  # ours, replayed on theirs
+    checked: bool = False  # `mine` was checked against the policy
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -193,7 +199,7 @@ def _mine(ledger: Ledger, remote: Remote, theirs: str | None, ours: str) -> list
     if own and policy == "refuse":
         n = len(own)
         raise SyncRefused(
-            f"{n} commit{'s' if n > 1 else ''} of your own on {_local_branch(ledger)} "
+            f"{n} commit{'s' if n > 1 else ''} of your own on {remote.local or 'this branch'} "
             f"{'are' if n > 1 else 'is'} not on {remote} ({_describe(ledger, own)}) and "
             f"touch{'' if n > 1 else 'es'} files outside {ledger.rel}/: the factory pushes "
             f"ledger commits only. Push them yourself (`git pull --rebase {remote.name} "
@@ -203,24 +209,30 @@ def _mine(ledger: Ledger, remote: Remote, theirs: str | None, ours: str) -> list
     return mine
 
 
-def integrate(ledger: Ledger, remote: Remote, theirs: str | None) -> Integrated:
+def integrate(ledger: Ledger, remote: Remote, theirs: str | None, *,
+              ours: str | None = None, touched: bool = False) -> Integrated:
     """Bring the remote's tip `theirs` into HEAD (hold the writer lock); see the module doc.
 
-    SyncRefused, with nothing changed, when that would publish or overwrite the user's work.
+    `ours` is HEAD when the caller knows it. `touched`: also say which ledger streams the
+    remote changed (a claim needs that; a plain sync only to find forks). SyncRefused, with
+    nothing changed, when integrating would publish or overwrite the user's own work.
     """
     repo = ledger.repo
-    ours = repo.head()
+    ours = ours or repo.head()
     if ours is None:
         raise UsageError("the brain repo has no commit yet: commit something first")
     result = Integrated(ours, ours)
-    if theirs is None or theirs == ours or repo.is_ancestor(theirs, ours):
+    if theirs is None or theirs == ours:
         return result
-    mine = _mine(ledger, remote, theirs, ours)
     base = repo.merge_base(ours, theirs)
+    if base == theirs:  # nothing incoming; what is ours is checked before any push
+        return result
     if base is None:
-        raise SyncRefused(f"{remote} shares no history with {_local_branch(ledger)}: it is "
-                          "not a clone of this brain; nothing was changed")
-    incoming = repo.diff_trees(base, theirs)
+        raise SyncRefused(f"{remote} shares no history with {remote.local or 'this branch'}: "
+                          "it is not a clone of this brain; nothing was changed")
+    mine = [] if base == ours else _mine(ledger, remote, theirs, ours)
+    result.mine, result.checked = mine, True
+    incoming = repo.diff_trees(base, theirs) if mine or touched else {}
     if mine:
         final: dict[str, tuple[str, str] | None] = {}
         for c in mine:
@@ -238,17 +250,20 @@ def integrate(ledger: Ledger, remote: Remote, theirs: str | None) -> Integrated:
             if delta or not c.changes:  # one whose changes the remote has already is dropped
                 plan.append((c.id, delta))
                 current.update(delta)
+        kept = {cid for cid, _ in plan}
+        result.mine = [c for c in mine if c.id in kept]
         new = repo.replay(theirs, plan)
-        result.replayed = len(plan)
     else:
         new = theirs
-    why = repo.switch_check(ours, new)
-    if why is not None:
+    try:
+        repo.move_head(ours, new, f"gptme-factory: sync with {remote}")
+    except GitError as exc:
+        if not _OVERWRITE_RE.search(str(exc)):
+            raise
         raise SyncRefused(
             f"the commits coming from {remote} would overwrite uncommitted or untracked files "
             f"here: commit, stash or move them, then sync again; nothing was changed "
-            f"(git: {' '.join(why.split())[:600]})")
-    repo.move_head(ours, new, f"gptme-factory: sync with {remote}")
+            f"(git: {' '.join(str(exc).split())[:600]})") from None
     result.new = new
     result.touched = {f for p in incoming if (f := stream_folder(ledger, p))}
     rows = repo.trailers_between(ours, theirs, ("Factory-Host", "Factory-Hash"))
@@ -348,8 +363,8 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _remember(ledger: Ledger, report: SyncReport) -> None:
-    runtime.write_state(ledger, STATE, {**report.to_json(), "branch": _local_branch(ledger)})
+def _remember(ledger: Ledger, remote: Remote, report: SyncReport) -> None:
+    runtime.write_state(ledger, STATE, {**report.to_json(), "branch": remote.local})
 
 
 def sync(ledger: Ledger, *, offline_only: bool = False,
@@ -362,43 +377,43 @@ def sync(ledger: Ledger, *, offline_only: bool = False,
     remote = remote_for(ledger)
     repo = ledger.repo
     report = SyncReport(str(remote), offline_only, at=now_iso())
-    if not offline_only and repo.rev(remote.tracking) is None:
-        theirs = fetch(ledger, remote)
-        if theirs is None:
-            raise SyncRefused(
-                f"{remote.name} has no branch {remote.branch} yet: publish the brain once "
-                f"yourself (`git push -u {remote.name} HEAD:{remote.branch}`), then sync; "
-                "nothing was changed")
     for attempt in range(1, attempts + 1):
         report.attempts = attempt
         with ledger.locked():
-            theirs = repo.rev(remote.tracking) if offline_only else fetch(ledger, remote)
+            if offline_only:
+                theirs = repo.rev(remote.tracking)
+                if theirs is None:
+                    break  # never fetched: nothing known of the remote yet
+            else:
+                theirs = fetch(ledger, remote)
+                if theirs is None:
+                    raise SyncRefused(
+                        f"{remote.name} has no branch {remote.branch} yet: publish the brain "
+                        f"once yourself (`git push -u {remote.name} HEAD:{remote.branch}`), "
+                        "then sync; nothing was changed")
             done = integrate(ledger, remote, theirs)
             report.incoming_commits += done.incoming_commits
             report.incoming_events += done.incoming_events
             for host, n in done.hosts.items():
                 report.hosts[host] = report.hosts.get(host, 0) + n
             report.forks = sorted({*report.forks, *done.forks})
-            head = done.new
-            report.head = head
+            head = report.head = done.new
             if head is None or head == theirs:
                 break
+            mine = done.mine if done.checked else _mine(ledger, remote, theirs, head)
             if offline_only:
-                report.unpushed_commits = repo.count_commits(theirs, head) if theirs else 0
+                report.unpushed_commits = len(mine)
                 break
-            _mine(ledger, remote, theirs, head)  # never push the user's own commits
-            outgoing = repo.trailers_between(theirs, head, ("Factory-Hash",))
             if repo.push_ref(remote.name, head, remote.ref):
-                repo.update_ref(remote.tracking, head)
-                report.pushed_commits = len(outgoing)
-                report.pushed_events = sum(len(r.get("Factory-Hash", [])) for r in outgoing)
+                report.pushed_commits = len(mine)
+                report.pushed_events = sum(c.events for c in mine)
                 break
         backoff(attempt)
     else:
         raise LedgerConflict(
             f"{remote} kept moving: {attempts} pushes in a row lost the race to other clones; "
             "what was integrated stays; run `gptme-factory sync` again")
-    _remember(ledger, report)
+    _remember(ledger, remote, report)
     return report
 
 
@@ -421,18 +436,17 @@ def push_claim(ledger: Ledger, remote: Remote, commit: str) -> None:
     the remote. Refuses (SyncRefused) when HEAD holds the user's own unpushed commits.
     """
     repo = ledger.repo
-    tracked = repo.rev(remote.tracking)
-    head = repo.head()
+    head, tracked = repo.revs("HEAD", remote.tracking)
     if head is not None and head != tracked:
         _mine(ledger, remote, tracked, head)
     if not repo.push_ref(remote.name, commit, remote.ref):
         raise RemoteMoved(f"{remote} moved since this clone last fetched it")
-    repo.update_ref(remote.tracking, commit)
+    # (git moved the remote-tracking ref with the push: `status` counts from it)
 
 
 def catch_up(ledger: Ledger, remote: Remote) -> Integrated:
     """After a lost push: fetch and integrate what moved (hold the writer lock)."""
-    return integrate(ledger, remote, fetch(ledger, remote))
+    return integrate(ledger, remote, fetch(ledger, remote), touched=True)
 
 
 # -- what status shows ----------------------------------------------------------------------
