@@ -214,3 +214,18 @@ def test_cli_start_reports_the_claim_sentence(shared: Shared) -> None:
     assert f"stage scout of {aid} was claimed by {aid}.scout." in second.output
     assert "on laptop at" in second.output
 
+
+
+def test_a_foreman_leaves_another_machines_running_cell_alone(shared: Shared) -> None:
+    from gptme_factory.cells.foreman import WAITING, Foreman
+
+    a, b = shared.ledger(0), shared.ledger(1)
+    aid = new_artifact(a)
+    cell = engine.start_stage(a, aid).cell  # claimed on host-0; no process known on host-1
+    sync(b)
+    foreman = Foreman(b, [aid])
+    foreman.tick()
+    stopped = foreman.stopped[aid]
+    assert stopped.kind == WAITING
+    assert stopped.reason.startswith(f"stage scout of {aid} was claimed by {cell} on host-0")
+    assert [e.kind for e in b.read(aid).events] == ["stage_started"]  # no "crashed" recorded

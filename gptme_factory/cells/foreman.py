@@ -33,7 +33,7 @@ from ..errors import (
     UsageError,
 )
 from ..ledger.store import Ledger
-from ..line import engine
+from ..line import claims, engine
 from ..line.replay import ArtifactView
 from ..outcomes.packaging import publish
 from . import preflight, reaper, taskfile
@@ -248,6 +248,12 @@ class Foreman:
         if cellstate.load(self.ledger.runtime_dir, cell) is not None:
             return  # running, or finished and reaped on the next tick
         cv = view.cells.get(cell)
+        if cv is not None and cv.host and cv.host != self.ledger.host:
+            # another machine's claim on a shared ledger: never declare its cell dead here
+            stage = view.stage.name if view.stage else "-"
+            self._stop(view, WAITING, f"{claims.claimed_by(view.intake.artifact, stage, cv)}"
+                       f" (lease until {cv.lease_until.isoformat() if cv.lease_until else '-'})")
+            return
         if cv is not None and cv.backend is None:
             engine.record_cell_finished(
                 self.ledger, cell, outcome="crashed", wall_s=0.0,
