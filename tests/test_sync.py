@@ -293,3 +293,24 @@ def test_a_sync_killed_half_way_is_finished_by_the_next_command(
     assert git(b.repo.root, "status", "--porcelain") == ""
     assert [len(reopened.read(x).events)] == [1]
     assert verify_ledger(reopened) == []
+
+
+@pytest.mark.parametrize(("section", "problem"), [
+    ("sync:\n  remote: 'no such thing!'\n", "sync.remote: Value error, a git remote name"),
+    ("sync:\n  remote: origin\n  lease: 5\n", "sync.lease: unknown field"),
+    ("sync:\n  remote: origin\n  branch: -x\n", "sync.branch: Value error, a branch name"),
+])
+def test_a_bad_sync_section_is_named_by_sync_and_by_every_other_command(
+    factory_repo: Path, section: str, problem: str,
+) -> None:
+    from gptme_factory.errors import ConfigError
+
+    cfg = factory_repo / "factory" / "factory.yaml"
+    cfg.write_text(cfg.read_text() + section)
+    with pytest.raises(ConfigError) as light:
+        sync(Ledger.open(factory_repo))  # reads only the sync section
+    with pytest.raises(ConfigError) as full:
+        Ledger.open(factory_repo).config  # noqa: B018 - the whole file
+    for err in (light, full):
+        assert "factory/factory.yaml: " in str(err.value)
+        assert problem.replace("Value error, ", "") in str(err.value)

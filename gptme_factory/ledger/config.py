@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from ..errors import ConfigError
 from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
 from .records import Budget, Name, Record, ShortText, format_validation_error
+from .syncconfig import SyncConfig
 
 GateKind = Literal["contract", "patch", "evidence", "package", "outcome"]
 GptodoType = Literal["general", "explore", "plan", "execute"]
@@ -175,28 +176,6 @@ class ContractConfig(Record):
 
     extends: Name
     fields: dict[Name, FieldSpec] = Field(default_factory=dict)
-
-
-class SyncConfig(Record):
-    """Sharing the ledger through a git remote (absent: the ledger is this clone's alone)."""
-
-    remote: Name | None = Field(
-        default=None,
-        description="The git remote every clone shares the ledger through (e.g. origin); "
-                    "unset: the branch's upstream remote, for `sync` only.")
-    branch: str | None = Field(
-        default=None, max_length=200,
-        description="The branch on the remote; unset: the current branch's name.")
-    auto: bool = Field(
-        default=True,
-        description="Claim stages with a compare-and-swap push and push after handoffs.")
-    lease_s: float = Field(
-        default=900, ge=1, le=7 * 86400,
-        description="How long a claim holds without renewal (a cell's progress renews it).")
-    own_commits: Literal["refuse", "push"] = Field(
-        default="refuse",
-        description="Your own unpushed non-ledger commits: refuse to sync (default), or "
-                    "push them along when they need no rebase.")
 
 
 class FactoryConfig(Record):

@@ -198,7 +198,7 @@ class Ledger:
         """`host` when factory.yaml shares the ledger through a remote (`sync.remote`)."""
         try:
             sync = self.config.sync
-        except FactoryError:
+        except (FactoryError, OSError):
             return None
         return self.host if sync is not None and sync.remote else None
 

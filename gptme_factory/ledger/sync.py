@@ -42,10 +42,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import FactoryError, GitError, LedgerConflict, SyncRefused, UsageError
+from ..errors import (
+    ConfigError,
+    FactoryError,
+    GitError,
+    LedgerConflict,
+    SyncRefused,
+    UsageError,
+)
 from . import runtime
 from .gitstore import CommitChanges
 from .store import Ledger
+from .syncconfig import SyncConfig
 
 OFFLINE_ENV = "GPTME_FACTORY_OFFLINE"
 # git's words when a checkout would clobber the user's changes or untracked files
@@ -104,9 +112,38 @@ def _local_branch(ledger: Ledger) -> str:
     return branch
 
 
+def settings(ledger: Ledger) -> SyncConfig | None:
+    """factory.yaml's `sync` section, validated, without loading the rest of the config.
+
+    When the ledger's config is loaded already, its section; otherwise only this section is
+    parsed and validated (a `sync` that does not start the whole configuration's import).
+    """
+    if "config" in ledger.__dict__:
+        return ledger.config.sync
+    if "_sync_settings" in ledger.__dict__:
+        cached: SyncConfig | None = ledger.__dict__["_sync_settings"]
+        return cached
+    from pydantic import ValidationError
+
+    from . import yamlio
+
+    path = ledger.dir / "factory.yaml"
+    source = ledger.relpath(path)
+    raw = yamlio.loads(path.read_bytes(), source).get("sync")
+    try:
+        cfg = None if raw is None else SyncConfig.model_validate(raw)
+    except ValidationError as exc:
+        from .records import format_validation_error
+
+        lines = "\n".join(f"  {source}: sync.{p}" for p in format_validation_error(exc))
+        raise ConfigError(f"invalid factory config:\n{lines}") from None
+    ledger.__dict__["_sync_settings"] = cfg
+    return cfg
+
+
 def configured(ledger: Ledger) -> Remote | None:
     """The remote factory.yaml shares the ledger through (`sync.remote`), if any."""
-    cfg = ledger.config.sync
+    cfg = settings(ledger)
     if cfg is None or not cfg.remote:
         return None
     local = _local_branch(ledger)
@@ -115,7 +152,7 @@ def configured(ledger: Ledger) -> Remote | None:
 
 def shared(ledger: Ledger) -> Remote | None:
     """The remote claims go through: `sync.remote` set, `sync.auto` on, not offline."""
-    cfg = ledger.config.sync
+    cfg = settings(ledger)
     if cfg is None or not cfg.remote or not cfg.auto or offline():
         return None
     return configured(ledger)
@@ -192,7 +229,8 @@ def _mine(ledger: Ledger, remote: Remote, theirs: str | None, ours: str) -> list
             f"the factory only replays plain ledger commits: push them yourself (`git pull "
             f"{remote.name} {remote.branch} && git push {remote.name} HEAD:{remote.branch}`), "
             "then sync again; nothing was changed")
-    policy = ledger.config.sync.own_commits if ledger.config.sync else "refuse"
+    cfg = settings(ledger)
+    policy = cfg.own_commits if cfg is not None else "refuse"
     # an empty commit is the user's too: the factory never makes one
     own = [c for c in mine
            if not c.changes or any(not _under(p, ledger.rel) for p in c.changes)]
