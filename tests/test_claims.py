@@ -229,3 +229,19 @@ def test_a_foreman_leaves_another_machines_running_cell_alone(shared: Shared) ->
     assert stopped.kind == WAITING
     assert stopped.reason.startswith(f"stage scout of {aid} was claimed by {cell} on host-0")
     assert [e.kind for e in b.read(aid).events] == ["stage_started"]  # no "crashed" recorded
+
+
+def test_pending_decisions_are_pushed_or_noted(shared: Shared) -> None:
+    from gptme_factory.line.claims import push_pending
+    from tests.ledger_helpers import abandon
+
+    a = shared.ledger(0)
+    aid = new_artifact(a)
+    abandon(a, aid, "not needed")
+    push_pending(a)
+    assert head(a.repo.root) == shared.remote_head() and a.notes == []
+    abandon(a, new_artifact(a, "Second"), "neither")
+    git(a.repo.root, "remote", "set-url", "origin", str(shared.remote) + "-gone")
+    push_pending(a, "the verdict")  # recorded here, not pushed: said, not raised
+    assert len(a.notes) == 1
+    assert a.notes[0].startswith("the verdict is recorded here but not pushed to origin/master")

@@ -179,6 +179,10 @@ class Foreman:
             if taskfile.sync_person_task(self.ledger, aid):
                 self.say(f"{aid}: waits for a person (tasks/factory-{aid}.md)")
         self._ask.clear()
+        claims.push_pending(self.ledger, "this tick's decisions")  # a shared ledger's
+        for note in self.ledger.notes:
+            self.say(note)
+        self.ledger.notes.clear()
         if self.on_tick is not None:
             mine = set(self.artifacts)
             self.on_tick([reaper.observation(self.ledger, rec)

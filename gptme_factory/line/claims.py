@@ -190,10 +190,25 @@ def after_handoff(ledger: Ledger, stored: Stored[Any]) -> None:
         except FactoryError as exc:
             ledger.notes.append(f"the builder's branch {branch} was not pushed to "
                                 f"{remote.name}: {exc}")
+    push_pending(ledger, "the handoff")
+
+
+def push_pending(ledger: Ledger, what: str = "what was recorded") -> None:
+    """On a shared ledger, push what this clone recorded and has not pushed (best effort).
+
+    A failure is a note (`ledger.notes`): the events are recorded here and go out with the
+    next claim or sync.
+    """
+    remote = claim_remote(ledger)
+    if remote is None:
+        return
+    head, tracked = ledger.repo.revs("HEAD", remote.tracking)
+    if head == tracked:
+        return
     try:
         ledger_sync.sync(ledger)
     except FactoryError as exc:
-        ledger.notes.append(f"the handoff is recorded here but not pushed to {remote} yet "
+        ledger.notes.append(f"{what} is recorded here but not pushed to {remote} yet "
                             f"({exc}); run `gptme-factory sync`")
 
 
@@ -267,4 +282,4 @@ def _taken_over(ledger: Ledger, artifact: str, cell: str) -> FactoryError:
 
 
 __all__ = ["ClaimLost", "StreamMoved", "after_handoff", "check_running", "claim_remote",
-           "claimed_by", "find_artifact", "lease_s", "lost", "publish", "renew"]
+           "claimed_by", "find_artifact", "lease_s", "lost", "publish", "push_pending", "renew"]

@@ -145,9 +145,14 @@ def start_stage(
     alone = outer is None or not (outer.events or outer.roots)
     for attempt in range(1, claims.CLAIM_ATTEMPTS + 1):
         try:
-            with ledger.transaction():
-                started = _start(ledger, artifact, by=by, force=force, take_over=take_over,
-                                 shared=remote is not None)
+            with ledger.transaction() as tx:
+                try:
+                    started = _start(ledger, artifact, by=by, force=force,
+                                     take_over=take_over, shared=remote is not None)
+                except IllegalTransition:
+                    if remote is not None and tx.events:  # a takeover, a block: theirs too
+                        claims.publish(ledger, remote)
+                    raise
                 if remote is not None:
                     claims.publish(ledger, remote)
                 return started
