@@ -245,3 +245,41 @@ def test_pending_decisions_are_pushed_or_noted(shared: Shared) -> None:
     push_pending(a, "the verdict")  # recorded here, not pushed: said, not raised
     assert len(a.notes) == 1
     assert a.notes[0].startswith("the verdict is recorded here but not pushed to origin/master")
+
+
+@pytest.mark.slow
+def test_a_build_made_on_one_clone_is_verified_on_another(tmp_path: Path) -> None:
+    from gptme_factory.demo.sample import FIXED_SOURCE
+    from tests.flow_helpers import sample_artifact
+    from tests.test_engine import build, report, scout_memo
+
+    shared = shared_clones(tmp_path, 3)
+    a, b = shared.ledger(0), shared.ledger(1)
+    aid = sample_artifact(a)
+    git(a.repo.root, "push", "-q", "origin", "master")  # the project itself, by hand
+    s = engine.start_stage(a, aid)
+    engine.submit(a, s.cell, scout_memo(aid))
+    assert engine.advance(a, aid).passed
+    started = engine.start_stage(a, aid)
+    stored = engine.submit(a, started.cell, build(a, started, FIXED_SOURCE))
+    assert stored is not None and a.notes == []
+    branch = f"factory/{started.cell}"
+    on_remote = git(shared.remote, "rev-parse", branch).strip()  # pushed with the handoff
+    result = engine.advance(a, aid)
+    assert result.passed and result.outcome is not None
+    assert result.outcome.commit == on_remote
+    sync(a)
+    # clone b verifies it: the exact commit came with the builder's branch
+    sync(b)
+    engine.refresh_base(b, aid)
+    v = engine.start_stage(b, aid)
+    engine.submit(b, v.cell, report(aid, on_remote, 0, "pass"))
+    verdict = engine.advance(b, aid)  # runs the checks itself, on that commit, on clone b
+    assert verdict.passed, verdict.reasons
+    # clone c never fetched the builders' branches: starting the next stage fetches the build
+    c = shared.ledger(2)
+    git(c.repo.root, "pull", "-q", "--ff-only", "origin", "master")
+    assert c.repo.resolve_commit(on_remote) is None
+    engine.refresh_base(c, aid)
+    assert c.repo.resolve_commit(on_remote) == on_remote
+    assert verify_ledger(b) == [] and verify_ledger(c) == []

@@ -314,3 +314,16 @@ def test_a_bad_sync_section_is_named_by_sync_and_by_every_other_command(
     for err in (light, full):
         assert "factory/factory.yaml: " in str(err.value)
         assert problem.replace("Value error, ", "") in str(err.value)
+
+
+def test_sync_waits_for_the_users_merge_to_finish(shared: Shared) -> None:
+    a, b = shared.ledger(0), shared.ledger(1)
+    new_artifact(a)
+    sync(a)
+    (b.repo.git_dir / "MERGE_HEAD").write_text(head(b.repo.root) + "\n")  # a merge under way
+    before = unchanged(b.repo.root)
+    with pytest.raises(SyncRefused, match=r"a merge is in progress .*git merge --abort"):
+        sync(b)
+    assert unchanged(b.repo.root) == before
+    (b.repo.git_dir / "MERGE_HEAD").unlink()
+    assert sync(b).incoming_events == 1

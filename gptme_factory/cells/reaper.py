@@ -260,7 +260,7 @@ def record(ledger: Ledger, ending: Ending) -> Reaped | None:
                 output_tail=ending.output_tail)
         except IllegalTransition:
             stored = None
-    if ledger.in_transaction is None:
+    if not ledger.in_transaction:
         claims.push_pending(ledger, f"the end of {rec.cell}")  # a shared ledger's, at once
     if stored is None:
         cellstate.remove(ledger.runtime_dir, rec.cell)

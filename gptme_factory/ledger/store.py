@@ -304,8 +304,8 @@ class Ledger:
         tx.subject = None
 
     @property
-    def in_transaction(self) -> Transaction | None:
-        """The open transaction, if any."""
+    def open_transaction(self) -> Transaction | None:
+        """The open transaction, if any (what it recorded so far)."""
         return self._tx
 
     def _refuse_busy_git(self) -> None:

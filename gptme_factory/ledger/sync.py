@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConfigError,
@@ -53,7 +53,9 @@ from ..errors import (
 from . import runtime
 from .gitstore import CommitChanges
 from .store import Ledger
-from .syncconfig import SyncConfig
+
+if TYPE_CHECKING:
+    from .syncconfig import SyncConfig
 
 OFFLINE_ENV = "GPTME_FACTORY_OFFLINE"
 # git's words when a checkout would clobber the user's changes or untracked files
@@ -126,6 +128,7 @@ def settings(ledger: Ledger) -> SyncConfig | None:
     from pydantic import ValidationError
 
     from . import yamlio
+    from .syncconfig import SyncConfig
 
     path = ledger.dir / "factory.yaml"
     source = ledger.relpath(path)
@@ -268,6 +271,10 @@ def integrate(ledger: Ledger, remote: Remote, theirs: str | None, *,
     if base is None:
         raise SyncRefused(f"{remote} shares no history with {remote.local or 'this branch'}: "
                           "it is not a clone of this brain; nothing was changed")
+    busy = repo.operation_in_progress()
+    if busy is not None:
+        raise SyncRefused(f"{busy[0]} is in progress in {repo.root}: finish it ({busy[1]}), "
+                          "then sync; nothing was changed")
     mine = [] if base == ours else _mine(ledger, remote, theirs, ours)
     result.mine, result.checked = mine, True
     incoming = repo.diff_trees(base, theirs) if mine or touched else {}

@@ -27,16 +27,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import ArtifactNotFound, ClaimLost, FactoryError, LedgerConflict, UsageError
+from ..errors import (
+    ArtifactNotFound,
+    ClaimLost,
+    FactoryError,
+    LedgerConflict,
+    RemoteUnreachable,
+    UsageError,
+)
 from ..ledger import runtime
 from ..ledger import sync as ledger_sync
+from ..ledger.gitstore import GitRepo
 from ..ledger.records import ClaimTakenOver, LeaseRenewed, parse_cell_id
 from ..ledger.store import Ledger
 from ..ledger.stream import Stored
+from ..targets.registry import of_intake
 from .replay import ArtifactView, CellView
 from .transitions import load, record
 
 CLAIM_ATTEMPTS = 12
+BUILD_PREFIX = "factory/"  # a builder's branch: factory/<cell> (cells/worktrees.py)
 
 
 class StreamMoved(LedgerConflict):
@@ -97,7 +107,7 @@ def check_running(ledger: Ledger, view: ArtifactView, *, take_over: bool,
 
 
 def _folders(ledger: Ledger) -> set[str]:
-    tx = ledger.in_transaction
+    tx = ledger.open_transaction
     if tx is None:
         return set()
     return {stored.path.rpartition("/")[0] for _, _, _, stored in tx.events}
@@ -173,24 +183,65 @@ def lost(ledger: Ledger, artifact: str) -> FactoryError:
 def after_handoff(ledger: Ledger, stored: Stored[Any]) -> None:
     """Push a handoff at once on a shared ledger: a builder's branch, then the ledger.
 
-    The branch goes first, so a verifier on another clone that sees the handoff can fetch
-    the exact commit. A failure is a note (`ledger.notes`), not an error: the handoff is
-    recorded here and goes out with the next sync.
+    The branch goes to the remote of the artifact's target (the shared remote when the
+    target is the brain) before the handoff itself, so a verifier on another clone that sees
+    the handoff can fetch the exact commit (`fetch_build`). A failure is a note
+    (`ledger.notes`), not an error: the handoff is recorded here and goes out with the next
+    sync.
     """
     remote = claim_remote(ledger)
     if remote is None:
         return
     handoff = getattr(stored.event, "handoff", None)
     branch = handoff.get("branch") if isinstance(handoff, dict) else None
-    if isinstance(branch, str) and branch.startswith("factory/"):
+    if isinstance(branch, str) and branch.startswith(BUILD_PREFIX):
+        repo, where = _build_remote(ledger, stored.path.split("/")[-2], remote)
         ref = f"refs/heads/{branch}"
         try:
-            if ledger.repo.rev(ref) is not None:
-                ledger.repo.push_ref(remote.name, ref, ref)
+            if where and repo.rev(ref) is not None:
+                repo.push_ref(where, ref, ref)
         except FactoryError as exc:
-            ledger.notes.append(f"the builder's branch {branch} was not pushed to "
-                                f"{remote.name}: {exc}")
+            ledger.notes.append(f"the builder's branch {branch} was not pushed to {where}: "
+                                f"{exc}")
     push_pending(ledger, "the handoff")
+
+
+def _build_remote(ledger: Ledger, artifact: str,
+                  remote: ledger_sync.Remote) -> tuple[GitRepo, str | None]:
+    """(the clone a builder's branch lives in, the remote it is shared through)."""
+    root = ledger.read(artifact).root
+    assert root is not None  # an artifact's chain is read with its intake
+    target = of_intake(ledger, root.record)
+    return (target.repo, remote.name) if target.is_brain else (target.repo, target.remote)
+
+
+def fetch_build(ledger: Ledger, view: ArtifactView) -> None:
+    """Fetch the commit the artifact's build gate passed, if another clone built it.
+
+    On a shared ledger, before a stage after the build starts here (verify checks that exact
+    commit): from the target's remote (the shared remote for the brain) into
+    `refs/factory/builds/` of the target's clone. Nothing when the commit is here already.
+    """
+    remote = claim_remote(ledger)
+    if remote is None:
+        return
+    built = [(st.name, view.gates[st.name]) for st in view.line.stages[: view.stage_index]
+             if st.gate == "patch" and st.name in view.gates]
+    if not built or not built[-1][1].commit:
+        return
+    name, gate = built[-1]
+    repo, where = _build_remote(ledger, view.intake.artifact, remote)
+    if where is None or gate.commit is None or repo.resolve_commit(gate.commit) is not None:
+        return
+    branch = (view.handoffs.get(name) or {}).get("branch")
+    if not isinstance(branch, str) or not branch.startswith(BUILD_PREFIX):
+        return
+    repo.fetch(where, [f"+refs/heads/{branch}:refs/factory/builds/{branch[len(BUILD_PREFIX):]}"],
+               timeout_s=ledger_sync.net_timeout())
+    if repo.resolve_commit(gate.commit) is None:
+        raise RemoteUnreachable(
+            f"the build of {view.intake.artifact} ({gate.commit[:12]}) is not on {where}'s "
+            f"{branch}: the clone that built it must push it (`git push {where} {branch}`)")
 
 
 def push_pending(ledger: Ledger, what: str = "what was recorded") -> None:
@@ -282,4 +333,5 @@ def _taken_over(ledger: Ledger, artifact: str, cell: str) -> FactoryError:
 
 
 __all__ = ["ClaimLost", "StreamMoved", "after_handoff", "check_running", "claim_remote",
-           "claimed_by", "find_artifact", "lease_s", "lost", "publish", "push_pending", "renew"]
+           "claimed_by", "fetch_build", "find_artifact", "lease_s", "lost", "publish",
+           "push_pending", "renew"]

@@ -116,7 +116,8 @@ def refresh_base(ledger: Ledger, artifact: str) -> None:
     """Fetch the target's base from its remote, before a stage that starts from it.
 
     Call it before taking the ledger lock (it talks to the network): `start_stage` then
-    fixes the freshly fetched commit. Nothing for the brain, or once a build has passed.
+    fixes the freshly fetched commit. Nothing for the brain, or once a build has passed —
+    then, on a shared ledger, the built commit is fetched if another clone built it.
     """
     _, view = load(ledger, artifact)
     target = of_intake(ledger, view.intake)
@@ -124,6 +125,8 @@ def refresh_base(ledger: Ledger, artifact: str) -> None:
                 for st in view.line.stages[: view.stage_index])
     if not target.is_brain and not built and not view.is_final:
         refresh(target)
+    if built and not view.is_final:
+        claims.fetch_build(ledger, view)  # built on another clone of a shared ledger
 
 
 def start_stage(
@@ -141,7 +144,7 @@ def start_stage(
         raise UsageError(
             "--take-over is for a shared ledger, whose claims carry leases: set `sync: "
             "{remote: origin}` in factory.yaml (an offline claim has no lease to expire)")
-    outer = ledger.in_transaction
+    outer = ledger.open_transaction
     alone = outer is None or not (outer.events or outer.roots)
     for attempt in range(1, claims.CLAIM_ATTEMPTS + 1):
         try:

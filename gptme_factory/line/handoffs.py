@@ -98,7 +98,7 @@ def submit(
                                  handoff=parsed.model_dump(mode="json"),
                                  last_progress=note[0] if note else None)
         stored = record(ledger, chain, view, event, by=by or cell)
-    if ledger.in_transaction is None:
+    if not ledger.in_transaction:
         claims.after_handoff(ledger, stored)
     return stored
 
