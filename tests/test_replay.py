@@ -472,7 +472,8 @@ LIKELY = {
     "pending": ["stage_started", "rework", "attempts_exhausted"],
     "blocked": ["stage_started", "gate_passed"],
     "running": ["handoff_submitted", "handoff_submitted", "cell_spawned", "cell_finished",
-                "contract_violation", "environment_failed"],
+                "contract_violation", "environment_failed", "lease_renewed",
+                "claim_taken_over"],
     "submitted": ["gate_passed", "gate_passed", "gate_failed", "published", "cell_finished",
                   "environment_failed"],
     "awaiting_approval": ["reviewed", "approval_requested"],
@@ -537,6 +538,12 @@ def draw_event(data: st.DataObject, view: ArtifactView) -> Event:
              "fix": "install pytest"}
     elif kind == "cell_finished":
         f = {"cell": a_cell(), "outcome": pick(data, OUTCOMES), "wall_s": 1.5}
+    elif kind == "lease_renewed":
+        f = {"cell": a_cell(), "until": AT}
+    elif kind == "claim_taken_over":
+        f = {"cell": a_cell(), "host": pick(data, [None, "build-box"]), "lease_until": AT}
+    elif kind == "fork_resolved":
+        f = {"choices": [{"parent": "1" * 64, "kept": "2" * 64, "discarded": ["3" * 64]}]}
     elif kind == "approval_requested":
         f = {"stage": stage}
     elif kind == "reviewed":
