@@ -156,3 +156,19 @@ def test_migrate_joins_an_id_with_both_layouts_and_refuses_uncommitted_work(
     assert [e.kind for e in joined.read(aid).events] == ["stage_started"]
     assert verify_ledger(joined) == []
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_paths_folder_is_known_by_its_shape_in_either_layout(ledger: Ledger) -> None:
+    from gptme_factory.ledger.sync import stream_folder
+
+    assert layout.folder_of("2a/fix-login-8c1f2a/0001-x.yaml") == "2a/fix-login-8c1f2a"
+    assert layout.folder_of("2a/fix-login-8c1f2a/briefs/c.md") == "2a/fix-login-8c1f2a"
+    assert layout.folder_of("fix-login-8c1f2a/intake.yaml") == "fix-login-8c1f2a"  # flat
+    assert layout.folder_of("fix-login-8c1f2a/briefs/c.md") == "fix-login-8c1f2a"
+    assert layout.folder_of("README.md") is None
+    assert stream_folder(ledger, "factory/artifacts/2a/fix-login-8c1f2a/intake.yaml") == \
+        "factory/artifacts/2a/fix-login-8c1f2a"
+    assert stream_folder(ledger, "factory/artifacts/fix-login-8c1f2a/intake.yaml") == \
+        "factory/artifacts/fix-login-8c1f2a"
+    assert stream_folder(ledger, "factory/lines/default/0001-x.yaml") == "factory/lines/default"
+    assert stream_folder(ledger, "factory/factory.yaml") is None

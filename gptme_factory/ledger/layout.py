@@ -42,6 +42,18 @@ def is_bucket_name(name: str) -> bool:
     return len(name) == BUCKET_LEN and not name.startswith(".")
 
 
+def folder_of(rel: str) -> str | None:
+    """The artifact folder holding `rel` (a path relative to factory/artifacts), by its shape.
+
+    `<b>/<id>/...` where `<b>` is the id's bucket is fanned out; `<id>/...` is flat; a path
+    with no folder above it (a stray file) has none. No disk access: for paths in commits.
+    """
+    parts = rel.split("/")
+    if len(parts) >= 3 and is_bucket_name(parts[0]) and bucket(parts[1]) == parts[0]:
+        return f"{parts[0]}/{parts[1]}"
+    return parts[0] if len(parts) >= 2 else None
+
+
 def locate(base: Path, sid: str) -> str:
     """Where `sid`'s folder is, relative to `base`: fanned out, else flat, else where it goes."""
     fan = fanned(sid)
