@@ -29,7 +29,9 @@ otherwise (so the cost grows with what changed, not with the ledger):
 3. no file was added, removed or renamed in the folder since the read (git does not look at
    untracked files): the folder's inode, mtime and ctime are unchanged — or, for a folder
    that changed within RACY_NS of the read (a second change in the same timestamp tick would
-   not move its mtime: git's "racily clean" rule), the names in it are the same;
+   not move its mtime: git's "racily clean" rule), its content is the same: the folder's
+   tree id computed from the bytes on disk (a few small files, read but not parsed) is the
+   stored one, which also covers an in-place edit git's second-granular stat check misses;
 4. the factory config's bytes and the code that derives the values are unchanged.
 
 Together: by (1) and (2) the tracked files hold exactly the bytes the value came from, and by
@@ -238,17 +240,16 @@ class Pass:
 
     # -- values -------------------------------------------------------------------------
 
-    def _same_folder(self, aid: str, mark: Any, st: list[int] | None) -> bool:
+    def _same_folder(self, aid: str, mark: Any, st: list[int] | None, oid: Any) -> bool:
         if st is None:
             return False
         if mark.__class__ is list:
             return bool(mark == st)
-        if mark.__class__ is dict:  # a folder that had just changed: compare what is in it
-            try:
-                return sorted(os.listdir(self.ledger.artifacts_dir / self.folders[aid])) \
-                    == mark.get("ls")
-            except OSError:
-                return False
+        if mark.__class__ is dict:  # a folder that had just changed: compare what is in it,
+            # byte for byte (git's stat check cannot see an in-place edit that keeps size and
+            # mtime within the second its index entry was written; reading a few files can)
+            got = dir_tree_id(str(self.ledger.artifacts_dir / self.folders[aid]), {}, self.algo)
+            return got is not None and got[0] == oid and got[1] == mark.get("ls")
         return False
 
     def values(self, kind: Kind, *, restore: bool = True) -> list[Any]:
@@ -273,7 +274,7 @@ class Pass:
                 # [tree id of the folder read, tree id == HEAD's?, folder mark, row]
                 if entry.__class__ is not list or len(entry) != 4:
                     continue
-                if not self._same_folder(aid, entry[2], stats[aid]):
+                if not self._same_folder(aid, entry[2], stats[aid], entry[0]):
                     continue
                 group = self.folders[aid].rpartition("/")[0]
                 if not (entry[1] is True and groups.get(group, 0) == self.group_tree(group)
