@@ -211,13 +211,13 @@ def test_a_writer_keeps_the_cache_warm(ledger: Ledger, monkeypatch: pytest.Monke
     No `settled` here: a folder written a moment ago is inside the racy window, so the
     writer keeps the names in it, and the next status compares those.
     """
-    from gptme_factory.views.statuscache import keep_fresh
+    from gptme_factory.views.factcache import keep_warm
     from tests.ledger_helpers import reads
 
     aids = [new_artifact(ledger, f"Artifact {i}") for i in range(3)]
     load_summaries(Ledger.open(ledger.repo.root))
     writer = Ledger.open(ledger.repo.root)
-    keep_fresh(writer)
+    keep_warm(writer)
     spawn_with_brief(writer, aids[1])
     abandon(writer, aids[2], "not needed")
     seen = reads(monkeypatch)

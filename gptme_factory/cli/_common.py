@@ -35,10 +35,10 @@ def json_option(func: F) -> F:
 def open_ledger(repo: str) -> Ledger:
     """Open the ledger of the repo at `repo` (its commits keep the status cache warm)."""
     from ..ledger.store import Ledger
-    from ..views.statuscache import keep_fresh
+    from ..views.factcache import keep_warm
 
     ledger = Ledger.open(repo)
-    keep_fresh(ledger)
+    keep_warm(ledger)
     return ledger
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FactoryError
 from ..ledger.store import Ledger
-from .statuscache import _CODE, Kind, Pass, _global_key, _write_json, cached
+from .statuscache import _CODE, SUMMARIES, Kind, Pass, _global_key, _write_json, cached, keep_fresh
 
 if TYPE_CHECKING:  # the models load only when an artifact is read or a report computed:
     from datetime import date  # a warm `metrics` whose report is kept needs neither
@@ -69,6 +69,11 @@ def facts_kind(ledger: Ledger) -> Kind:
 
     return Kind(file=CACHE_DIR, code=_FACTS_CODE, derive=derive, restore=restore,
                 check=lambda f, aid: f.artifact == aid, key=key)
+
+
+def keep_warm(ledger: Ledger) -> None:
+    """After each commit of `ledger`, store the changed artifacts' summaries and facts."""
+    keep_fresh(ledger, lambda committed: [SUMMARIES, facts_kind(committed)])
 
 
 def cached_facts(ledger: Ledger) -> list[ArtifactFacts | BrokenFacts]:

@@ -395,26 +395,18 @@ def _content_of(folder: str, raw: dict[str, bytes], st: list[int] | None, algo: 
 # -- keeping the cache warm across writes ------------------------------------------------
 
 
-def keep_fresh(ledger: Ledger, kinds: Callable[[Ledger], Sequence[Kind]] | None = None) -> None:
-    """After each commit of `ledger`, store the changed artifacts' values (of every kind).
+def keep_fresh(ledger: Ledger, kinds: Callable[[Ledger], Sequence[Kind]]) -> None:
+    """After each commit of `ledger`, store the changed artifacts' values of `kinds(ledger)`.
 
     The committing process has the models loaded and the files in place: deriving one
     artifact's values there costs milliseconds, while a later `status` that finds them
-    missing must load the models first. `kinds` gives the kinds to keep (default: the
-    summaries and the metric facts).
+    missing must load the models first. (factcache.keep_warm keeps the summaries and the
+    metric facts: what the CLI and the gptme tool keep.)
     """
     def refresh_after(committed: Ledger, artifacts: list[str]) -> None:
-        chosen = kinds(committed) if kinds else _default_kinds(committed)
-        refresh(committed, artifacts, chosen)
+        refresh(committed, artifacts, kinds(committed))
 
-    if refresh_after not in ledger.after_commit:
-        ledger.after_commit.append(refresh_after)
-
-
-def _default_kinds(ledger: Ledger) -> list[Kind]:
-    from .factcache import facts_kind
-
-    return [SUMMARIES, facts_kind(ledger)]
+    ledger.after_commit.append(refresh_after)
 
 
 def refresh(ledger: Ledger, artifacts: Iterable[str], kinds: Sequence[Kind]) -> None:

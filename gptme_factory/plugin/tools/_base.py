@@ -51,12 +51,12 @@ def brain_path(start: str | Path) -> tuple[Path, bool]:
 
 def open_ledger() -> Ledger:
     from ...ledger.store import Ledger
-    from ...views.statuscache import keep_fresh
+    from ...views.factcache import keep_warm
     from ..settings import settings
 
     root, _ = brain_path(os.environ.get("GPTME_FACTORY_REPO") or ".")
     ledger = Ledger.open(root, settings.ledger_dir)
-    keep_fresh(ledger)  # its commits keep the status cache warm
+    keep_warm(ledger)  # its commits keep the status cache warm
     return ledger
 
 
