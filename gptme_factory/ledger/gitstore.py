@@ -756,20 +756,7 @@ class GitRepo:
             cat.communicate()
         tmpdir = self.git_dir / _TMPDIR
         tmpdir.mkdir(exist_ok=True)
-        tree_files: list[Path] = []
-        try:
-            for i, content in enumerate(new_trees.values()):
-                tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
-                tree_file.write_bytes(content)
-                tree_files.append(tree_file)
-            listed = "".join(f"{t}\n" for t in tree_files).encode()
-            written = self.git("hash-object", "-w", "-t", "tree", "--no-filters",
-                               "--stdin-paths", input=listed).decode().split()
-        finally:
-            for tree_file in tree_files:
-                tree_file.unlink(missing_ok=True)
-        if written != list(new_trees):
-            raise GitError("git wrote other tree ids than computed: nothing was moved")
+        self._store_trees(tmpdir, new_trees)
         new = self.git("commit-tree", root, "-p", old, input=message.encode("utf-8")).decode().strip()
         journal = self.git_dir / _JOURNAL
         pairs = [(f"{base}/{n}", f"{base}/{t}") for n, t in moves.items()]
@@ -872,20 +859,29 @@ class GitRepo:
             else:
                 root = digest.hexdigest()
         if new_trees:
-            tree_files: list[Path] = []
-            try:
-                for i, content in enumerate(new_trees.values()):
-                    tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
-                    tree_file.write_bytes(content)
-                    tree_files.append(tree_file)
-                written = self.git("hash-object", "-w", "-t", "tree", "--no-filters", "--",
-                                   *map(str, tree_files)).decode().split()
-            finally:
-                for tree_file in tree_files:
-                    tree_file.unlink(missing_ok=True)
-            if written != list(new_trees):
-                raise GitError(f"git wrote trees {written}, expected {list(new_trees)}")
+            self._store_trees(tmpdir, new_trees)
         return old, base_tree, root
+
+    def _store_trees(self, tmpdir: Path, trees: Mapping[str, bytes]) -> None:
+        """Write tree objects (id -> content) with one `hash-object`; GitError if an id differs.
+
+        Paths go through stdin: a migration writes hundreds of trees.
+        """
+        tree_files: list[Path] = []
+        try:
+            for i, content in enumerate(trees.values()):
+                tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
+                tree_file.write_bytes(content)
+                tree_files.append(tree_file)
+            listed = "".join(f"{t}\n" for t in tree_files).encode()
+            written = self.git("hash-object", "-w", "-t", "tree", "--no-filters",
+                               "--stdin-paths", input=listed).decode().split()
+        finally:
+            for tree_file in tree_files:
+                tree_file.unlink(missing_ok=True)
+        if written != list(trees):
+            raise GitError(f"git wrote trees {written[:3]}, expected {list(trees)[:3]}: "
+                           "nothing was committed")
 
     # -- reading history ----------------------------------------------------------------
 

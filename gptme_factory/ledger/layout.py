@@ -83,7 +83,8 @@ class Listing:
         return self._by_folder.get(f"{first}/{second}") or self._by_folder.get(first)
 
 
-def _what(entry: os.DirEntry[str]) -> str:
+def entry_kind(entry: os.DirEntry[str]) -> str:
+    """What a directory entry is, in words: symlink, directory, file or special file."""
     if entry.is_symlink():
         return "symlink"
     if entry.is_dir(follow_symlinks=False):
@@ -111,7 +112,7 @@ def scan(base: Path | str) -> Listing:
         if name.startswith("."):
             continue
         if not entry.is_dir(follow_symlinks=False):
-            out.strays.append((name, _what(entry)))
+            out.strays.append((name, entry_kind(entry)))
             continue
         if is_bucket_name(name) and not os.path.lexists(os.path.join(entry.path, ROOT_FILE)):
             try:
@@ -125,7 +126,7 @@ def scan(base: Path | str) -> Listing:
                     continue
                 rel = f"{name}/{sub.name}"
                 if not sub.is_dir(follow_symlinks=False):
-                    out.strays.append((rel, _what(sub)))
+                    out.strays.append((rel, entry_kind(sub)))
                 elif bucket(sub.name) != name:
                     out.strays.append((rel, f"directory in the wrong bucket (its id belongs "
                                             f"in {bucket(sub.name)}/)"))

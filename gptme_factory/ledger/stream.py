@@ -251,12 +251,7 @@ def _read_file(path: str, src: str) -> bytes:
         raise
 
 
-def _what(entry: os.DirEntry[str]) -> str:
-    if entry.is_symlink():
-        return "symlink"
-    if entry.is_dir(follow_symlinks=False):
-        return "directory"
-    return "file" if entry.is_file(follow_symlinks=False) else "special file"
+_what = layout.entry_kind
 
 
 def _scan(kind: StreamKind[P], folder: Path, prefix: str, sid: str, *, tolerant: bool,
