@@ -166,60 +166,16 @@ def _schema(contract: str) -> dict[str, Any]:
 
 def _handoff(contract: str, aid: str, rng: random.Random, attempt: int, base: str,
              head: str, branch: str) -> dict[str, Any]:
-    w = rng.choice(WORDS)
-    if contract == "scout_memo":
-        data: dict[str, Any] = {
-            "files": [{"path": f"src/app/{w}.py", "why": f"the {w} logic lives here"},
-                      {"path": f"tests/test_{w}.py", "why": "regression tests go here"}],
-            "constraints": ["keep the public API stable", "no new dependencies"],
-            "approach": f"Move the {w} handling behind one function and make the limit\n"
-                        "configurable; cover the slow path with a test.",
-            "verification_plan": [
-                {"command": f"python -m pytest -q tests/test_{w}.py && ruff check src",
-                 "proves": "the regression test passes and lint is clean"}],
-            "risks": [f"callers that rely on the old {w} default"],
-            "criteria": [{"criterion": 0, "plan": f"test_{w}_fast measures the latency"},
-                         {"criterion": 1, "plan": "the existing suite keeps passing"}],
-        }
-    elif contract == "builder_patch":
-        data = {
-            "status": "success", "branch": branch, "base": base, "head": head,
-            "summary": f"Made the {w} limit configurable (attempt {attempt}) and added a test.",
-            "files_changed": [f"src/app/{w}.py", f"tests/test_{w}.py"],
-            "tests_added": [f"tests/test_{w}.py::test_{w}_fast"],
-            "claims": [{"criterion": 0, "claim": f"{w} now finishes in time",
-                        "evidence": f"tests/test_{w}.py::test_{w}_fast"},
-                       {"criterion": 1, "claim": "no behaviour change elsewhere",
-                        "evidence": "python -m pytest -q"}],
-            "notes_for_verifier": "Run the focused test first; it takes about a second.",
-        }
+    """The synthetic brain's handoff (ledgergen.py), with the life's own commits and branch."""
+    from ledgergen import _handoff as synthetic
+
+    data = synthetic(contract, aid, rng, attempt)
+    if contract == "builder_patch":
+        data.update(branch=branch, base=base, head=head)
     elif contract == "verifier_report":
-        data = {
-            "commit": head,
-            "checks": [{"command": f"python -m pytest -q tests/test_{w}.py", "exit_code": 0,
-                        "duration_s": 1.7, "output_tail": "....\n4 passed in 1.21s"}],
-            "verdict": "pass", "failure_summary": "",
-            "criteria": [{"criterion": 0, "verdict": "pass", "evidence": f"test_{w}_fast"},
-                         {"criterion": 1, "verdict": "pass", "evidence": "full suite green"}],
-        }
-    elif contract == "release_package":
-        data = {
-            "change_type": "fix", "version_bump": "patch",
-            "changelog_entry": f"Fixed the {w} timeout.",
-            "release_notes": f"## Fixes\n\n* The {w} limit is now configurable.\n",
-            "pr_title": f"fix({w}): make the limit configurable",
-            "pr_description": f"Closes the {w} timeout issue.\n\n- adds a regression test\n",
-            "announcement": f"The {w} timeout is gone in the next patch release.",
-        }
-    else:
-        data = {
-            "adoption": [{"consumer": "erik", "status": "used", "evidence": "PR merged"},
-                         {"consumer": "alice", "status": "unknown", "evidence": "no reply yet"}],
-            "lessons": ["measure before tuning"], "terminal": "the timeout issue is closed",
-        }
+        data.update(commit=head, failure_summary="")
     model = _config().contract_model(contract)
-    return model.model_validate({"kind": contract, "artifact": aid, **data}).model_dump(
-        mode="json")
+    return model.model_validate(data).model_dump(mode="json")
 
 
 def _output_tail(rng: random.Random, cell: str, aid: str, rel: str) -> str:
