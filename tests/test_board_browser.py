@@ -256,7 +256,7 @@ def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> 
     shown = driver.execute_script(
         "return [...document.querySelectorAll('.timeline li .commit code')]"
         ".map(e => e.textContent.trim());")
-    log = site["ledger"].repo.log(f"factory/artifacts/{aid}")
+    log = site["ledger"].history([aid])
     assert len(shown) == len(log) == 20
     assert shown == [e.commit[:10] for e in log]
     rows = driver.execute_script(
