@@ -970,13 +970,23 @@ class GitRepo:
 
     def untracked(self, paths: list[str]) -> list[str]:
         """Files under `paths` that git does not track, ignored ones included."""
+        return self.start_untracked(paths)()
+
+    def start_untracked(self, paths: list[str]) -> Callable[[], list[str]]:
+        """Start `untracked` in the background; the function returned waits for it."""
         env = _git_env()
         env["GIT_OPTIONAL_LOCKS"] = "0"
-        proc = subprocess.run(["git", "ls-files", "-z", "--others", "--", *paths],
-                              cwd=self.root, capture_output=True, env=env, check=False)
-        if proc.returncode != 0:
-            raise GitError(f"git ls-files failed: {proc.stderr.decode('utf-8', 'replace')}")
-        return [p.decode("utf-8", "surrogateescape") for p in proc.stdout.split(b"\0") if p]
+        proc = subprocess.Popen(["git", "ls-files", "-z", "--others", "--", *paths],
+                                cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env)
+
+        def wait() -> list[str]:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise GitError(f"git ls-files failed: {err.decode('utf-8', 'replace')}")
+            return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+        return wait
 
     def blob_id(self, rev: str, path: str) -> str | None:
         """The id of `path`'s blob at `rev` (None if it is not there)."""

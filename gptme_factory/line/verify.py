@@ -188,9 +188,11 @@ def _verify_since(ledger: Ledger, since: str, notes: list[str]) -> tuple[list[Pr
         return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))], 0, 0
     history = _start_history(ledger, since)
     folders = _folders(ledger)
+    untracked = repo.start_untracked(folders)  # git walks the folders while diff-index runs
     touched = set(repo.changed_between(since, "HEAD", folders)) if repo.head() != since else set()
-    touched.update(p for p, _ in repo.changed_against_head(folders))
-    touched.update(repo.untracked(folders))
+    against = repo.changed_against_head(folders) if repo.head() is not None else []
+    touched.update(p for p, _ in against)
+    touched.update(untracked())
     listing = ledger.artifact_listing()
     cut = len(folders[0]) + 1
     changed = {aid for p in touched if p.startswith(folders[0] + "/")
@@ -202,7 +204,8 @@ def _verify_since(ledger: Ledger, since: str, notes: list[str]) -> tuple[list[Pr
             problems += verify_artifact(ledger, artifact, notes)
     problems += verify_lines(ledger, notes)
     named = {p.where for p in problems}
-    problems += [p for p in _git_problems(ledger, notes, history) if p.where not in named]
+    problems += [p for p in _git_problems(ledger, notes, history, against)
+                 if p.where not in named]
     return problems, len(artifacts), len(changed & set(artifacts))
 
 
@@ -218,9 +221,11 @@ def _start_history(ledger: Ledger, since: str | None) -> Callable[[], dict[str, 
 
 
 def _git_problems(ledger: Ledger, notes: list[str] | None,
-                  history: Callable[[], dict[str, list[str]]]) -> list[Problem]:
+                  history: Callable[[], dict[str, list[str]]],
+                  against: list[tuple[str, str]] | None = None) -> list[Problem]:
     """Records changed against git: in the working tree, or by a commit after they were added.
 
+    `against` is `changed_against_head` of the ledger's folders if the caller has it already.
     A record a commit edited and a later one restored to its first bytes (a revert) is not a
     problem any more: its chain verifies, and `notes` names the commits.
     """
@@ -228,8 +233,10 @@ def _git_problems(ledger: Ledger, notes: list[str] | None,
     modified = history()
     if repo.head() is None:
         return []
+    if against is None:
+        against = repo.changed_against_head(_folders(ledger))
     out: dict[str, Problem] = {}
-    for path, change in repo.changed_against_head(_folders(ledger)):
+    for path, change in against:
         out[path] = Problem(path, f"{change} since it was committed (records are append-only)")
     for path, commits in modified.items():
         if path in out or not (repo.root / path).exists():
