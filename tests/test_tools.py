@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.demo.sample import (
+    DEMAND,
+    SAMPLE_DIR,
+    verification_plan,
+    write_sample_project,
+)
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line.verify import verify_ledger
 from gptme_factory.plugin.tools import _functions as f
@@ -43,7 +48,7 @@ def scout_memo(aid: str) -> dict[str, Any]:
         "kind": "scout_memo", "artifact": aid,
         "files": [{"path": f"{SAMPLE_DIR}/durations.py", "why": "parse_duration lives here"}],
         "approach": "parse (number, unit) pairs with a regex and sum them",
-        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "verification_plan": verification_plan(),
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "existing tests"}],
     }

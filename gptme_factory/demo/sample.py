@@ -96,6 +96,17 @@ DEMAND: dict[str, Any] = {
 }
 
 CHECK_COMMAND = f"cd {SAMPLE_DIR} && python3 -B -m unittest -q"
+# Fails at the base for the demand's own reason (ValueError: not a duration: '2m30s'), and
+# passes once compound durations parse: the check that tells a patch from its base.
+REPRO_COMMAND = (f"cd {SAMPLE_DIR} && python3 -B -c 'from durations import parse_duration as p; "
+                 "assert p(\"2m30s\") == 150 and p(\"1h2m3s\") == 3723'")
+
+
+def verification_plan() -> list[dict[str, Any]]:
+    """The sample's discriminating plan: the demand's reproduction, then the old tests."""
+    return [{"command": REPRO_COMMAND, "proves": "compound durations parse", "criteria": [0]},
+            {"command": CHECK_COMMAND, "proves": "the old and the new tests pass",
+             "criteria": [1]}]
 
 
 def write_sample_project(root: Path) -> list[str]:

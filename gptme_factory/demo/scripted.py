@@ -36,7 +36,15 @@ from ..cells.brief import BriefContext
 from ..cells.spawn import SpawnOptions
 from ..ledger import yamlio
 from ..ledger.store import Ledger
-from .sample import BROKEN_SOURCE, CHECK_COMMAND, DEMAND, FIXED_SOURCE, NEW_TEST, SAMPLE_DIR
+from .sample import (
+    BROKEN_SOURCE,
+    CHECK_COMMAND,
+    DEMAND,
+    FIXED_SOURCE,
+    NEW_TEST,
+    SAMPLE_DIR,
+    verification_plan,
+)
 
 if TYPE_CHECKING:
     from ..cells.foreman import Stopped
@@ -121,7 +129,7 @@ def scout_memo(ctx: BriefContext) -> dict[str, Any]:
                   {"path": f"{SAMPLE_DIR}/test_durations.py", "why": "its tests"}],
         "constraints": ["keep accepting single units such as 90s and 5m"],
         "approach": "parse (number, unit) pairs with a regex, reject leftovers, sum them",
-        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "verification_plan": verification_plan(),
         "risks": ["inputs such as '2m30' must still be rejected"],
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "the existing tests keep passing"}],

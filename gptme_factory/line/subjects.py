@@ -19,6 +19,7 @@ from ..ledger.records import (
     CellFinished,
     CellSpawned,
     Closed,
+    ContractFixed,
     ContractViolation,
     EnvironmentFailed,
     GateFailed,
@@ -77,6 +78,8 @@ def describe(events: Sequence[StoredEvent]) -> str:
             verdicts.append(f"{e.stage} passed -> {e.state}{how}")
         elif isinstance(e, GateFailed):
             verdicts.append(f"{e.stage} failed: {_short(e.reasons[0])}")
+        elif isinstance(e, ContractFixed):
+            phrases.append(f"contract fixed ({len(e.checks)} checks)")
         elif isinstance(e, Rework):
             verdicts.append(f"rework to {e.to_stage}")
         elif isinstance(e, AttemptsExhausted):
