@@ -202,8 +202,13 @@ def flaky_sentence(check: ContractCheck, obs: Observation, where: str) -> str:
 
 
 def plan_finding(contract: Contract, base: Side, timeout_of: dict[str, float],
-                 raise_limit: str) -> Finding:
-    """Whether this contract can tell a patch from its base (at the planning gate)."""
+                 raise_limit: str, *, reproduced_later: bool = False) -> Finding:
+    """Whether this contract can tell a patch from its base (at the planning gate).
+
+    `reproduced_later`: a reproduce stage follows (the bugfix line): the reproduction test
+    does not exist at the base yet, so no check has to fail there; one tied to a criterion
+    must exist, and the reproduce gate demands that it fail, for the issue's reason.
+    """
     found = Finding()
     where = _at(base, "base")
     for c in contract.checks:
@@ -215,6 +220,16 @@ def plan_finding(contract: Contract, base: Side, timeout_of: dict[str, float],
     if contract.mode == "pass-to-pass":
         found.notes.append("evidence: pass-to-pass (the line declares it): no check has to "
                            "fail at the base; every check must pass at the built commit")
+        return found
+    if reproduced_later:
+        tied = [c for c in contract.checks if c.criteria]
+        if not tied and found.ok:
+            found.refuse("no check is tied to an acceptance criterion: plan the check that "
+                         "will reproduce the bug (verification_plan[i].criteria, 0-based)")
+        elif found.ok:
+            found.notes.append(
+                "the reproduce stage must make " + ", ".join(f"`{c.command}`" for c in tied)
+                + " fail (for the issue's reason) before anything is fixed")
         return found
     candidates = [c for c in contract.checks if c.criteria and base.seen[c.id].failed]
     if candidates:

@@ -145,7 +145,8 @@ def plan_gate(ledger: Ledger, view: ArtifactView, stage: StageConfig,
             side = observe_base(bench, gate.contract, gate.timeouts())
     except (CannotRun, envs.SetupFailed) as exc:
         return _cannot_run(exc, gate.ref, base, None)
-    found = plan_finding(gate.contract, side, gate.timeouts(), gate.raise_limit())
+    found = plan_finding(gate.contract, side, gate.timeouts(), gate.raise_limit(),
+                         reproduced_later=_reproduces_later(view, stage))
     evidence = evidence_record(gate.contract.mode, checks, side, None, fixed=True)
     if not found.ok:
         return GateOutcome(False, found.reasons, "contract refused: " + "; ".join(found.reasons),
@@ -155,6 +156,12 @@ def plan_gate(ledger: Ledger, view: ArtifactView, stage: StageConfig,
              *found.notes]
     return GateOutcome(True, checks=side.first, commit=base, tree=side.tree, target=gate.ref,
                        notes=notes, evidence=evidence, contract=checks)
+
+
+def _reproduces_later(view: ArtifactView, stage: StageConfig) -> bool:
+    """Does a reproduce stage follow `stage` on the line (fail-first is shown there)?"""
+    names = [s.name for s in view.line.stages]
+    return any(s.gate == "reproduce" for s in view.line.stages[names.index(stage.name) + 1:])
 
 
 # -- reproduce --------------------------------------------------------------------------
@@ -184,7 +191,7 @@ def reproduce_gate(ledger: Ledger, view: ArtifactView, stage: StageConfig,
                    f"contract ({ids}): name the contract checks that reproduce the bug"]
         return GateOutcome(False, reasons, reasons[0], commit=head, tree=committed.tree,
                            target=gate.ref)
-    repros = list(dict.fromkeys(c for _, c in named if c is not None))
+    repros = list({c.id: c for _, c in named if c is not None}.values())
     twice = {c.id for c in repros}
     timeouts = gate.timeouts()
     side = Side(head, committed.tree or "")
