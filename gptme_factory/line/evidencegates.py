@@ -159,7 +159,7 @@ def plan_gate(ledger: Ledger, view: ArtifactView, stage: StageConfig,
 
 
 def _reproduces_later(view: ArtifactView, stage: StageConfig) -> bool:
-    """Does a reproduce stage follow `stage` on the line (fail-first is shown there)?"""
+    """Whether a reproduce stage follows `stage` on the line (fail-first is shown there)."""
     names = [s.name for s in view.line.stages]
     return any(s.gate == "reproduce" for s in view.line.stages[names.index(stage.name) + 1:])
 
