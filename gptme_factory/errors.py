@@ -104,6 +104,29 @@ class LedgerDamaged(LedgerConflict):
     """A stream fails its integrity check (tampered, missing parent, bad record)."""
 
 
+class LedgerBusy(LedgerConflict):
+    """Another writer held the ledger's lock longer than the wait allowed; nothing was written."""
+
+
+class ClaimLost(LedgerConflict):
+    """Someone else holds the stage (claimed first, on this machine or another one)."""
+
+    def __init__(self, message: str, *, artifact: str, stage: str, cell: str | None = None,
+                 host: str | None = None, at: str | None = None) -> None:
+        super().__init__(message)
+        self.artifact = artifact
+        self.stage = stage
+        self.cell = cell
+        self.host = host
+        self.at = at
+
+
+class SyncRefused(FactoryError):
+    """Syncing would publish or overwrite the user's own work; nothing was changed."""
+
+    exit_code = 5
+
+
 class GitError(FactoryError):
     """A git command failed; the message carries git's own words."""
 
@@ -112,6 +135,10 @@ class GitError(FactoryError):
 
 class GitBusy(GitError):
     """A rebase, merge, cherry-pick, revert or bisect is in progress: the ledger waits."""
+
+
+class RemoteUnreachable(GitError):
+    """The remote could not be fetched from or pushed to (network, auth, no such remote)."""
 
 
 class IllegalTransition(FactoryError):

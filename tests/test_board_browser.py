@@ -142,6 +142,14 @@ def column_of(drv: Any, aid: str) -> tuple[str, str] | None:
     return tuple(got) if got else None  # type: ignore[return-value]
 
 
+def click(drv: Any, css: str) -> None:
+    """Click the first element matching `css` in one script, once it exists (a live update
+    may swap the DOM between a find and a click)."""
+    wait_for(lambda: bool(drv.execute_script(
+        "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e;", css)),
+        timeout=10)
+
+
 def text_of(drv: Any, css: str) -> str | None:
     """The text of the first element matching `css`, read in one script."""
     got = drv.execute_script(
@@ -171,16 +179,18 @@ def test_the_served_board(site: dict[str, Any], driver: Any, env: Path) -> None:
     for name, where in EXPECTED.items():
         assert column_of(driver, ids[name]) == where, name
     assert column_of(driver, site["live"]) == ("default", "scout")
-    blocked = find(driver, f'[data-artifact="{ids["blocked"]}"]')
-    assert "blocked" in blocked.get_attribute("class").split()
-    assert blocked.find_element("css selector", ".blocked-reason").text.startswith(
+    blocked = f'#live [data-artifact="{ids["blocked"]}"]'
+    assert driver.execute_script(
+        "return document.querySelector(arguments[0]).classList.contains('blocked');", blocked)
+    assert (text_of(driver, f"{blocked} .blocked-reason") or "").startswith(
         f"contract violation by {ids['blocked']}.scout.")
-    assert "needs a person" in find(driver, f'[data-artifact="{ids["approval"]}"] .needs').text
-    assert find(driver, f'[data-artifact="{ids["blocked"]}"] .attempt').text == "attempt 1/3"
+    assert "needs a person" in (text_of(driver, f'#live [data-artifact="{ids["approval"]}"] .needs')
+                                or "")
+    assert text_of(driver, f"{blocked} .attempt") == "attempt 1/3"
     # the running cell: its latest progress note, on its card and in the cells panel
     cell = f'[data-cell="{site["cell"]}"]'
     wait_for(lambda: NOTE in (text_of(driver, f"{cell} .latest") or ""), timeout=20)
-    assert find(driver, f"{cell} h4").text.startswith("scout on Index the docs")
+    assert (text_of(driver, f"{cell} h4") or "").startswith("scout on Index the docs")
     assert len(all_of(driver, f"{cell} progress")) >= 1
     wait_for(lambda: NOTE in (text_of(driver, f'[data-artifact="{site["live"]}"] .latest')
                               or ""), timeout=20)
@@ -220,15 +230,19 @@ def test_a_hostile_title_is_inert(site: dict[str, Any], driver: Any) -> None:
     for url in (site["url"], f"{site['url']}artifact/{aid}"):
         driver.get(url)
         title = ".card-title" if url == site["url"] else ".artifact-title"
-        el = find(driver, f'[data-artifact="{aid}"] {title}' if title == ".card-title"
-                  else title)
-        assert el.text == f"{XSS_TITLE} {XSS_IMG}"
+        css = f'[data-artifact="{aid}"] {title}' if title == ".card-title" else title
+        wait_for(lambda css=css: driver.execute_script(
+            "return !!document.querySelector(arguments[0]);", css), timeout=10)
+        shown = driver.execute_script(
+            "return document.querySelector(arguments[0]).innerText;", css)
+        assert " ".join(str(shown).split()) == f"{XSS_TITLE} {XSS_IMG}"
         with pytest.raises(TimeoutException):
             WebDriverWait(driver, 1).until(expected_conditions.alert_is_present())
         assert driver.execute_script("return window.__xss === undefined")
         assert not all_of(driver, 'img[src="x"]')
-        scripts = [s.get_attribute("src") or s.get_attribute("type")
-                   for s in all_of(driver, "script")]
+        scripts = driver.execute_script(
+            "return [...document.querySelectorAll('script')]"
+            ".map(s => s.getAttribute('src') || s.getAttribute('type') || '');")
         assert all(s.endswith(("/static/chart.umd.min.js", "/static/board.js"))
                    or s == "application/json" for s in scripts), scripts
 
@@ -236,7 +250,7 @@ def test_a_hostile_title_is_inert(site: dict[str, Any], driver: Any) -> None:
 def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> None:
     aid = site["ids"]["closed"]
     driver.get(site["url"])
-    find(driver, f'[data-artifact="{aid}"] .card-title a').click()
+    click(driver, f'[data-artifact="{aid}"] .card-title a')
     wait_for(lambda: all_of(driver, f'[data-artifact-page="{aid}"]'), timeout=10)
     # Read in one script each: a live update may swap the page's DOM between two reads.
     shown = driver.execute_script(
@@ -250,9 +264,9 @@ def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> 
         ".map(e => e.innerText);")
     assert any("grep -q fixed app.txt" in r and " 0 " in f" {' '.join(r.split())} "
                for r in rows)
-    driver.execute_script("document.querySelector('.timeline li:last-child a.commit').click();")
-    wait_for(lambda: all_of(driver, "[data-commit-diff]"), timeout=10)
-    assert "+terminal: done" in find(driver, "[data-commit-diff]").text
+    click(driver, ".timeline li:last-child a.commit")
+    wait_for(lambda: "+terminal: done" in (text_of(driver, "[data-commit-diff]") or ""),
+             timeout=10)
     assert console_errors(driver) == []
 
 

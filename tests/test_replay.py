@@ -112,6 +112,10 @@ AWAITING = [started("scout"), submitted("scout"), gate_passed("scout", line=APPR
 EXHAUSTED = [started("scout"), finished("scout"),
              ev("attempts_exhausted", stage="scout", attempts=1)]
 ABANDONED = [ev("abandoned", reason="gone")]
+# A claim on a shared ledger: the start carries its host and lease.
+LEASED = [ev("stage_started", stage="scout", role="scout", cell=cell("scout"), attempt=1,
+             host="host-a", lease_until=AT)]
+LATER = datetime(2026, 1, 2, 4, 0, 0, tzinfo=timezone.utc)
 
 
 def view_after(events: list[Event], line: LineConfig = DEFAULT) -> ArtifactView:
@@ -173,6 +177,15 @@ LEGAL = [
      ("designed", "build", "pending", None)),
     ("start-after-environment", [*RUNNING, env_failed("scout", "cell"), finished("scout")],
      started("scout", 2, attempt=1), ("idea", "scout", "running", cell("scout", 2))),
+    ("renew-lease", LEASED, ev("lease_renewed", cell=cell("scout"), until=LATER),
+     ("idea", "scout", "running", cell("scout"))),
+    ("take-over", LEASED, ev("claim_taken_over", cell=cell("scout"), host="host-a",
+                             lease_until=AT),
+     ("idea", "scout", "pending", None)),
+    ("fork-resolved", RUNNING,
+     ev("fork_resolved", choices=[{"parent": "1" * 64, "kept": "2" * 64,
+                                   "discarded": ["3" * 64]}]),
+     ("idea", "scout", "running", cell("scout"))),
 ]
 
 
@@ -355,6 +368,16 @@ ILLEGAL = [
      msg("idea", "scout", "pending", "attempts_exhausted", "stage scout used 1 attempts, not 3")),
     ("exhausted-never-started", [], ev("attempts_exhausted", stage="scout", attempts=1),
      msg("idea", "scout", "pending", "attempts_exhausted", "stage scout used 0 attempts, not 1")),
+    ("renew-without-lease", RUNNING, ev("lease_renewed", cell=cell("scout"), until=LATER),
+     msg("idea", "scout", "running", "lease_renewed",
+         f"cell {cell('scout')} was claimed without a lease")),
+    ("renew-not-running", [*LEASED, submitted("scout")],
+     ev("lease_renewed", cell=cell("scout"), until=LATER),
+     msg("idea", "scout", "submitted", "lease_renewed", f"cell {cell('scout')} is not the running cell")),
+    ("take-over-after-handoff", [*LEASED, submitted("scout")],
+     ev("claim_taken_over", cell=cell("scout"), lease_until=AT),
+     msg("idea", "scout", "submitted", "claim_taken_over",
+         f"cell {cell('scout')} is not the running cell")),
     ("publish-not-package", SUBMITTED, ev("published", target="pr", where="gh:x/y#1"),
      msg("idea", "scout", "submitted", "published", "publishing belongs to a package stage")),
     ("publish-package-running", [*through("scout", "build", "verify"), started("package")],
@@ -386,10 +409,15 @@ def test_illegal_transition(prefix: list[Event], event: Event, message: str) -> 
     assert view == before, "a refused event must leave the view untouched"
 
 
+# A fork resolution changes no state (the chain already follows the kept branch): it is
+# never illegal in an artifact's history.
+ALWAYS_LEGAL = {"fork_resolved"}
+
+
 def test_every_event_kind_is_in_the_tables() -> None:
     kinds = {c[2].kind for c in [*LEGAL, *LEGAL_APPROVAL]}
     assert kinds == set(EVENT_KINDS)
-    assert {c[2].kind for c in ILLEGAL} == set(EVENT_KINDS)
+    assert {c[2].kind for c in ILLEGAL} == set(EVENT_KINDS) - ALWAYS_LEGAL
 
 
 def test_review_after_approval_line_is_not_awaiting() -> None:
@@ -455,7 +483,8 @@ LIKELY = {
     "pending": ["stage_started", "rework", "attempts_exhausted"],
     "blocked": ["stage_started", "gate_passed"],
     "running": ["handoff_submitted", "handoff_submitted", "cell_spawned", "cell_finished",
-                "contract_violation", "environment_failed"],
+                "contract_violation", "environment_failed", "lease_renewed",
+                "claim_taken_over"],
     "submitted": ["gate_passed", "gate_passed", "gate_failed", "published", "cell_finished",
                   "environment_failed"],
     "awaiting_approval": ["reviewed", "approval_requested"],
@@ -524,6 +553,12 @@ def draw_event(data: st.DataObject, view: ArtifactView) -> Event:
              "fix": "install pytest"}
     elif kind == "cell_finished":
         f = {"cell": a_cell(), "outcome": pick(data, OUTCOMES), "wall_s": 1.5}
+    elif kind == "lease_renewed":
+        f = {"cell": a_cell(), "until": AT}
+    elif kind == "claim_taken_over":
+        f = {"cell": a_cell(), "host": pick(data, [None, "build-box"]), "lease_until": AT}
+    elif kind == "fork_resolved":
+        f = {"choices": [{"parent": "1" * 64, "kept": "2" * 64, "discarded": ["3" * 64]}]}
     elif kind == "approval_requested":
         f = {"stage": stage}
     elif kind == "reviewed":

@@ -24,14 +24,16 @@ from typing import Any
 
 from ..errors import (
     CellCapacity,
+    ClaimLost,
     EnvironmentNotReady,
     LedgerConflict,
     NothingToAdvance,
     NotPublished,
+    RemoteUnreachable,
     UsageError,
 )
 from ..ledger.store import Ledger
-from ..line import engine
+from ..line import claims, engine
 from ..line.replay import ArtifactView
 from ..outcomes.packaging import publish
 from . import preflight, reaper, taskfile
@@ -177,6 +179,10 @@ class Foreman:
             if taskfile.sync_person_task(self.ledger, aid):
                 self.say(f"{aid}: waits for a person (tasks/factory-{aid}.md)")
         self._ask.clear()
+        claims.push_pending(self.ledger, "this tick's decisions")  # a shared ledger's
+        for note in self.ledger.notes:
+            self.say(note)
+        self.ledger.notes.clear()
         if self.on_tick is not None:
             mine = set(self.artifacts)
             self.on_tick([reaper.observation(self.ledger, rec)
@@ -231,6 +237,13 @@ class Foreman:
             rec = spawn(self.ledger, aid, self.opts)
         except CellCapacity:
             return  # wait for a slot
+        except ClaimLost as exc:  # another clone of a shared ledger holds the stage
+            _, view = engine.load(self.ledger, aid)
+            self._stop(view, WAITING, f"{aid}: {exc}")
+            return
+        except RemoteUnreachable as exc:  # the claim could not be pushed: retry next tick
+            self.say(f"{aid}: not started: {exc}")
+            return
         self.say(f"{aid}: spawned {rec.cell} ({rec.role}, {rec.backend}"
                  + (f" {rec.session}" if rec.session else "") + f", {rec.timeout_s:g} s)")
 
@@ -239,6 +252,12 @@ class Foreman:
         if cellstate.load(self.ledger.runtime_dir, cell) is not None:
             return  # running, or finished and reaped on the next tick
         cv = view.cells.get(cell)
+        if cv is not None and cv.host and cv.host != self.ledger.host:
+            # another machine's claim on a shared ledger: never declare its cell dead here
+            stage = view.stage.name if view.stage else "-"
+            self._stop(view, WAITING, f"{claims.claimed_by(view.intake.artifact, stage, cv)}"
+                       f" (lease until {cv.lease_until.isoformat() if cv.lease_until else '-'})")
+            return
         if cv is not None and cv.backend is None:
             engine.record_cell_finished(
                 self.ledger, cell, outcome="crashed", wall_s=0.0,

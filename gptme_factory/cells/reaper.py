@@ -26,7 +26,7 @@ from ..errors import CellError, IllegalTransition, LedgerConflict, NotPublished
 from ..ledger import runtime
 from ..ledger.records import ContractViolation, HandoffSubmitted, parse_cell_id
 from ..ledger.store import Ledger
-from ..line import engine
+from ..line import claims, engine
 from ..line.checks import tail
 from ..line.replay import ArtifactView
 from . import convlog, taskfile, worktrees
@@ -260,6 +260,8 @@ def record(ledger: Ledger, ending: Ending) -> Reaped | None:
                 output_tail=ending.output_tail)
         except IllegalTransition:
             stored = None
+    if not ledger.in_transaction:
+        claims.push_pending(ledger, f"the end of {rec.cell}")  # a shared ledger's, at once
     if stored is None:
         cellstate.remove(ledger.runtime_dir, rec.cell)
         return None

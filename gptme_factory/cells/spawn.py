@@ -34,7 +34,7 @@ from ..ledger.gitstore import GitRepo
 from ..ledger.records import Budget, parse_cell_id
 from ..ledger.schemas import contract_schema
 from ..ledger.store import Ledger
-from ..line import engine
+from ..line import claims, engine
 from ..line.replay import ArtifactView
 from ..targets.registry import Target, of_intake
 from . import preflight, taskfile, watchdog, worktrees
@@ -78,6 +78,7 @@ class SpawnOptions:
     script: ScriptFn | None = None
     force: bool = False
     by: str | None = None
+    take_over: bool = False  # take over a stage whose claim's lease expired (shared ledger)
 
 
 def factory_command() -> str:
@@ -150,7 +151,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
     """Start the artifact's current stage and launch its cell."""
     opts = opts or SpawnOptions()
     backend = get_backend(opts.backend)
-    artifact = ledger.resolve(artifact)
+    artifact = claims.find_artifact(ledger, artifact)
     _, view = engine.load(ledger, artifact)
     if view.stage is not None:  # a final or finished artifact: start_stage says why below
         preflight.check(ledger, view, view.stage, model=opts.model, backend=opts.backend,
@@ -164,7 +165,8 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
                 f"{running} cells are running (max_concurrent_cells is {cap}): wait for one "
                 "to finish (`gptme-factory collect`) or raise the cap in factory.yaml"
             )
-        started = engine.start_stage(ledger, artifact, by=opts.by, force=opts.force)
+        started = engine.start_stage(ledger, artifact, by=opts.by, force=opts.force,
+                                     take_over=opts.take_over)
         rec: CellRecord | None = None
         wd: worktrees.Workdir | None = None
         target_repo = ledger.repo
@@ -241,8 +243,13 @@ def _abort_launch(ledger: Ledger, cell: str, backend: Backend, rec: CellRecord |
         pass  # the ledger itself failed; the foreman reports the original error
 
 
-def progress(ledger: Ledger, cell: str, note: str) -> None:
-    """Record a cell's progress note (runtime state, not a commit)."""
+def progress(ledger: Ledger, cell: str, note: str) -> datetime | None:
+    """Record a cell's progress note (runtime state, not a commit).
+
+    On a shared ledger it also renews the cell's claim when half its lease has run out (a
+    small `lease_renewed` commit, pushed at once: line/claims.py); returns the new expiry
+    then. ClaimLost if the claim was taken over meanwhile: the cell should stop.
+    """
     try:
         artifact, _ = parse_cell_id(cell)
     except ValueError as exc:
@@ -252,3 +259,4 @@ def progress(ledger: Ledger, cell: str, note: str) -> None:
     if not note.strip():
         raise HandoffRefused("a progress note says what you did or found; it was empty")
     runtime.record_progress(ledger, cell, note)
+    return claims.renew(ledger, cell)

@@ -7,7 +7,8 @@ wall-clock budget or over its token/cost budget by more than a margin, stops it 
 The margin leaves an attentive foreman (`run`, `collect`) the first move, so the watchdog
 only acts when nobody else is watching. It never runs a gate and never touches a cell that
 ends by itself (that is `collect`'s job, which also runs the gate), and it exits as soon as
-its cell is reaped, its process ends, or the ledger is gone.
+its cell is reaped, its process ends, or the ledger is gone. On a shared ledger it renews
+the cell's claim while the cell lives (line/claims.py: at most once per half lease).
 Set GPTME_FACTORY_NO_WATCHDOG=1 to spawn without one.
 """
 
@@ -55,6 +56,15 @@ def watch(brain: Path, cell: str, *, poll_s: float = POLL_S) -> str:
     from .backends import get_backend
     from .reaper import observation, reap, request_stop
 
+    def renew(ledger: Ledger, cell: str) -> None:
+        # The holder is alive while its watchdog is: keep its claim (a shared ledger's).
+        from ..line.claims import renew as renew_claim
+
+        try:
+            renew_claim(ledger, cell)
+        except FactoryError:
+            pass  # offline, or taken over: the cell learns it on its own next renewal
+
     margin = _margin()
     over_since: float | None = None
     stopped_here = False
@@ -75,6 +85,7 @@ def watch(brain: Path, cell: str, *, poll_s: float = POLL_S) -> str:
             return f"stopped: {rec.stop.get('outcome')}"
         if not alive:
             return "exited by itself: left to `collect`"
+        renew(ledger, cell)
         if rec.stop is None:
             obs = observation(ledger, rec, datetime.now(timezone.utc))
             if obs.time_left_s <= -margin:

@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "show": "show_cmd",
     "log": "log_cmd",
     "verify": "verify_cmd",
+    "sync": "sync_cmd",
+    "resolve": "resolve_cmd",
     "schema": "schema_cmd",
     "submit": "submit_cmd",
     "advance": "advance_cmd",
@@ -116,8 +118,15 @@ def _json_errors(cmd: click.Command) -> click.Command:
 
 @click.group(cls=FactoryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gptme-factory", prog_name="gptme-factory")
-def main() -> None:
+@click.option("--offline", is_flag=True,
+              help="Stay off the network: claims and handoffs are not pushed "
+                   "(as GPTME_FACTORY_OFFLINE=1).")
+def main(offline: bool) -> None:
     """A software factory for gptme agents: typed handoffs, bounded cells, a ledger in git.
 
     Start with `gptme-factory init` in a brain repo, then `intake` an artifact and `run` it.
     """
+    if offline:
+        import os
+
+        os.environ["GPTME_FACTORY_OFFLINE"] = "1"

@@ -55,3 +55,5 @@ def command(artifacts: tuple[str, ...], no_advance: bool, grace_s: float, wait_:
         click.echo(f"still running after {timeout_s:g} s: {', '.join(still)}")
     elif not reaped and not said:
         click.echo("nothing to collect")
+    for note in ledger.notes:
+        click.echo(f"note: {note}", err=True)

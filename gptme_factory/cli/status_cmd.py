@@ -18,16 +18,21 @@ def now_utc() -> datetime:
 
 
 def board_text(ledger: Ledger, no_cache: bool) -> str:
-    """The whole board as plain text: artifacts, lines, running cells (tables with headers)."""
+    """The whole board as plain text: artifacts, lines, running cells (tables with headers).
+
+    On a shared ledger it ends with what is not pushed yet and what came in from where.
+    """
     from ..views.cellboard import observations
     from ..views.status import load_line_statuses, load_summaries, render_board
+    from ..views.syncview import sync_lines
 
     summaries = load_summaries(ledger, use_cache=not no_cache)
     now = now_utc()
     statuses = load_line_statuses(ledger, summaries, now, use_cache=not no_cache)
     cells = observations(ledger, now)
     cap = ledger.config.max_concurrent_cells if cells else 0
-    return render_board(summaries, statuses, cells, cap, now)
+    return "\n".join([render_board(summaries, statuses, cells, cap, now),
+                      *sync_lines(ledger, now)])
 
 
 @click.command("status")
@@ -41,7 +46,9 @@ def command(no_cache: bool, watch: bool, interval: float, repo: str, as_json: bo
     """Show every artifact grouped by state, the lines, and every running cell.
 
     For each running cell: artifact, role, backend, elapsed time, budget left, its latest
-    progress note (or last meaningful output line) and whether it looks stalled.
+    progress note (or last meaningful output line) and whether it looks stalled. On a shared
+    ledger: how many commits are not pushed yet, and what the last sync brought in from which
+    hosts.
     """
     ledger = open_ledger(repo)
     if watch and not as_json:
@@ -54,9 +61,12 @@ def command(no_cache: bool, watch: bool, interval: float, repo: str, as_json: bo
         from ..views.status import load_line_statuses, load_summaries
 
         summaries = load_summaries(ledger, use_cache=not no_cache)
+        from ..views.syncview import sync_json
+
         echo_json({"artifacts": [s.to_json() for s in summaries],
                    "lines": [x.to_json() for x in load_line_statuses(
                        ledger, summaries, now_utc(), use_cache=not no_cache)],
-                   "cells": to_json(observations(ledger))})
+                   "cells": to_json(observations(ledger)),
+                   "sync": sync_json(ledger)})
         return
     click.echo(board_text(ledger, no_cache))

@@ -50,6 +50,9 @@ def command(cell: str, file: str, check_only: bool, repo: str, as_json: bool) ->
         else:
             click.echo("valid: nothing was recorded (--check); submit it without --check")
     elif as_json:
-        echo_json({"accepted": True, "file": stored.path, "hash": stored.digest})
+        echo_json({"accepted": True, "file": stored.path, "hash": stored.digest,
+                   "notes": ledger.notes})
     else:
         click.echo(f"accepted: {stored.path}")
+        for note in ledger.notes:
+            click.echo(f"note: {note}", err=True)

@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from ..errors import ConfigError
 from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
 from .records import Budget, EvidenceMode, Name, Record, ShortText, format_validation_error
+from .syncconfig import SyncConfig
 
 GateKind = Literal["contract", "plan", "reproduce", "patch", "fix", "evidence", "package",
                    "outcome"]
@@ -219,6 +220,8 @@ class FactoryConfig(Record):
         default_factory=dict, description="Project repositories the factory builds for.")
     default_target: Name | None = Field(
         default=None, description="Target of an intake that names none (default: brain).")
+    sync: SyncConfig | None = Field(
+        default=None, description="Share this ledger with other clones through a git remote.")
 
     def role(self, name: str) -> RoleConfig:
         """Look up a custom or built-in role."""

@@ -28,21 +28,103 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GitError, LedgerConflict, NotAGitRepo
+from ..errors import GitError, LedgerBusy, LedgerConflict, NotAGitRepo, RemoteUnreachable
 
 ZERO_OID = "0" * 40
 _JOURNAL = "factory-pending.json"
+_SYNC_JOURNAL = "factory-sync.json"
 _LOCKFILE = "factory.lock"
 _TMPDIR = "factory-tmp"
+LOCK_TIMEOUT_S = 120.0
+INDEX_LOCK_WAIT_S = 30.0
+
+
+def lock_timeout() -> float:
+    """How long a writer waits for the ledger lock: $GPTME_FACTORY_LOCK_TIMEOUT or 120 s."""
+    try:
+        value = float(os.environ.get("GPTME_FACTORY_LOCK_TIMEOUT", LOCK_TIMEOUT_S))
+    except ValueError:
+        return LOCK_TIMEOUT_S
+    return value if value > 0 else LOCK_TIMEOUT_S
+
+
+def _acquire(path: Path, timeout: float) -> int:
+    """An fd of `path` holding an exclusive flock, or LedgerBusy after `timeout` seconds.
+
+    Uncontended, one non-blocking flock. Contended, a helper thread blocks in flock (so the
+    kernel wakes it the moment the lock is free, no polling) while this one waits at most
+    `timeout`; a waiter that gives up hands the fd to the thread, which releases the lock
+    as soon as it gets it and closes the fd (never closed under a thread blocked on it).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    got = threading.Event()
+    guard = threading.Lock()
+    gave_up = False
+
+    def wait() -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with guard:
+            if gave_up:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                return
+            got.set()
+
+    threading.Thread(target=wait, name="factory-lock", daemon=True).start()
+    if got.wait(timeout):
+        return fd
+    with guard:
+        if got.is_set():
+            return fd
+        gave_up = True
+    holder = _read_holder(path)
+    raise LedgerBusy(
+        f"the ledger is busy: another writer{holder} has held its lock for over {timeout:g} s; "
+        "nothing was recorded: retry later, or stop that process if it is stuck "
+        "(GPTME_FACTORY_LOCK_TIMEOUT sets the wait)"
+    )
+
+
+def _note_holder(fd: int, what: str) -> None:
+    """Write who holds the lock into the lock file (read only by a waiter that gives up)."""
+    data = json.dumps({"pid": os.getpid(), "what": what or " ".join(sys.argv[:3])[:200],
+                       "since": time.time()}).encode()
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        since = time.strftime("%H:%M:%S", time.localtime(float(data["since"])))
+        return f" (pid {int(data['pid'])}, {str(data.get('what', ''))[:200]}, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
+    return proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +168,8 @@ def _rmdir_if_empty(path: Path) -> None:
         pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
 
 
+# What a remote says when another push updated the branch between its checks and its write.
+_RACE_RE = re.compile(r"failed to update ref|cannot lock ref|incorrect old value|failed to lock")
 _LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
 
 
@@ -270,22 +354,29 @@ class GitRepo:
     # -- locking and recovery ---------------------------------------------------------
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the ledger's writer lock (blocking) and repair a half-finished write."""
+    def exclusive(self, timeout: float | None = None, what: str = "") -> Iterator[float]:
+        """Hold the ledger's writer lock and repair a half-finished write; yields the wait.
+
+        Waits at most `timeout` seconds (default: $GPTME_FACTORY_LOCK_TIMEOUT, else
+        LOCK_TIMEOUT_S), then raises LedgerBusy naming the holder. `what` says what the
+        holder is doing, for that message.
+        """
         lock_path = self.common_dir / _LOCKFILE
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        start = time.monotonic()
+        fd = _acquire(lock_path, lock_timeout() if timeout is None else timeout)
+        waited = time.monotonic() - start
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _note_holder(fd, what)
             self._recover()
-            yield
+            yield waited
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     def recover(self) -> None:
         """Finish or discard a write left half-done by a killed writer (cheap when none is)."""
-        if (self.git_dir / _JOURNAL).exists() or (self.git_dir / _TMPDIR).exists():
-            with self.exclusive():
+        if any((self.git_dir / name).exists() for name in (_JOURNAL, _TMPDIR, _SYNC_JOURNAL)):
+            with self.exclusive(what="recovery"):
                 pass
 
     def _recover(self) -> None:
@@ -312,9 +403,28 @@ class GitRepo:
                     elif not (self.root / final).exists():
                         lost.append(final)
                 if lost:  # the temporary copy is gone too: take the committed bytes
-                    self.git("checkout", "HEAD", "--", *lost)
+                    self._index_git("checkout", "HEAD", "--", *lost)
                 self._refresh_index([final for _, final in pairs])
             journal.unlink(missing_ok=True)
+        sync_journal = self.git_dir / _SYNC_JOURNAL
+        if sync_journal.exists():
+            # A sync killed between moving HEAD and updating the index and working tree:
+            # finish the switch (git's two-tree read-tree is idempotent) or, if HEAD never
+            # moved, forget it.
+            try:
+                data = json.loads(sync_journal.read_text("utf-8"))
+                old_head, new_head = str(data["old"]), str(data["new"])
+            except (OSError, ValueError, KeyError, TypeError):
+                old_head = new_head = ""
+            if new_head and self.head() == new_head:
+                proc = self._index_git("read-tree", "-m", "-u", old_head, new_head)
+                if proc.returncode != 0:
+                    raise GitError(
+                        f"could not finish an interrupted sync ({_stderr(proc)}): run "
+                        f"`git read-tree -m -u {old_head} {new_head}`, then remove "
+                        f"{sync_journal}"
+                    )
+            sync_journal.unlink(missing_ok=True)
         # Under the lock no other writer of this git dir is alive: anything left is garbage.
         journal.with_name(journal.name + ".tmp").unlink(missing_ok=True)
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -335,12 +445,17 @@ class GitRepo:
 
     # -- committing ---------------------------------------------------------------------
 
-    def commit_files(self, files: Mapping[str, bytes], message: str) -> str:
+    def commit_files(self, files: Mapping[str, bytes], message: str,
+                     before_land: Callable[[str], None] | None = None) -> str:
         """Commit `files` (repo-relative path -> content) as one commit on HEAD.
 
         Must be called while holding `exclusive()`. Returns the new commit id (or the current
         one when the files are already committed with that content). Raises LedgerConflict
         if HEAD moved during the write (nothing is left behind then).
+
+        `before_land(commit)` runs once the commit object exists and before HEAD moves (a
+        claim pushes it to the remote there): if it raises, nothing lands — HEAD, the index
+        and the working tree are as they were — and the exception propagates.
         """
         for rel in files:
             _check_relpath(rel)
@@ -370,6 +485,8 @@ class GitRepo:
                 if old:
                     args += ["-p", old]
                 new = self.git(*args, input=message.encode("utf-8")).decode().strip()
+                if before_land is not None:
+                    before_land(new)
                 pending = journal.with_name(journal.name + ".tmp")
                 pending.write_text(json.dumps({"commit": new, "files": tmp_pairs}))
                 os.replace(pending, journal)
@@ -409,18 +526,35 @@ class GitRepo:
         return new
 
     def _refresh_index(self, paths: list[str]) -> None:
-        # The user's git command may hold index.lock for a moment: retry briefly.
-        for attempt in range(50):
-            proc = _git(self.root, "update-index", "--add", "--", *paths, check=False)
-            if proc.returncode == 0:
-                return
-            if b"index.lock" not in proc.stderr:
-                break
-            time.sleep(0.05 * (attempt + 1))
-        raise GitError(
-            "the ledger commit succeeded but the index could not be refreshed: "
-            f"run `git update-index --add -- {' '.join(paths)}` ({proc.stderr.decode().strip()})"
-        )
+        proc = self._index_git("update-index", "--add", "--", *paths)
+        if proc.returncode != 0:
+            raise GitError(
+                "the ledger commit succeeded but the index could not be refreshed: run "
+                f"`git update-index --add -- {' '.join(paths)}` ({_stderr(proc)})"
+            )
+
+    def _index_git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """Run a git command that writes the index, waiting out another command's index.lock.
+
+        A user's `git status` takes index.lock for a moment (to refresh stat data), a `git
+        add` or `commit` a little longer: retry for up to INDEX_LOCK_WAIT_S. Only a lock held
+        longer than that (a stale one, left by a killed git) reaches the caller.
+        """
+        deadline = time.monotonic() + INDEX_LOCK_WAIT_S
+        delay = 0.005
+        while True:
+            proc = _git(self.root, *args, check=False)
+            if proc.returncode == 0 or b"index.lock" not in proc.stderr:
+                return proc
+            if time.monotonic() >= deadline:
+                lock = self.git_dir / "index.lock"
+                proc.stderr += (
+                    f"\n{lock} has existed for {INDEX_LOCK_WAIT_S:g} s: if no git command is "
+                    f"running, it is left over from a killed one: remove it (rm {lock})"
+                ).encode()
+                return proc
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 0.2)
 
     def _write_trees(
         self, changes: Mapping[str, str], tmpdir: Path
@@ -711,13 +845,6 @@ class GitRepo:
         """The names of the repo's remotes."""
         return self.git("remote").decode().split()
 
-    def fetch(self, remote: str, refspecs: list[str], timeout_s: float | None = None) -> None:
-        """Fetch `refspecs` from `remote`, no tags unless a refspec names them (GitError)."""
-        if remote.startswith("-") or any(r.startswith("-") for r in refspecs):
-            raise GitError(f"refusing to fetch {refspecs!r} from {remote!r}")
-        _git(self.root, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote,
-             *refspecs, timeout_s=timeout_s)
-
     def remote_default_branch(self, remote: str, timeout_s: float | None = None) -> str | None:
         """The branch `remote`'s HEAD names: from refs/remotes/REMOTE/HEAD, else ls-remote."""
         proc = _git(self.root, "symbolic-ref", "-q", "--short", f"refs/remotes/{remote}/HEAD",
@@ -751,3 +878,286 @@ class GitRepo:
         """Refs under `prefix` (like refs/tags/) whose history contains `commit`."""
         out = self.git("for-each-ref", f"--contains={commit}", "--format=%(refname)", prefix)
         return out.decode().split()
+
+    # -- remotes: fetch, push, and replaying local commits on the remote's --------------
+
+    def upstream(self, branch: str) -> tuple[str, str] | None:
+        """(remote, branch on it) that local `branch` tracks, or None."""
+        proc = _git(self.root, "for-each-ref",
+                    "--format=%(upstream:remotename)%00%(upstream:remoteref)",
+                    f"refs/heads/{branch}", check=False)
+        remote, _, ref = proc.stdout.decode("utf-8", "replace").strip().partition("\0")
+        if proc.returncode != 0 or not remote or not ref.startswith("refs/heads/"):
+            return None
+        return remote, ref.removeprefix("refs/heads/")
+
+    def rev(self, ref: str) -> str | None:
+        """The commit `ref` names, or None if there is none."""
+        proc = _git(self.root, "rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None
+
+    def fetch(self, remote: str, refspecs: list[str], timeout_s: float | None = None,
+              missing_ok: bool = False) -> bool:
+        """Fetch `refspecs` from `remote`, no tags unless a refspec names them.
+
+        With `missing_ok`, False when the first refspec's branch is not on the remote (else
+        that is an error too). RemoteUnreachable (a GitError) with git's words on failure.
+        """
+        if remote.startswith("-") or any(r.startswith("-") for r in refspecs):
+            raise GitError(f"refusing to fetch {refspecs!r} from {remote!r}")
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, *refspecs]
+        for attempt in range(5):
+            try:
+                proc = _git(self.root, *args, check=False, timeout_s=timeout_s)
+            except GitError as exc:  # timed out
+                raise RemoteUnreachable(f"could not fetch from {remote}: {exc}") from None
+            if proc.returncode == 0:
+                return True
+            if missing_ok and b"couldn't find remote ref" in proc.stderr:
+                return False
+            # another fetch of this repo (the user's) holds a remote-tracking ref's lock
+            if b"cannot lock ref" not in proc.stderr and b".lock" not in proc.stderr:
+                break
+            time.sleep(0.05 * (attempt + 1))
+        raise RemoteUnreachable(f"could not fetch from {remote}: {_stderr(proc)}")
+
+    def push_ref(self, remote: str, commit: str, ref: str, *, force: bool = False) -> bool:
+        """Push `commit` to `ref` on `remote`: True once there, False if someone pushed first.
+
+        False means the remote's ref moved to a commit `commit` does not descend from. A plain push is the compare-and-swap: git accepts it only as a fast-forward.
+        RemoteUnreachable for a network or permission failure, GitError when the remote
+        refuses it for another reason (a hook, a protected branch).
+        """
+        _check_remote(remote)
+        spec = f"{'+' if force else ''}{commit}:{ref}"
+        proc = _git(self.root, "push", "--porcelain", "--quiet", remote, spec, check=False)
+        status = [line for line in proc.stdout.decode("utf-8", "replace").splitlines()
+                  if line[:1] in "*+-=!  " and line.count("\t") >= 2]
+        for line in status:
+            if line.startswith("!"):
+                summary = line.split("\t", 2)[2]
+                if summary.startswith("[rejected]") or _RACE_RE.search(summary + _stderr(proc)):
+                    return False  # not a fast-forward, or another push won inside the remote
+                raise GitError(f"{remote} refused the push of {ref}: {summary} "
+                               f"({_stderr(proc)})")
+        if proc.returncode == 0:
+            return True
+        raise RemoteUnreachable(f"could not push to {remote}: {_stderr(proc)}")
+
+    def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
+        """Point `ref` at `new` (a compare-and-swap when `old` is given)."""
+        self.git("update-ref", "-m", "gptme-factory sync", ref, new, *([old] if old else []))
+
+    def delete_ref(self, ref: str) -> None:
+        """Delete `ref` if it exists."""
+        _git(self.root, "update-ref", "-d", ref, check=False)
+
+    def revs(self, *refs: str) -> list[str | None]:
+        """The commit each of `refs` names (None for one that does not exist): one process."""
+        names = [f"{r}^{{commit}}" for r in refs]
+        if any("\n" in n or n.startswith("-") for n in names):
+            raise GitError(f"not a revision: {refs!r}")
+        proc = _git(self.root, "cat-file", "--batch-check=%(objectname)",
+                    input="".join(f"{n}\n" for n in names).encode(), check=False)
+        lines = proc.stdout.decode().splitlines()
+        return [line if re.fullmatch(r"[0-9a-f]{40,64}", line) else None for line in lines] \
+            if len(lines) == len(refs) else [self.rev(r) for r in refs]
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """A best common ancestor of two commits (None when they share no history)."""
+        proc = _git(self.root, "merge-base", a, b, check=False)
+        return proc.stdout.decode().strip() or None
+
+    def count_commits(self, exclude: str | None, include: str) -> int:
+        """How many commits `include` has that `exclude` does not."""
+        out = self.git("rev-list", "--count", include, *([f"^{exclude}"] if exclude else []))
+        return int(out.decode().strip() or 0)
+
+    def commits_between(self, exclude: str | None, include: str) -> list[CommitChanges]:
+        """The commits of `include` not in `exclude`, oldest first, with their changes.
+
+        Changes are against each commit's first parent, as path -> (mode, blob id), or None
+        for a deletion; a merge commit lists none (`parents` says it is one).
+        """
+        args = ["log", "--reverse", "--raw", "--no-renames", "--no-abbrev", "-z",
+                "--format=%x01%H%x00%P%x00%(trailers:key=Factory-Hash,valueonly,separator=,)"
+                "%x00", include, *([f"^{exclude}"] if exclude else []), "--"]
+        out = self.git(*args).decode("utf-8", "surrogateescape")
+        commits: list[CommitChanges] = []
+        for chunk in out.split("\x01")[1:]:
+            fields = chunk.split("\0")
+            cid, parents = fields[0], tuple(fields[1].split())
+            events = len([h for h in fields[2].split(",") if h.strip()])
+            commits.append(CommitChanges(cid, parents, _raw_changes(fields[3:]), events))
+        return commits
+
+    def diff_trees(self, old: str, new: str) -> dict[str, tuple[str, str] | None]:
+        """Every path that differs between two commits: path -> (mode, blob id) or None."""
+        out = self.git("diff-tree", "-r", "--raw", "--no-renames", "--no-abbrev", "-z",
+                       old, new, "--").decode("utf-8", "surrogateescape")
+        return _raw_changes(out.split("\0"))
+
+    def entries_at(self, rev: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+        """Path -> (mode, blob id) at `rev`, for those of `paths` that exist there."""
+        if not paths:
+            return {}
+        out = self.git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths)
+        found: dict[str, tuple[str, str]] = {}
+        for item in out.decode("utf-8", "surrogateescape").split("\0"):
+            meta, _, path = item.partition("\t")
+            if path:
+                mode, _, oid = meta.split(" ")
+                found[path] = (mode, oid)
+        return found
+
+    def commit_texts(self, ids: list[str]) -> dict[str, bytes]:
+        """The raw commit objects of `ids` (one `cat-file --batch`)."""
+        if not ids:
+            return {}
+        cat = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.root, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+        )
+        try:
+            objs = _cat(cat, ids)
+        finally:
+            cat.communicate()
+        out: dict[str, bytes] = {}
+        for cid, obj in zip(ids, objs, strict=True):
+            if obj is None or obj[1] != "commit":
+                raise GitError(f"commit {cid} is missing from the repository")
+            out[cid] = obj[2]
+        return out
+
+    def replay(self, onto: str,
+               commits: Sequence[tuple[str, Mapping[str, tuple[str, str] | None]]]) -> str:
+        """Replay `commits` (old commit, its changes) on top of `onto`; returns the new tip.
+
+        Each new commit keeps the old one's author, committer and message. One `git fast-import` writes them all (a small pack), whatever their number; the
+        caller has already checked that the changes apply (sync.py).
+        """
+        if not commits:
+            return onto
+        texts = self.commit_texts([cid for cid, _ in commits])
+        ref = f"refs/factory/replay-{os.getpid()}"
+        stream = bytearray(b"feature done\n")
+        for i, (cid, changes) in enumerate(commits):
+            headers, _, message = texts[cid].partition(b"\n\n")
+            stream += b"commit " + ref.encode() + b"\nmark :%d\n" % (i + 1)
+            for line in headers.split(b"\n"):
+                key = line.partition(b" ")[0]
+                if key in (b"author", b"committer"):
+                    stream += line + b"\n"
+                elif key == b"encoding":
+                    stream += line + b"\n"
+            stream += b"data %d\n" % len(message) + message + b"\n"
+            if i == 0:
+                stream += b"from " + onto.encode() + b"\n"
+            for path, entry in changes.items():
+                quoted = _fi_path(path)
+                if entry is None:
+                    stream += b"D " + quoted + b"\n"
+                else:
+                    stream += f"M {entry[0]} {entry[1]} ".encode() + quoted + b"\n"
+        stream += b"get-mark :%d\ndone\n" % len(commits)
+        try:
+            out = self.git("fast-import", "--quiet", "--done", "--force", input=bytes(stream))
+        finally:
+            self.delete_ref(ref)
+        tip = out.decode().strip().splitlines()[-1:] if out.strip() else []
+        if not tip or not re.fullmatch(r"[0-9a-f]{40,64}", tip[0]):
+            raise GitError(f"git fast-import wrote no commit ({out[-200:]!r})")
+        return tip[0]
+
+    def switch_check(self, old: str, new: str) -> str | None:
+        """Why the index and working tree could not move from `old` to `new` (None: they can).
+
+        The reason is a change of the user's, or an untracked file, that the move would
+        overwrite.
+        """
+        proc = self._index_git("read-tree", "-m", "-u", "-n", old, new)
+        return None if proc.returncode == 0 else _stderr(proc)
+
+    def move_head(self, old: str, new: str, reason: str) -> None:
+        """Move HEAD (and its branch) from `old` to `new`, the index and working tree with it.
+
+        As `git checkout` would: the user's staged and unstaged changes to other paths stay.
+        Hold `exclusive()`. A journal makes a kill half-way recoverable.
+
+        LedgerConflict if HEAD is not `old` any more; GitError if the working tree could not
+        follow (HEAD is put back first, so nothing changed).
+        """
+        journal = self.git_dir / _SYNC_JOURNAL
+        pending = journal.with_name(journal.name + ".tmp")
+        pending.write_text(json.dumps({"old": old, "new": new}))
+        os.replace(pending, journal)
+        proc = _git(self.root, "update-ref", "-m", reason, "HEAD", new, old, check=False)
+        if proc.returncode != 0:
+            journal.unlink(missing_ok=True)
+            raise LedgerConflict(f"HEAD moved during the sync (another git command ran); "
+                                 f"nothing was changed: retry ({_stderr(proc)})")
+        switched = self._index_git("read-tree", "-m", "-u", old, new)
+        if switched.returncode != 0:
+            _git(self.root, "update-ref", "-m", "gptme-factory: sync undone", "HEAD", old, new,
+                 check=False)
+            journal.unlink(missing_ok=True)
+            raise GitError(f"the working tree could not be updated, so nothing was changed: "
+                           f"{_stderr(switched)}")
+        journal.unlink(missing_ok=True)
+
+    def trailers_between(self, exclude: str | None, include: str,
+                         keys: tuple[str, ...]) -> list[dict[str, list[str]]]:
+        """For each commit of `include` not in `exclude`: trailer key -> values, for `keys`."""
+        fmt = "%x01" + "%x02".join(
+            f"%(trailers:key={k},valueonly,separator=%x03)" for k in keys)
+        out = self.git("log", f"--format={fmt}", include,
+                       *([f"^{exclude}"] if exclude else []), "--")
+        rows: list[dict[str, list[str]]] = []
+        for chunk in out.decode("utf-8", "replace").split("\x01")[1:]:
+            parts = chunk.rstrip("\n").split("\x02")
+            rows.append({k: [v.strip() for v in part.split("\x03") if v.strip()]
+                         for k, part in zip(keys, parts, strict=False)})
+        return rows
+
+
+@dataclass(frozen=True)
+class CommitChanges:
+    """One commit and what it changed against its first parent (None: deleted)."""
+
+    id: str
+    parents: tuple[str, ...]
+    changes: dict[str, tuple[str, str] | None]
+    events: int = 0  # ledger events it records (its Factory-Hash trailers)
+
+    @property
+    def is_merge(self) -> bool:
+        """True for a commit with more than one parent."""
+        return len(self.parents) > 1
+
+
+def _raw_changes(fields: list[str]) -> dict[str, tuple[str, str] | None]:
+    """Path -> (new mode, new blob id), or None for a deletion, from `--raw -z` fields."""
+    changes: dict[str, tuple[str, str] | None] = {}
+    it = iter(fields)
+    for field_ in it:
+        meta = field_.strip("\n")
+        if not meta.startswith(":"):
+            continue
+        path = next(it, "")
+        _, new_mode, _, new_oid, status = meta[1:].split(" ")
+        changes[path] = None if status.startswith("D") else (new_mode, new_oid)
+    return changes
+
+
+def _check_remote(remote: str) -> None:
+    if not remote or remote.startswith("-") or any(c in remote for c in "\0\n "):
+        raise GitError(f"{remote!r} is not a git remote name")
+
+
+def _fi_path(path: str) -> bytes:
+    """A path as git fast-import reads it (C-quoted when it has to be)."""
+    raw = path.encode("utf-8", "surrogateescape")
+    if b"\n" in raw or raw.startswith(b'"'):
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(
+            b"\n", b"\\n") + b'"'
+    return raw

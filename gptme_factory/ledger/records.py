@@ -314,6 +314,27 @@ class StageStarted(Payload):
     retry_note: str = Field(default="", max_length=20_000)
     base_commit: str | None = Field(
         default=None, description="Commit builders start from, in the artifact's target.")
+    host: ShortText | None = Field(
+        default=None, description="The machine that claimed the stage (a shared ledger).")
+    lease_until: datetime | None = Field(
+        default=None, description="The claim holds until then unless renewed (shared ledger).")
+
+
+class LeaseRenewed(Payload):
+    """The running cell's claim on its stage holds longer (its progress renewed it)."""
+
+    kind: Literal["lease_renewed"] = "lease_renewed"
+    cell: CellId
+    until: datetime
+
+
+class ClaimTakenOver(Payload):
+    """A running cell's claim expired unrenewed (its holder is gone); its attempt ends here."""
+
+    kind: Literal["claim_taken_over"] = "claim_taken_over"
+    cell: CellId = Field(description="The cell whose claim was taken over.")
+    host: ShortText | None = Field(default=None, description="Where that cell was claimed.")
+    lease_until: datetime = Field(description="When its lease expired.")
 
 
 class CellSpawned(Payload):
@@ -491,8 +512,31 @@ class Closed(Payload):
     terminal: str | None = Field(default=None, max_length=2_000)
 
 
+class ForkChoice(Record):
+    """At one fork: the child event kept and the children discarded (sha256 of each)."""
+
+    parent: Sha256 = Field(description="The event (or root) two or more events name as parent.")
+    kept: Sha256 = Field(description="The child whose branch the stream follows.")
+    discarded: list[Sha256] = Field(min_length=1, description="The other children.")
+
+
+class ForkResolved(Payload):
+    """A fork is settled: the stream follows the kept branches; the others stay, discarded.
+
+    Appended after the kept branch's tip, so the stream stays one chain; the discarded
+    events keep their files and their history (nothing is lost), and are no longer a fork.
+    """
+
+    kind: Literal["fork_resolved"] = "fork_resolved"
+    choices: list[ForkChoice] = Field(min_length=1)
+    reason: str = Field(default="", max_length=2_000)
+
+
 ArtifactEvent = Annotated[
     StageStarted
+    | LeaseRenewed
+    | ClaimTakenOver
+    | ForkResolved
     | CellSpawned
     | HandoffSubmitted
     | ContractFixed
@@ -544,7 +588,8 @@ class LineArchived(Payload):
     reason: ShortText
 
 
-LineEvent = Annotated[LineParked | LineUnparked | LineArchived, Field(discriminator="kind")]
+LineEvent = Annotated[LineParked | LineUnparked | LineArchived | ForkResolved,
+                     Field(discriminator="kind")]
 """The payload of any event in a line's lifecycle stream."""
 
 LINE_EVENTS: TypeAdapter[LineEvent] = TypeAdapter(LineEvent)

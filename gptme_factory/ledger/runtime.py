@@ -65,3 +65,13 @@ def bump_repairs(ledger: Ledger, cell: str) -> int:
 def repairs(ledger: Ledger, cell: str) -> int:
     """How many invalid handoffs `cell` has submitted."""
     return int((_read(_path(ledger, "repairs", cell)) or {}).get("count", 0))
+
+
+def write_state(ledger: Ledger, name: str, data: dict[str, Any]) -> None:
+    """Keep a small JSON record `name` under factory/.runtime/ (atomic)."""
+    _write(ledger.runtime_dir / f"{name}.json", data)
+
+
+def read_state(ledger: Ledger, name: str) -> dict[str, Any] | None:
+    """A record kept by `write_state` (None if missing or unreadable)."""
+    return _read(ledger.runtime_dir / f"{name}.json")

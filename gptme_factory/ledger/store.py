@@ -98,6 +98,7 @@ class Transaction:
     roots: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, id, kind, hash
     pending: dict[tuple[str, str], list[Stored[Any]]] = field(default_factory=dict)
     marker: str = "update"  # the Factory-Event trailer of a commit without events (init, wire)
+    host: str | None = None  # the Factory-Host trailer (a shared ledger's commits name it)
     # stream kind name -> what a list of its events decided (line/subjects.py), for the subject
     describers: dict[str, Callable[[list[Stored[Any]]], str]] = field(default_factory=dict)
 
@@ -127,6 +128,8 @@ class Ledger:
         self.clock = clock
         self._lock_depth = 0
         self._tx: Transaction | None = None
+        self.lock_waits: list[float] = []  # seconds each outermost `locked()` waited
+        self.notes: list[str] = []  # what automatic steps (a sync after a handoff) had to say
 
     # -- opening ------------------------------------------------------------------------
 
@@ -185,6 +188,21 @@ class Ledger:
         return parse_config(yamlio.loads(path.read_bytes(), source), source)
 
     @cached_property
+    def host(self) -> str:
+        """The name of this machine in claims and commits: $GPTME_FACTORY_HOST, else the hostname."""
+        import socket
+
+        return (os.environ.get("GPTME_FACTORY_HOST") or socket.gethostname() or "unknown")[:200]
+
+    def shared_host(self) -> str | None:
+        """`host` when factory.yaml shares the ledger through a remote (`sync.remote`)."""
+        try:
+            sync = self.config.sync
+        except (FactoryError, OSError):
+            return None
+        return self.host if sync is not None and sync.remote else None
+
+    @cached_property
     def actor(self) -> str:
         """Who appends by default: $GPTME_FACTORY_ACTOR, else the git identity, else the login."""
         actor = os.environ.get("GPTME_FACTORY_ACTOR") or self.repo.identity()
@@ -199,7 +217,10 @@ class Ledger:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the writer lock (re-entrant within this Ledger object)."""
+        """Hold the writer lock (re-entrant within this Ledger object).
+
+        The wait is bounded (gitstore.lock_timeout): LedgerBusy names the holder past it.
+        """
         if self._lock_depth:
             self._lock_depth += 1
             try:
@@ -207,7 +228,8 @@ class Ledger:
             finally:
                 self._lock_depth -= 1
             return
-        with self.repo.exclusive():
+        with self.repo.exclusive() as waited:
+            self.lock_waits.append(waited)
             self._lock_depth = 1
             try:
                 yield
@@ -242,10 +264,49 @@ class Ledger:
             self._tx = None
             self._commit(tx)
 
-    def _commit(self, tx: Transaction) -> None:
-        if tx.files:
-            self._refuse_busy_git()
-            self.repo.commit_files(tx.files, commit_message(tx))
+    def _commit(self, tx: Transaction,
+                before_land: Callable[[str], None] | None = None) -> str | None:
+        if not tx.files:
+            return None
+        self._refuse_busy_git()
+        if tx.events or tx.roots:
+            tx.host = tx.host or self.shared_host()
+        return self.repo.commit_files(tx.files, commit_message(tx), before_land=before_land)
+
+    def flush(self, before_land: Callable[[str], None] | None = None) -> str | None:
+        """Commit what the open transaction recorded so far, now; the transaction goes on.
+
+        A claim needs its commit on the remote before anything is launched: `before_land`
+        (see GitRepo.commit_files) pushes it. If that raises, nothing lands and the recorded
+        events stay in the transaction: flush again (the remote moved for other streams), or
+        `discard` them (they lost the race). Returns the commit (None if nothing to commit).
+        """
+        tx = self._tx
+        if tx is None:
+            raise RuntimeError("Ledger.flush requires an open transaction")
+        commit = self._commit(tx, before_land)
+        self.discard()
+        return commit
+
+    def discard(self) -> None:
+        """Forget what the open transaction recorded and did not commit yet.
+
+        After a `flush` whose push lost the race, say: those events were never written.
+        """
+        tx = self._tx
+        if tx is None:
+            return
+        tx.files.clear()
+        tx.events.clear()
+        tx.roots.clear()
+        tx.pending.clear()
+        tx.subjects.clear()
+        tx.subject = None
+
+    @property
+    def open_transaction(self) -> Transaction | None:
+        """The open transaction, if any (what it recorded so far)."""
+        return self._tx
 
     def _refuse_busy_git(self) -> None:
         """Never write the ledger where git will drop it (onto a rebase's temporary HEAD)."""
@@ -350,10 +411,7 @@ class Ledger:
             raise RuntimeError("Ledger.record requires the writer lock (use Ledger.locked())")
         what = f"{stream.kind.name} {stream.id}"
         if stream.forks:
-            raise ForkDetected(
-                f"{what} has a fork; nothing was recorded. {stream.forks[0].message}. "
-                f"Keep one side: `git revert` the other side's commits, then retry"
-            )
+            raise fork_error(stream)
         if stream.problems:
             raise LedgerDamaged(
                 f"{what} fails its integrity check; nothing was recorded: "
@@ -385,7 +443,9 @@ class Ledger:
             names = os.listdir(folder)
         except FileNotFoundError:
             names = []
-        stale = [n for n in names if (m := EVENT_FILE_RE.match(n)) and int(m.group(1)) >= seq]
+        known = {e.path.rpartition("/")[2] for e in (*stream.events, *stream.discarded)}
+        stale = [n for n in names if (m := EVENT_FILE_RE.match(n)) and int(m.group(1)) >= seq
+                 and n not in known]
         pending = self._tx.pending.get((stream.kind.name, stream.id), []) if self._tx else []
         stale += [p.path.rpartition("/")[2] for p in pending if p.header.seq >= seq]
         if stale:
@@ -464,6 +524,16 @@ class Ledger:
         return ledger, changed
 
 
+def fork_error(stream: Stream[Any]) -> ForkDetected:
+    """The refusal to append to a forked stream, saying how to settle the fork."""
+    target = stream.id if stream.kind.name == "artifact" else f"{stream.kind.name}:{stream.id}"
+    return ForkDetected(
+        f"{stream.kind.name} {stream.id} has a fork; nothing was recorded. "
+        f"{stream.forks[0].message}. Keep one side: `gptme-factory resolve {target} --keep "
+        "EVENT` (without --keep it lists the branches), then retry"
+    )
+
+
 def _dir_names(path: Path) -> list[str]:
     try:
         with os.scandir(path) as entries:
@@ -517,4 +587,6 @@ def commit_message(tx: Transaction) -> str:
         lines += [f"Factory-{key.title()}: {sid}", *lines_of]
     if not streams:
         lines.append(f"Factory-Event: {tx.marker}")
+    if tx.host:
+        lines.append(f"Factory-Host: {' '.join(tx.host.split())}")
     return "\n".join(lines).rstrip("\n") + "\n"

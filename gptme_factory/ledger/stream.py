@@ -38,7 +38,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import InvalidRecord
 from . import yamlio
-from .records import HEADER_FIELDS, EventHeader, format_validation_error
+from .records import HEADER_FIELDS, EventHeader, ForkResolved, format_validation_error
 
 EVENT_FILE_RE = re.compile(r"^(\d{4,})-([a-z_]+)-([0-9a-f]{12})\.yaml$")
 ProblemCode = Literal["fork", "damaged"]
@@ -193,6 +193,10 @@ class Stream(Generic[P]):
     folder: str
     events: list[Stored[P]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Events on a branch a `fork_resolved` event discarded: kept on disk, out of the chain.
+    discarded: list[Stored[P]] = field(default_factory=list)
+    # parent hash -> the events naming it, in (seq, path) order: the stream's whole tree
+    children: dict[str, list[Stored[P]]] = field(default_factory=dict)
 
     @property
     def first_parent(self) -> str:
@@ -313,22 +317,64 @@ def _scan(kind: StreamKind[P], folder: Path, prefix: str, sid: str, *, tolerant:
     return root_raw, events, problems
 
 
+def resolutions(found: list[tuple[int, Stored[P]]]
+                 ) -> tuple[dict[str, tuple[str, Stored[P]]], dict[str, str]]:
+    """What `fork_resolved` events say, by fork point.
+
+    Returns fork point -> (kept child, the event saying so), and fork point -> why it stays
+    unresolved (two resolutions that disagree).
+    """
+    chosen: dict[str, tuple[str, Stored[P]]] = {}
+    disputed: dict[str, str] = {}
+    for _, rec in sorted(found, key=lambda x: (x[0], x[1].path)):
+        if not isinstance(rec.event, ForkResolved):
+            continue
+        for choice in rec.event.choices:
+            earlier = chosen.get(choice.parent)
+            if earlier is not None and earlier[0] != choice.kept:
+                disputed[choice.parent] = (
+                    f"{earlier[1].path} keeps {earlier[0][:12]} but {rec.path} keeps "
+                    f"{choice.kept[:12]}")
+            chosen.setdefault(choice.parent, (choice.kept, rec))
+    return chosen, disputed
+
+
 def link(stream: Stream[P], found: list[tuple[int, Stored[P]]]) -> None:
-    """Order `found` by parent links into `stream.events`; report forks, gaps and bad links."""
+    """Order `found` by parent links into `stream.events`; report forks, gaps and bad links.
+
+    At a fork (two events naming one parent) the chain follows the child a `fork_resolved`
+    event keeps — that event must itself be on the chain followed, or the choice does not
+    count — and the other children's branches become `stream.discarded`, no problem any
+    more; an unresolved fork is a problem and the chain follows the first child.
+    """
     by_parent: dict[str, list[Stored[P]]] = {}
     for _, rec in sorted(found, key=lambda x: (x[0], x[1].path)):
         by_parent.setdefault(rec.header.parent, []).append(rec)
+    stream.children = by_parent
+    chosen, disputed = resolutions(found)
+    used: dict[str, Stored[P]] = {}  # fork point -> the resolution the walk relied on
+    dropped: list[Stored[P]] = []
     first = stream.first_parent
     current = first
     while current in by_parent:
         children = by_parent[current]
-        if len(children) > 1:
-            names = ", ".join(c.path for c in children)
-            stream.problems.append(Problem(
-                children[0].path.rpartition("/")[0],
-                f"fork: {names} all claim the same parent {current[:12]} (two writers "
-                f"advanced this {stream.kind.name} concurrently)", "fork"))
         nxt = children[0]
+        if len(children) > 1:
+            kept = chosen.get(current)
+            pick = [c for c in children if kept is not None and c.digest == kept[0]]
+            if pick and current not in disputed:
+                assert kept is not None
+                nxt = pick[0]
+                used[current] = kept[1]
+                dropped += [c for c in children if c is not nxt]
+            else:
+                names = ", ".join(c.path for c in children)
+                why = f"; its resolutions disagree: {disputed[current]}" if current in disputed \
+                    else ""
+                stream.problems.append(Problem(
+                    children[0].path.rpartition("/")[0],
+                    f"fork: {names} all claim the same parent {current[:12]} (two writers "
+                    f"advanced this {stream.kind.name} concurrently){why}", "fork"))
         if nxt.header.seq != len(stream.events) + 1:
             stream.problems.append(Problem(
                 nxt.path, f"seq {nxt.header.seq} does not follow its parent's seq "
@@ -337,6 +383,25 @@ def link(stream: Stream[P], found: list[tuple[int, Stored[P]]]) -> None:
         current = nxt.digest
         if len(stream.events) > len(found):  # pragma: no cover - a cycle needs a sha256 collision
             break
+    on_chain = {e.digest for e in stream.events}
+    for point, rec in used.items():
+        if rec.digest not in on_chain:
+            stream.problems.append(Problem(
+                rec.path, f"resolves the fork at {point[:12]} but is not on the branch it "
+                          "keeps (a resolution is appended after the kept branch's tip)", "fork"))
+    seen: set[str] = set()
+    frontier = [c.digest for c in dropped]
+    stream.discarded = []
+    for c in dropped:
+        seen.add(c.digest)
+        stream.discarded.append(c)
+    while frontier:
+        for child in by_parent.get(frontier.pop(), []):
+            if child.digest not in seen and child.digest not in on_chain:
+                seen.add(child.digest)
+                stream.discarded.append(child)
+                frontier.append(child.digest)
+    stream.discarded.sort(key=lambda e: (e.seq, e.path))
     reachable = {first}
     frontier = [first]
     while frontier:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ..envcheck import EnvironmentFailure
 from ..errors import (
@@ -54,6 +55,7 @@ from ..ledger.store import Ledger
 from ..ledger.stream import sha256
 from ..targets.bases import base_commit, refresh
 from ..targets.registry import of_intake
+from . import claims
 from .evaluate import evaluate
 from .gates import GateOutcome, handoff_model
 from .handoffs import parse_handoff, submit
@@ -116,57 +118,101 @@ def refresh_base(ledger: Ledger, artifact: str) -> None:
     """Fetch the target's base from its remote, before a stage that starts from it.
 
     Call it before taking the ledger lock (it talks to the network): `start_stage` then
-    fixes the freshly fetched commit. Nothing for the brain, or once a build has passed.
+    fixes the freshly fetched commit. Nothing for the brain, or once a build has passed —
+    then, on a shared ledger, the built commit is fetched if another clone built it.
     """
     _, view = load(ledger, artifact)
     target = of_intake(ledger, view.intake)
     built = view.branch_commit() is not None  # a reproduction or a build passed: fixed
     if not target.is_brain and not built and not view.is_final:
         refresh(target)
+    if built and not view.is_final:
+        claims.fetch_build(ledger, view)  # built on another clone of a shared ledger
 
 
 def start_stage(
-    ledger: Ledger, artifact: str, *, by: str | None = None, force: bool = False
+    ledger: Ledger, artifact: str, *, by: str | None = None, force: bool = False,
+    take_over: bool = False,
 ) -> StartedStage:
-    """Start the artifact's current stage and issue the cell id allowed to hand off for it."""
-    with ledger.transaction():
-        chain, view = load(ledger, artifact)
-        stage = current_stage(view)
-        if view.status == "blocked" and view.blocked_by == "environment_gate" and not force:
-            raise IllegalTransition(
-                f"{artifact} waits for its {stage.name} gate ({view.blocked_reason}); once the "
-                f"environment is fixed, `gptme-factory advance {artifact}` runs the gate again"
-            )
-        if view.status == "blocked" and view.blocked_by != "environment" and not force:
-            raise IllegalTransition(
-                f"{artifact} is blocked ({view.blocked_reason}); a person decides: "
-                "`gptme-factory start --force` to retry, or abandon/reject it"
-            )
-        if view.status not in ("pending", "blocked"):
-            raise IllegalTransition(
-                f"stage {stage.name} of {artifact} is {view.status}"
-                + (f" (cell {view.cell})" if view.cell else "")
-                + ": collect or advance it before starting another cell"
-            )
-        used = view.attempts.get(stage.name, 0)
-        if used >= stage.attempts and not force:
-            if view.status != "blocked":
-                record(ledger, chain, view, AttemptsExhausted(stage=stage.name, attempts=used),
-                       by=by)
-            raise IllegalTransition(
-                f"stage {stage.name} of {artifact} used its {stage.attempts} attempts; "
-                "it waits for a person (`start --force` to retry anyway)"
-            )
-        cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
-        # In the artifact's target (the brain: its HEAD); fixed here for the whole stage. After
-        # a passed reproduction, the build starts on top of it.
-        base = (view.branch_commit(("reproduce",))
-                or base_commit(of_intake(ledger, view.intake)))
-        retry_note = clip(view.retry_note)
-        record(ledger, chain, view, StageStarted(
-            stage=stage.name, role=stage.role, cell=cell, attempt=used + 1,
-            retry_note=retry_note, base_commit=base), by=by)
-        return StartedStage(artifact, stage.name, stage.role, cell, used + 1, retry_note, base)
+    """Start the artifact's current stage and issue the cell id allowed to hand off for it.
+
+    On a shared ledger the start is a claim (claims.py): it lands only once its commit is on
+    the remote; ClaimLost when another clone holds the stage. `take_over` takes over a
+    claim whose lease expired with no handoff (its holder is gone).
+    """
+    remote = claims.claim_remote(ledger)
+    if take_over and remote is None:
+        raise UsageError(
+            "--take-over is for a shared ledger, whose claims carry leases: set `sync: "
+            "{remote: origin}` in factory.yaml (an offline claim has no lease to expire)")
+    outer = ledger.open_transaction
+    alone = outer is None or not (outer.events or outer.roots)
+    for attempt in range(1, claims.CLAIM_ATTEMPTS + 1):
+        try:
+            with ledger.transaction() as tx:
+                try:
+                    started = _start(ledger, artifact, by=by, force=force,
+                                     take_over=take_over, shared=remote is not None)
+                except IllegalTransition:
+                    if remote is not None and tx.events:  # a takeover, a block: theirs too
+                        claims.publish(ledger, remote)
+                    raise
+                if remote is not None:
+                    claims.publish(ledger, remote)
+                return started
+        except claims.StreamMoved:
+            # Another clone wrote to this artifact first; its commits are in now. Alone in
+            # the transaction, start over on the new state (which may say who holds it).
+            if not alone or attempt == claims.CLAIM_ATTEMPTS:
+                raise claims.lost(ledger, artifact) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _start(ledger: Ledger, artifact: str, *, by: str | None, force: bool, take_over: bool,
+           shared: bool) -> StartedStage:
+    chain, view = load(ledger, artifact)
+    stage = current_stage(view)
+    now = ledger.clock()
+    if view.status == "running" and shared:
+        record(ledger, chain, view, claims.check_running(ledger, view, take_over=take_over,
+                                                         now=now), by=by)
+    if view.status == "blocked" and view.blocked_by == "environment_gate" and not force:
+        raise IllegalTransition(
+            f"{artifact} waits for its {stage.name} gate ({view.blocked_reason}); once the "
+            f"environment is fixed, `gptme-factory advance {artifact}` runs the gate again"
+        )
+    if view.status == "blocked" and view.blocked_by != "environment" and not force:
+        raise IllegalTransition(
+            f"{artifact} is blocked ({view.blocked_reason}); a person decides: "
+            "`gptme-factory start --force` to retry, or abandon/reject it"
+        )
+    if view.status not in ("pending", "blocked"):
+        raise IllegalTransition(
+            f"stage {stage.name} of {artifact} is {view.status}"
+            + (f" (cell {view.cell})" if view.cell else "")
+            + ": collect or advance it before starting another cell"
+        )
+    used = view.attempts.get(stage.name, 0)
+    if used >= stage.attempts and not force:
+        if view.status != "blocked":
+            record(ledger, chain, view, AttemptsExhausted(stage=stage.name, attempts=used),
+                   by=by)
+        raise IllegalTransition(
+            f"stage {stage.name} of {artifact} used its {stage.attempts} attempts; "
+            "it waits for a person (`start --force` to retry anyway)"
+        )
+    cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
+    # In the artifact's target (the brain: its HEAD); fixed here for the whole stage. After
+    # a passed reproduction, the build starts on top of it.
+    base = (view.branch_commit(("reproduce",))
+            or base_commit(of_intake(ledger, view.intake)))
+    retry_note = clip(view.retry_note)
+    lease = dict(host=ledger.host,
+                 lease_until=now + timedelta(seconds=claims.lease_s(ledger))) if shared else {}
+    record(ledger, chain, view, StageStarted(
+        stage=stage.name, role=stage.role, cell=cell, attempt=used + 1,
+        retry_note=retry_note, base_commit=base, **lease), by=by)
+    return StartedStage(artifact, stage.name, stage.role, cell, used + 1, retry_note, base)
 
 
 # -- gates ------------------------------------------------------------------------------

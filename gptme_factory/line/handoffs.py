@@ -6,7 +6,8 @@ stage, for that artifact and that stage's contract; anything else is refused
 lines — every problem in one round, the contract's and the intake's alike — and is counted
 (runtime, not a commit); past the stage's repair budget a `contract_violation` event is
 committed and the artifact waits for a person. `check=True` validates the same way but
-records nothing and spends no repair (`submit --check`).
+records nothing and spends no repair (`submit --check`). On a shared ledger an accepted
+handoff is pushed at once, a builder's branch first (claims.after_handoff).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..ledger.records import (
     parse_cell_id,
 )
 from ..ledger.store import Ledger
+from . import claims
 from .gates import consistency_problems
 from .replay import ArtifactView
 from .transitions import clip, load, record
@@ -95,7 +97,10 @@ def submit(
         event = HandoffSubmitted(stage=stage.name, cell=cell, contract=contract,
                                  handoff=parsed.model_dump(mode="json"),
                                  last_progress=note[0] if note else None)
-        return record(ledger, chain, view, event, by=by or cell)
+        stored = record(ledger, chain, view, event, by=by or cell)
+    if not ledger.in_transaction:
+        claims.after_handoff(ledger, stored)
+    return stored
 
 
 def _refuse_unless_current(view: ArtifactView, cell: str, stage_name: str) -> StageConfig:

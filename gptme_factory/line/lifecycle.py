@@ -22,8 +22,8 @@ from typing import Literal
 
 from ..errors import IllegalTransition, LedgerDamaged, UsageError
 from ..ledger.kinds import LineStream, StoredLineEvent
-from ..ledger.records import LineArchived, LineEvent, LineParked, LineUnparked
-from ..ledger.store import Ledger
+from ..ledger.records import ForkResolved, LineArchived, LineEvent, LineParked, LineUnparked
+from ..ledger.store import Ledger, fork_error
 from .subjects import describe_line
 
 LineStateName = Literal["active", "parked", "archived"]
@@ -55,6 +55,9 @@ def quote(items: Sequence[str]) -> str:
 
 def apply(state: LineState, event: LineEvent, at: datetime, by: str) -> None:
     """Fold one event into `state`, or raise IllegalTransition."""
+    if isinstance(event, ForkResolved):
+        state.events += 1  # the stream already follows the kept branch (ledger/stream.py)
+        return
     if state.state == "archived":
         raise IllegalTransition(f"line {state.line} is archived: nothing more can happen to it")
     if isinstance(event, LineParked):
@@ -118,6 +121,8 @@ def _record(ledger: Ledger, line: str, event: LineEvent, by: str | None) -> Stor
     with ledger.transaction() as tx:
         tx.describers.setdefault("line", describe_line)
         stream = ledger.read_line(line)
+        if stream.forks:
+            raise fork_error(stream)
         if stream.problems:
             raise LedgerDamaged(
                 f"line {line} has ledger problems: {(stream.forks or stream.problems)[0]}; "

@@ -22,14 +22,17 @@ from ..ledger.records import (
     AttemptsExhausted,
     CellFinished,
     CellSpawned,
+    ClaimTakenOver,
     Closed,
     ContractFixed,
     ContractViolation,
     EnvironmentFailed,
+    ForkResolved,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
     Intake,
+    LeaseRenewed,
     Published,
     Rejected,
     Reviewed,
@@ -68,6 +71,8 @@ class CellView:
     tokens_out: int | None = None
     cost_usd: float | None = None
     last_progress: str | None = None
+    host: str | None = None  # where it was claimed (a shared ledger)
+    lease_until: datetime | None = None  # its claim holds until then unless renewed
 
 
 @dataclass
@@ -213,9 +218,29 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         view.blocked_by = ""
         view.cells[event.cell] = CellView(
             cell=event.cell, stage=event.stage, role=event.role, attempt=event.attempt,
-            started_at=at, base_commit=event.base_commit,
+            started_at=at, base_commit=event.base_commit, host=event.host,
+            lease_until=event.lease_until,
         )
         view.stage_entered_at.setdefault(event.stage, at)
+    elif isinstance(event, LeaseRenewed):
+        cv = view.cells.get(event.cell)
+        if cv is None or view.cell != event.cell or view.status != "running":
+            raise _illegal(view, event, f"cell {event.cell} is not the running cell")
+        if cv.lease_until is None:
+            raise _illegal(view, event, f"cell {event.cell} was claimed without a lease")
+        cv.lease_until = max(cv.lease_until, event.until)
+    elif isinstance(event, ClaimTakenOver):
+        cv = view.cells.get(event.cell)
+        if cv is None or view.cell != event.cell or view.status != "running":
+            raise _illegal(view, event, f"cell {event.cell} is not the running cell")
+        cv.outcome, cv.finished_at = "taken_over", at
+        view.status, view.cell = "pending", None
+        where = f" on {event.host}" if event.host else ""
+        view.retry_note = (f"previous attempt's cell {event.cell}{where} stopped renewing its "
+                           f"claim (lease expired {event.lease_until.isoformat()}): taken over")
+        view.first_pass = False
+    elif isinstance(event, ForkResolved):
+        pass  # the chain already follows the kept branch (ledger/stream.py)
     elif isinstance(event, CellSpawned):
         cv = view.cells.get(event.cell)
         if cv is None or view.cell != event.cell or view.status != "running":

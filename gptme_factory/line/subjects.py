@@ -18,13 +18,16 @@ from ..ledger.records import (
     AttemptsExhausted,
     CellFinished,
     CellSpawned,
+    ClaimTakenOver,
     Closed,
     ContractFixed,
     ContractViolation,
     EnvironmentFailed,
+    ForkResolved,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
+    LeaseRenewed,
     LineArchived,
     LineParked,
     LineUnparked,
@@ -104,7 +107,21 @@ def describe(events: Sequence[StoredEvent]) -> str:
                             "closed: terminal")
         elif isinstance(e, (Rejected, Abandoned)):
             verdicts.append(f"{e.kind}: {_short(e.reason)}")
+        elif isinstance(e, ClaimTakenOver):
+            verdicts.append(f"{_stage_of(e.cell)} taken over from "
+                            + _short(e.host or e.cell, 24))
+        elif isinstance(e, LeaseRenewed):
+            phrases.append(f"{_stage_of(e.cell)} lease renewed")
+        elif isinstance(e, ForkResolved):
+            verdicts.append(resolved_phrase(e))
     return "; ".join(dict.fromkeys([*verdicts, *phrases]))
+
+
+def resolved_phrase(event: ForkResolved) -> str:
+    """`fork resolved: kept 3fa91c2b7d10` (or how many forks, when several)."""
+    if len(event.choices) == 1:
+        return f"fork resolved: kept {event.choices[0].kept[:12]}"
+    return f"{len(event.choices)} forks resolved"
 
 
 def describe_line(events: Sequence[StoredLineEvent]) -> str:
@@ -118,4 +135,6 @@ def describe_line(events: Sequence[StoredLineEvent]) -> str:
             phrases.append(f"unparked: {_short(e.because)}")
         elif isinstance(e, LineArchived):
             phrases.append(f"archived: {_short(e.reason)}")
+        elif isinstance(e, ForkResolved):
+            phrases.append(resolved_phrase(e))
     return "; ".join(phrases)

@@ -17,7 +17,7 @@ from ..errors import IllegalTransition, LedgerDamaged
 from ..ledger.config import StageConfig
 from ..ledger.kinds import ArtifactChain, StoredEvent
 from ..ledger.records import ArtifactEvent
-from ..ledger.store import Ledger
+from ..ledger.store import Ledger, fork_error
 from .replay import ArtifactView, apply, replay
 from .subjects import describe
 
@@ -34,6 +34,8 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
 def load(ledger: Ledger, artifact: str) -> tuple[ArtifactChain, ArtifactView]:
     """Read and replay an artifact (strict: a damaged chain is refused)."""
     chain = ledger.read(artifact)
+    if chain.forks:
+        raise fork_error(chain)
     if chain.problems:
         raise LedgerDamaged(
             f"artifact {artifact} has ledger problems: {chain.problems[0]} "

@@ -13,13 +13,15 @@ one, never modify it).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from ..errors import FactoryError, IllegalTransition, InvalidRecord
 from ..ledger.kinds import ARTIFACTS, LINES
 from ..ledger.records import HandoffSubmitted, format_validation_error
 from ..ledger.store import Ledger
-from ..ledger.stream import Problem, stream_ids
+from ..ledger.stream import Problem, Stream, stream_ids
 from .lifecycle import LineState
 from .lifecycle import apply as apply_line
 from .replay import ArtifactView, apply
@@ -27,8 +29,17 @@ from .replay import ArtifactView, apply
 __all__ = ["Problem", "verify_artifact", "verify_ledger", "verify_line", "verify_lines"]
 
 
-def verify_artifact(ledger: Ledger, artifact: str) -> list[Problem]:
-    """Every problem with one artifact's records."""
+def _note_discarded(stream: Stream[Any], notes: list[str] | None) -> None:
+    if notes is not None and stream.discarded:
+        names = ", ".join(e.path.rpartition("/")[2] for e in stream.discarded[:3])
+        more = f" and {len(stream.discarded) - 3} more" if len(stream.discarded) > 3 else ""
+        notes.append(f"{stream.folder}: a resolved fork's other branch stays in the ledger, "
+                     f"discarded: {names}{more}")
+
+
+def verify_artifact(ledger: Ledger, artifact: str,
+                    notes: list[str] | None = None) -> list[Problem]:
+    """Every problem with one artifact's records (`notes`: what is fine but worth knowing)."""
     where = f"{ledger.rel}/{ARTIFACTS.folder}/{artifact}"
     try:
         chain = ledger.read(artifact, tolerant=True)
@@ -37,6 +48,7 @@ def verify_artifact(ledger: Ledger, artifact: str) -> list[Problem]:
     except FactoryError as exc:
         return [Problem(where, str(exc).replace("\n", " "))]
     problems = list(chain.problems)
+    _note_discarded(chain, notes)
     assert chain.root is not None
     intake = chain.root
     try:
@@ -71,10 +83,11 @@ def _check_handoff(ledger: Ledger, path: str, artifact: str,
     return []
 
 
-def verify_line(ledger: Ledger, line: str) -> list[Problem]:
+def verify_line(ledger: Ledger, line: str, notes: list[str] | None = None) -> list[Problem]:
     """Every problem with one line's lifecycle stream."""
     stream = ledger.read_line(line, tolerant=True)
     problems = list(stream.problems)
+    _note_discarded(stream, notes)
     state = LineState(line)
     for rec in stream.events:
         try:
@@ -85,11 +98,11 @@ def verify_line(ledger: Ledger, line: str) -> list[Problem]:
     return problems
 
 
-def verify_lines(ledger: Ledger) -> list[Problem]:
+def verify_lines(ledger: Ledger, notes: list[str] | None = None) -> list[Problem]:
     """Every problem in the lines' lifecycle streams (and stray entries beside them)."""
     lines, problems = stream_ids(LINES, ledger.lines_dir, f"{ledger.rel}/{LINES.folder}")
     for line in lines:
-        problems += verify_line(ledger, line)
+        problems += verify_line(ledger, line, notes)
     return problems
 
 
@@ -97,7 +110,8 @@ def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Proble
     """Every problem in the whole ledger (empty when clean).
 
     `notes`, if given, receives what is worth knowing but not a problem: a record that a
-    commit edited and a later commit restored byte for byte.
+    commit edited and a later commit restored byte for byte, the events of a fork's
+    discarded branch.
     """
     problems: list[Problem] = []
     try:
@@ -108,8 +122,8 @@ def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Proble
     artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, f"{ledger.rel}/{ARTIFACTS.folder}")
     problems += bad
     for artifact in artifacts:
-        problems += verify_artifact(ledger, artifact)
-    problems += verify_lines(ledger)
+        problems += verify_artifact(ledger, artifact, notes)
+    problems += verify_lines(ledger, notes)
     named = {p.where for p in problems}
     problems += [p for p in _git_problems(ledger, notes) if p.where not in named]
     return problems

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..cells.reaper import Reaped
     from ..ledger.gitstore import LogEntry
     from ..ledger.records import ArtifactEvent, CheckResult
+    from ..ledger.stream import Stored
     from ..line.engine import AdvanceResult
 
 FINAL_STATES = ("closed", "rejected", "abandoned")
@@ -196,4 +197,20 @@ def event_line(e: ArtifactEvent) -> str:
         return f"published ({e.target}) at {e.where}"
     if isinstance(e, r.Closed):
         return f"closed, successor {e.successor}" if e.successor else f"closed: {e.terminal}"
+    if isinstance(e, r.LeaseRenewed):
+        return f"claim of {e.cell} renewed until {e.until.isoformat()}"
+    if isinstance(e, r.ClaimTakenOver):
+        where = f" on {e.host}" if e.host else ""
+        return (f"claim of {e.cell}{where} taken over (its lease expired "
+                f"{e.lease_until.isoformat()})")
+    if isinstance(e, r.ForkResolved):
+        kept = ", ".join(c.kept[:12] for c in e.choices)
+        return f"fork resolved: kept {kept}" + (f" ({e.reason})" if e.reason else "")
     return str(e.kind)  # pragma: no cover - the union is exhaustive
+
+
+def describe_event(stored: Stored[Any]) -> str:
+    """One event in a line: `#3 stage_started by tester at 2026-01-02T03:04:05+00:00 (host)`."""
+    host = getattr(stored.event, "host", None)
+    return (f"#{stored.seq} {stored.kind} by {stored.by} at {stored.at.isoformat()}"
+            + (f" on {host}" if host else ""))

@@ -138,14 +138,18 @@ def factory_verify() -> str:
 
 
 @adapter
-def factory_start(artifact: str) -> str:
-    """Start the artifact's current stage yourself (no spawned cell): returns the cell id to submit with."""
+def factory_start(artifact: str, take_over: bool = False) -> str:
+    """Start the artifact's current stage yourself (no spawned cell): returns the cell id to submit with.
+
+    take_over: on a shared ledger, take over a claim whose lease expired with no handoff.
+    """
+    from ...line.claims import find_artifact
     from ...line.engine import refresh_base, start_stage
 
     ledger = open_ledger()
-    aid = ledger.resolve(artifact)
+    aid = find_artifact(ledger, artifact)
     refresh_base(ledger, aid)  # a target's base, fetched from its remote
-    st = start_stage(ledger, aid)
+    st = start_stage(ledger, aid, take_over=take_over)
     note = f" Retry note: {st.retry_note}" if st.retry_note else ""
     base = (f" Build on base commit {st.base_commit} (branch from it; hand it over as `base`)."
             if st.role == "builder" and st.base_commit else "")
@@ -177,8 +181,9 @@ def factory_submit(cell: str, handoff: str | dict[str, Any]) -> str:
     stored = submit(ledger, cell, _read_handoff(handoff))
     assert stored is not None  # only a check-only submit records nothing
     artifact = parse_cell_id(cell)[0]
-    return Reply(f"accepted: {stored.path}. Next: {next_step(summary_of(ledger, artifact))}",
-                 artifact=artifact, cell=cell, path=stored.path)
+    notes = "".join(f" Note: {n}" for n in ledger.notes)
+    return Reply(f"accepted: {stored.path}. Next: {next_step(summary_of(ledger, artifact))}"
+                 f"{notes}", artifact=artifact, cell=cell, path=stored.path)
 
 
 @adapter

@@ -21,8 +21,9 @@ def factory_progress(cell: str, note: str) -> str:
     """Report a cell's latest useful progress (shown on the board; not a commit)."""
     from ...cells.spawn import progress
 
-    progress(open_ledger(), cell, note)
-    return f"progress noted for {cell}"
+    until = progress(open_ledger(), cell, note)
+    renewed = f"; claim renewed until {until.isoformat()}" if until else ""
+    return f"progress noted for {cell}{renewed}"
 
 
 @adapter
@@ -33,10 +34,11 @@ def factory_spawn(artifact: str, model: str | None = None, timeout_s: float | No
     timeout_s: wall-clock budget (default: the stage's budget in factory.yaml).
     """
     from ...cells import spawn as cells
+    from ...line.claims import find_artifact
     from ..settings import settings
 
     ledger = open_ledger()
-    aid = ledger.resolve(artifact)
+    aid = find_artifact(ledger, artifact)
     opts = cells.SpawnOptions(model=model or settings.model,
                               timeout_s=timeout_s if timeout_s is not None else settings.timeout_s,
                               max_tokens=settings.max_tokens, max_cost_usd=settings.max_cost_usd)
@@ -133,9 +135,11 @@ def factory_run(artifact: str, model: str | None = None, until: str | None = Non
 
     from ...cells import spawn as cells
     from ...cells.foreman import Foreman as foreman
+    from ...line.claims import find_artifact
     from ..settings import settings
+
     ledger = open_ledger()
-    aid = ledger.resolve(artifact)
+    aid = find_artifact(ledger, artifact)
     opts = cells.SpawnOptions(model=model or settings.model, timeout_s=settings.timeout_s,
                               max_tokens=settings.max_tokens, max_cost_usd=settings.max_cost_usd)
     events: list[str] = []

@@ -48,6 +48,7 @@ from ._outcomes import (
     factory_unpark,
 )
 from ._render import Reply
+from ._shared import factory_resolve, factory_sync
 
 FUNCTIONS: list[Callable[..., str]] = [
     factory_intake,
@@ -74,6 +75,8 @@ FUNCTIONS: list[Callable[..., str]] = [
     factory_abandon,
     factory_log,
     factory_verify,
+    factory_sync,
+    factory_resolve,
 ]
 
 __all__ = [
@@ -86,11 +89,13 @@ __all__ = [
     "factory_intake",
     "factory_log",
     "factory_reject",
+    "factory_resolve",
     "factory_review",
     "factory_schema",
     "factory_show",
     "factory_start",
     "factory_status",
+    "factory_sync",
     "factory_submit",
     "factory_verify",
     "factory_measure",
