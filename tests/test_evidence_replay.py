@@ -27,7 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from gptme_factory.cli import main
 from gptme_factory.ledger.config import bugfix_line, default_line
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine, transitions
@@ -264,6 +266,26 @@ def test_every_real_fix_is_reproduced_then_verified_on_the_bugfix_line(
     # from the reproduction: the regression test fails there and passes now
     assert rows[fix["check"]] == "fail-to-pass"
     assert verify_ledger(ledger) == []
+    if fix_id == "partition-pred-none":
+        # `show` carries the evidence table of every gate that ran checks
+        shown = CliRunner().invoke(main, ["show", aid, "--repo", str(ledger.repo.root)])
+        assert shown.exit_code == 0, shown.output
+        out = shown.output.splitlines()
+        i = out.index("  evidence [verify, gate evidence passed]:")
+        assert out[i + 1] == (f"    evidence: fail-to-pass; base `{repro[:12]}` (tree "
+                              f"`{git(clone, 'rev-parse', repro + '^{tree}').strip()[:12]}`), "
+                              f"head `{head[:12]}` (tree "
+                              f"`{git(clone, 'rev-parse', f'{head}^{{tree}}').strip()[:12]}`)")
+        assert out[i + 2].split() == ["check", "criteria", "base", "head", "duration",
+                                      "verdict"]
+        table = out[i + 3:i + 5]  # the suite (target-1), then the regression check (plan-1)
+        assert all(ln.startswith("    python3 -m unittest -q") for ln in table)
+        suite, check = table[0].split(), table[1].split()
+        assert suite[-7:-3] == ["exit", "1", "exit", "0"] and suite[-2:] == ["s", "fail-to-pass"]
+        assert check[-14:-3] == ["0", "exit", "1", "/", "exit", "1", "exit", "0", "/", "exit", "0"]
+        assert check[-2:] == ["s", "fail-to-pass"]
+        assert "  evidence [reproduce, gate reproduce passed]:" in out
+        assert "  evidence [reproduce, gate reproduce FAILED]:" in out
 
 
 # -- negative twins -----------------------------------------------------------------------
