@@ -15,6 +15,7 @@ from gptme_factory.demo.sample import (
     CHECK_COMMAND,
     DEMAND,
     FIXED_SOURCE,
+    REPRO_COMMAND,
     verification_plan,
     write_sample_project,
 )
@@ -203,7 +204,7 @@ def test_artifact_runs_through_a_custom_line_with_approval(custom: Ledger) -> No
     engine.submit(led, v.cell, rep)
     res = engine.advance(led, aid)
     assert res.passed, res.reasons
-    assert [c.command for c in res.outcome.checks] == [IMPORT_CHECK, CHECK_COMMAND]
+    assert [c.command for c in res.outcome.checks] == [IMPORT_CHECK, REPRO_COMMAND, CHECK_COMMAND]
     assert where(led, aid) == ("verified", None, "done")
     engine.close(led, aid, terminal="demand met")
     _, view = engine.load(led, aid)

@@ -282,7 +282,7 @@ print(factory_advance(aid))
     ledger = Ledger.open(repo)
     [aid] = ledger.artifact_ids()
     kinds = [e.event.kind for e in ledger.read(aid).events]
-    assert kinds == ["stage_started", "handoff_submitted", "gate_passed"]
+    assert kinds == ["stage_started", "handoff_submitted", "contract_fixed", "gate_passed"]
     assert verify_ledger(ledger) == []
     subjects = git(repo, "log", "--format=%s", "-5").splitlines()
     sid = short_id(aid)

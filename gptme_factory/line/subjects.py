@@ -82,7 +82,8 @@ def describe(events: Sequence[StoredEvent]) -> str:
         elif isinstance(e, GateFailed):
             verdicts.append(f"{e.stage} failed: {_short(e.reasons[0])}")
         elif isinstance(e, ContractFixed):
-            phrases.append(f"contract fixed ({len(e.checks)} checks)")
+            if e.stage not in judged:  # else implied by the verdict (and the subject is short)
+                phrases.append(f"contract fixed ({len(e.checks)} checks)")
         elif isinstance(e, Rework):
             verdicts.append(f"rework to {e.to_stage}")
         elif isinstance(e, AttemptsExhausted):

@@ -103,9 +103,20 @@ def planning_stage(view: ArtifactView) -> StageConfig | None:
 
 
 def memo_of(view: ArtifactView) -> Mapping[str, Any] | None:
-    """The scout memo handed over on this line so far (None before the scout stage)."""
+    """The scout memo handed over on this line so far (None before the scout stage).
+
+    On a line without a plan gate or a scout (a custom planning contract), the last earlier
+    handoff that carries a `verification_plan`.
+    """
     stage = planning_stage(view)
-    return view.handoffs.get(stage.name) if stage else None
+    if stage is not None:
+        return view.handoffs.get(stage.name)
+    found = None
+    for st in view.line.stages[: view.stage_index]:
+        handoff = view.handoffs.get(st.name)
+        if handoff is not None and isinstance(handoff.get("verification_plan"), list):
+            found = handoff
+    return found
 
 
 @dataclass(frozen=True)
