@@ -279,9 +279,10 @@ def measure_writers(repo: Path, writers: int, per_writer: int) -> dict[str, floa
             else:
                 acked.append(item)
     wall = time.perf_counter() - start
-    present = set(run(repo, "git", "ls-tree", "--name-only", "HEAD",
-                      "factory/artifacts/").split())
-    lost = sum(1 for aid in acked if f"factory/artifacts/{aid}" not in present)
+    folders = run(repo, "git", "ls-tree", "-r", "-d", "--name-only", "HEAD",
+                  "factory/artifacts/").split()
+    present = {f.rpartition("/")[2] for f in folders}  # ids, in either layout
+    lost = sum(1 for aid in acked if aid not in present)
     waits.sort()
     latencies.sort()
     return {"events": len(acked), "wall": wall, "per_s": len(acked) / wall,

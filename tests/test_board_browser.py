@@ -256,7 +256,7 @@ def test_an_artifact_page_and_its_commits(site: dict[str, Any], driver: Any) -> 
     shown = driver.execute_script(
         "return [...document.querySelectorAll('.timeline li .commit code')]"
         ".map(e => e.textContent.trim());")
-    log = site["ledger"].repo.log(f"factory/artifacts/{aid}")
+    log = site["ledger"].history([aid])
     # one line per event: the scout's contract_fixed shares its verdict's commit
     assert (len(shown), len(log)) == (21, 20)
     assert list(dict.fromkeys(shown)) == [e.commit[:10] for e in log]

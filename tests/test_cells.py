@@ -179,6 +179,24 @@ def test_finds_the_conversation_of_a_workdir(tmp_path: Path) -> None:
     assert convlog.find_conversation("/srv/wt/cell-a", time.time() + 3600, dirs=[logs]) is None
 
 
+def test_each_conversation_config_is_parsed_once_until_it_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    _log(logs / "a", "/srv/wt/cell-a", [{"role": "user", "content": "cell a"}])
+    _log(logs / "b", "/srv/wt/cell-b", [{"role": "user", "content": "cell b"}])
+    parsed: list[str] = []
+    real = convlog._read_workspace
+    monkeypatch.setattr(convlog, "_read_workspace", lambda p: parsed.append(p) or real(p))
+    since = time.time() - 60
+    for wd in ("/srv/wt/cell-a", "/srv/wt/cell-b", "/srv/wt/none"):  # three running cells
+        convlog.find_conversation(wd, since, dirs=[logs])
+    assert sorted(parsed) == [str(logs / "a" / "config.toml"), str(logs / "b" / "config.toml")]
+    config = logs / "a" / "config.toml"  # rewritten: it names another workspace now
+    config.write_text(config.read_text().replace("cell-a", "cell-c-longer"))
+    assert convlog.find_conversation("/srv/wt/cell-c-longer", since, dirs=[logs]) == logs / "a"
+    assert convlog.find_conversation("/srv/wt/cell-a", since, dirs=[logs]) is None
+
+
 def test_kill_tree_leaves_no_orphans() -> None:
     proc = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 60 & wait"], start_new_session=True)
     try:
@@ -268,7 +286,7 @@ def test_failed_launch_fails_the_attempt_and_cleans_up(ledger: Ledger, cell_env:
     assert view(ledger, aid).status == "pending"
     assert cellstate.load_all(ledger.runtime_dir) == []
     assert git(ledger.repo.root, "worktree", "list").count("\n") == 1
-    assert not list((ledger.artifacts_dir / aid).glob("briefs/*"))  # no stray brief
+    assert not list(ledger.artifact_dir(aid).glob("briefs/*"))  # no stray brief
     assert git(ledger.repo.root, "status", "--porcelain") == ""
     assert [str(p) for p in verify_ledger(ledger)] == []
 

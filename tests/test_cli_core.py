@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.intake import intake as new_intake
 from tests.conftest import git
@@ -137,7 +138,7 @@ def test_show_text_json_and_bad_ids(ledger: Ledger) -> None:
     data = as_json(run(root, "show", a, "--json"))
     assert data["artifact"] == a and data["attempts"] == {"scout": 1}
     assert [e["kind"] for e in data["events"]] == ["stage_started"]
-    assert data["events"][0]["file"].startswith(f"factory/artifacts/{a}/0001-stage_started-")
+    assert data["events"][0]["file"].startswith(f"factory/artifacts/{fanned(a)}/0001-stage_started-")
     result = run(root, "show", "alpha")
     assert result.exit_code == 2 and "ambiguous" in result.output
     assert a in result.output and b in result.output

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from gptme_factory.cli import main
 from gptme_factory.demo.sample import FIXED_SOURCE, SAMPLE_DIR, write_sample_project
 from gptme_factory.ledger.config import default_config
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.ledger.stream import sha256
 from tests.conftest import git
@@ -127,7 +128,7 @@ def test_submit_a_yaml_file(repo: Path, tmp_path: Path) -> None:
     result = cli(repo, "submit", "--cell", cell, str(path))
     assert result.exit_code == 0, result.output
     assert re.fullmatch(
-        rf"accepted: factory/artifacts/{aid}/0002-handoff_submitted-[0-9a-f]{{12}}\.yaml\n",
+        rf"accepted: factory/artifacts/{fanned(aid)}/0002-handoff_submitted-[0-9a-f]{{12}}\.yaml\n",
         result.stdout)
     assert git(repo, "log", "-1", "--format=%s").strip() == f"factory({short_id(aid)}): scout handoff (scout_memo)"
     assert git(repo, "status", "--porcelain", "factory") == ""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
@@ -65,7 +66,7 @@ def writer(repo: Path, aid: str, ready: Path, go: Path | None = None,
 
 def ledger_files(repo: Path, aid: str) -> dict[str, list[str]]:
     """The artifact's files as HEAD, the index and the working tree see them."""
-    rel = f"factory/artifacts/{aid}"
+    rel = f"factory/artifacts/{fanned(aid)}"
     return {
         "head": sorted(git(repo, "ls-tree", "-r", "--name-only", "HEAD", rel).split()),
         "index": sorted(git(repo, "ls-files", rel).split()),

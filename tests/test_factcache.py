@@ -13,8 +13,8 @@ from gptme_factory.cli import main
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.intake import intake
 from gptme_factory.views import statuscache
-from gptme_factory.views.factcache import CACHE_FILE, facts_kind, metrics
-from gptme_factory.views.statuscache import SUMMARIES, cached
+from gptme_factory.views.factcache import facts_kind, metrics
+from gptme_factory.views.statuscache import SUMMARIES, cached, shard
 from tests.ledger_helpers import abandon, append_next, new_artifact, reads
 
 
@@ -82,7 +82,7 @@ def test_broken_artifacts_are_reported_every_time(settled: Ledger) -> None:
     ledger = settled
     good, bad = new_artifact(ledger, "Good"), new_artifact(ledger, "Bad")
     both(ledger)
-    (ledger.artifacts_dir / bad / "0001-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    (ledger.artifact_dir(bad) / "0001-abandoned-0123456789ab.yaml").write_text("kind: [\n")
     for _ in range(2):
         report = both(ledger)
         assert report["broken"] == [bad] and report["artifacts"] == 1
@@ -94,9 +94,9 @@ def test_broken_artifacts_are_reported_every_time(settled: Ledger) -> None:
                                      b'{"artifacts": {"x": [1, 2, 3, [1]]}}'])
 def test_damaged_cache_is_ignored(settled: Ledger, garbage: bytes) -> None:
     ledger = settled
-    new_artifact(ledger, "A")
+    aid = new_artifact(ledger, "A")
     both(ledger)
-    path = ledger.runtime_dir / CACHE_FILE
+    path = shard(ledger, facts_kind(ledger), aid)
     path.write_bytes(garbage)
     assert both(ledger)["artifacts"] == 1
     assert json.loads(path.read_bytes())["artifacts"]
@@ -106,7 +106,7 @@ def test_damaged_entry_is_read_again(settled: Ledger) -> None:
     ledger = settled
     aid = new_artifact(ledger, "A")
     both(ledger)
-    path = ledger.runtime_dir / CACHE_FILE
+    path = shard(ledger, facts_kind(ledger), aid)
     data = json.loads(path.read_bytes())
     data["artifacts"][aid][3] = data["artifacts"][aid][3][:5]
     path.write_text(json.dumps(data))
@@ -115,14 +115,15 @@ def test_damaged_entry_is_read_again(settled: Ledger) -> None:
 
 def test_cli_no_cache_gives_the_same_json(settled: Ledger, tmp_path: Path) -> None:
     ledger = settled
-    append_next(ledger, new_artifact(ledger, "A"))
+    aid = new_artifact(ledger, "A")
+    append_next(ledger, aid)
     runner = CliRunner()
     args = ["metrics", "--json", "--repo", str(ledger.repo.root)]
     warm = runner.invoke(main, args)
     cold = runner.invoke(main, [*args, "--no-cache"])
     assert warm.exit_code == cold.exit_code == 0
     assert json.loads(warm.output) == json.loads(cold.output)
-    assert (ledger.runtime_dir / CACHE_FILE).is_file()
+    assert shard(ledger, facts_kind(ledger), aid).is_file()
 
 
 def test_the_report_is_kept_until_an_artifact_changes(settled: Ledger,
@@ -154,7 +155,7 @@ def test_no_report_is_kept_while_an_artifact_cannot_be_read(settled: Ledger) -> 
 
     ledger = settled
     bad = new_artifact(ledger, "Bad")
-    (ledger.artifacts_dir / bad / "intake.yaml").write_text("kind: [\n")
+    (ledger.artifact_dir(bad) / "intake.yaml").write_text("kind: [\n")
     report = metrics(Ledger.open(ledger.repo.root))
     assert report["broken"] == [bad]
     assert report == metrics(Ledger.open(ledger.repo.root), use_cache=False)

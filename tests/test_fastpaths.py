@@ -247,11 +247,18 @@ def test_staged_in_place_edit_with_restored_stat_is_seen(
     settle(ledger, monkeypatch)
     aid = new_intake(ledger, title="Alpha", demand="d", consumers=["c"], acceptance=["a"]).artifact
     board(ledger)
-    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
     st_before = intake.stat()
     intake.write_bytes(intake.read_bytes().replace(b"Alpha", b"Omega"))
     os.utime(intake, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))
-    git(ledger.repo.root, "add", str(intake))  # index == working tree, both != HEAD
+    # Stage exactly these bytes, index == working tree, both != HEAD. (Not `git add`: this
+    # git compares stat times by the second, so under load it may take the edited file,
+    # same size and mtime, for the one it indexed a second earlier, and stage nothing.)
+    oid = git(ledger.repo.root, "hash-object", "-w", str(intake)).decode().strip()
+    git(ledger.repo.root, "update-index", "--cacheinfo",
+        f"100644,{oid},{ledger.artifact_rel(aid)}/intake.yaml")
+    assert git(ledger.repo.root, "diff", "--cached", "--name-only").decode().split() == \
+        [f"{ledger.artifact_rel(aid)}/intake.yaml"]
     assert board(ledger)[aid]["title"] == "Omega"
 
 

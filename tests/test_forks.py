@@ -46,7 +46,7 @@ def forked(tmp_path: Path) -> tuple[Shared, Ledger, Ledger, str]:
 
 
 def event_files(ledger: Ledger, aid: str) -> list[str]:
-    return sorted(p.name for p in (ledger.artifacts_dir / aid).glob("0*.yaml"))
+    return sorted(p.name for p in ledger.artifact_dir(aid).glob("0*.yaml"))
 
 
 @pytest.mark.usefixtures("offline")
@@ -58,7 +58,7 @@ def test_an_offline_fork_is_resolved_and_nothing_is_lost(tmp_path: Path) -> None
     (fork,) = forks(a, aid)
     assert len(fork.branches) == 2 and fork.after is None
     keep, other = fork.branches[1].head, fork.branches[0].head  # not the one linked first
-    before = {name: (a.artifacts_dir / aid / name).read_bytes() for name in event_files(a, aid)}
+    before = {name: (a.artifact_dir(aid) / name).read_bytes() for name in event_files(a, aid)}
     stored = resolve(a, aid, keep.digest[:12], reason="a's scout is further along")
     assert isinstance(stored.event, ForkResolved)
     (choice,) = stored.event.choices
@@ -69,7 +69,7 @@ def test_an_offline_fork_is_resolved_and_nothing_is_lost(tmp_path: Path) -> None
     assert any("discarded" in n and other.path.rpartition("/")[2] in n for n in notes)
     # both branches' files are still there, byte for byte, and in history
     for name, raw in before.items():
-        assert (a.artifacts_dir / aid / name).read_bytes() == raw
+        assert (a.artifact_dir(aid) / name).read_bytes() == raw
     chain = a.read(aid)
     assert [e.path for e in chain.events] == [keep.path, stored.path]
     assert [e.path for e in chain.discarded] == [other.path]
@@ -157,7 +157,7 @@ def test_cli_resolve_lists_the_branches_then_keeps_one(tmp_path: Path) -> None:
     done = runner.invoke(main, ["resolve", aid, "--keep", keep, "--reason", "mine",
                                 "--repo", str(a.repo.root)])
     assert done.exit_code == 0, done.output
-    assert done.output.startswith(f"resolved: factory/artifacts/{aid}/0002-fork_resolved-")
+    assert done.output.startswith(f"resolved: {a.artifact_rel(aid)}/0002-fork_resolved-")
     assert runner.invoke(main, ["verify", "--repo", str(a.repo.root)]).exit_code == 0
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from gptme_factory.errors import GitBusy, GitError, NotAFactory, NotAGitRepo, UsageError
 from gptme_factory.ledger.gitstore import GitRepo
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line import engine
 from tests.conftest import git
@@ -96,7 +97,7 @@ def test_works_in_repo_without_commits(tmp_path: Path) -> None:
     # the user's staged file was not swept into either commit and is still staged
     assert "staged.txt" not in git(repo, "log", "--name-only", "--format=")
     assert git(repo, "status", "--porcelain") == "A  staged.txt\n"
-    assert (repo / f"factory/artifacts/{aid}/intake.yaml").is_file()
+    assert (repo / f"factory/artifacts/{fanned(aid)}/intake.yaml").is_file()
 
 
 def test_each_mutation_is_one_commit_with_only_its_files(ledger: Ledger) -> None:
@@ -115,7 +116,7 @@ def test_each_mutation_is_one_commit_with_only_its_files(ledger: Ledger) -> None
     for rev, path, event, seq in (
         ("HEAD", second.path, "abandoned", 2),
         ("HEAD~1", first.path, "stage_started", 1),
-        ("HEAD~2", f"factory/artifacts/{aid}/intake.yaml", "intake", 0),
+        ("HEAD~2", f"factory/artifacts/{fanned(aid)}/intake.yaml", "intake", 0),
     ):
         assert git(root, "show", "--name-only", "--format=", rev).split() == [path]
         trailers = git(root, "log", "-1", "--format=%(trailers:only,unfold)", rev)
@@ -145,7 +146,7 @@ def test_user_staged_unstaged_and_untracked_work_is_untouched(ledger: Ledger) ->
     assert git_state(root) == before
     assert git(root, "show", "--name-only", "--format=", "HEAD").split() == [
         p for p in git(root, "show", "--name-only", "--format=", "HEAD").split()
-        if p.startswith(f"factory/artifacts/{aid}/")
+        if p.startswith(f"factory/artifacts/{fanned(aid)}/")
     ]
     assert "README.md" not in git(root, "log", "-3", "--name-only", "--format=")
 
@@ -170,7 +171,7 @@ def test_discover_from_subdirectory_and_log(ledger: Ledger) -> None:
     repo = GitRepo.discover(sub)
     assert repo.root == ledger.repo.root
     aid = new_artifact(ledger)
-    entries = repo.log(f"factory/artifacts/{aid}")
+    entries = Ledger.open(sub).history([aid])
     assert [e.trailers["Factory-Event"] for e in entries] == [["intake"]]
     assert entries[0].author == "Factory Test <test@factory.invalid>"
     assert entries[0].time == "2026-01-02T03:04:05+00:00"
@@ -183,7 +184,7 @@ def test_ledger_dir_from_env_is_used_by_init_and_open(
     ledger, changed = Ledger.init(brain)
     assert changed == ["ops/ledger/.gitignore", "ops/ledger/factory.yaml"]
     aid = new_artifact(Ledger.open(brain))
-    assert (brain / f"ops/ledger/artifacts/{aid}/intake.yaml").is_file()
+    assert (brain / f"ops/ledger/artifacts/{fanned(aid)}/intake.yaml").is_file()
     assert not (brain / "factory").exists()
     for bad in ("../outside", "ops/../..", ".git/x"):
         monkeypatch.setenv("GPTME_FACTORY_DIR", bad)
@@ -231,3 +232,26 @@ def test_the_ledger_is_never_written_while_git_is_mid_operation(ledger: Ledger, 
     git(root, *abort)
     again = new_artifact(ledger, "After the operation")  # once git is done, writes go on
     assert set(ledger.artifact_ids()) == {kept, again}
+
+
+def test_history_by_trailer_finds_what_a_full_walk_finds(ledger: Ledger) -> None:
+    """`log` greps the Factory-Artifact trailers; a pathspec walk over every tree agrees."""
+    root = ledger.repo.root
+    a, b, c = (new_artifact(ledger, t) for t in ("Alpha", "Beta", "Gamma"))
+    for aid in (a, b, a, c, a, b):
+        append_next(ledger, aid)
+    (root / "notes.md").write_text("the user's own commit\n")
+    git(root, "add", "notes.md")
+    git(root, "commit", "-q", "-m", f"notes (mentions Factory-Artifact: {a} in passing)")
+    last_of_b = ledger.history([b])[-1].commit
+    git(root, "revert", "--no-edit", last_of_b)  # a revert carries no trailers of its own
+    abandon(ledger, c, "dropped")
+    for aid in (a, b, c):
+        walked = git(root, "log", "--reverse", "--format=%H", "--",
+                     ledger.artifact_rel(aid)).split()
+        assert [e.commit for e in ledger.history([aid])] == walked
+    reverted = ledger.history([b])[-1]
+    assert reverted.subject.startswith("Revert ") and reverted.trailers == {}
+    both = [e.commit for e in ledger.history([a, c])]
+    assert both == git(root, "log", "--reverse", "--format=%H", "--", ledger.artifact_rel(a),
+                       ledger.artifact_rel(c)).split()

@@ -2,7 +2,8 @@
 
 - `gptme-factory --help` imports neither GitPython nor pydantic (nor gptme): checked in a fresh
   interpreter through `sys.modules`.
-- A warm `status` (served from the status cache) imports neither pydantic nor PyYAML.
+- A warm `status` (served from the status cache) imports neither pydantic nor PyYAML, nor
+  does a warm `metrics` (its report kept under the artifacts' content ids).
 - `gptme-factory board --help` imports none of the web stack (jinja2, starlette, uvicorn).
 - The core — every module but the adapters (gptme_factory/cli/, web/, plugin/, demo/, and
   __main__.py, which only runs the CLI) — never imports click, rich, gptme or the web stack,
@@ -70,12 +71,38 @@ def test_warm_status_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> No
     ledger = Ledger.open(factory_repo)
     for title in ("One", "Two"):
         new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+    # A running cell: the board shows it with the config's stall time and cell cap, which a
+    # warm run reads from the cache too (a real brain nearly always has a cell running).
+    from gptme_factory.cells import state as cellstate
+
+    aid = ledger.artifact_ids()[0]
+    cellstate.save(ledger.runtime_dir, cellstate.CellRecord(
+        cell=f"{aid}.scout.abcd", artifact=aid, stage="scout", role="scout", backend="command",
+        started_at="2026-01-02T03:04:05+00:00", workdir=str(factory_repo), timeout_s=60.0))
     # The cache does not trust directories changed in the last seconds (racy); no wait here.
     setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
     cold = modules_after(["status", "--repo", str(factory_repo)], setup)
     assert "pydantic" in cold  # the first run read the ledger
     warm = modules_after(["status", "--repo", str(factory_repo)], setup)
     assert not warm & {"pydantic", "pydantic_core", "yaml", "git"}
+
+
+
+def test_warm_metrics_imports_neither_pydantic_nor_yaml(factory_repo: Path) -> None:
+    from gptme_factory.ledger.store import Ledger
+
+    ledger = Ledger.open(factory_repo)
+    for title in ("One", "Two"):
+        new_intake(ledger, title=title, demand="gh:acme/app#1", consumers=["erik"], acceptance=["ok"])
+    setup = "import gptme_factory.views.statuscache as sc; sc.RACY_NS = 0"
+    cold = modules_after(["metrics", "--repo", str(factory_repo)], setup)
+    assert "pydantic" in cold  # the first run read the ledger and computed the report
+    warm = modules_after(["metrics", "--repo", str(factory_repo)], setup)
+    assert not warm & {"pydantic", "pydantic_core", "yaml", "git"}
+    new_intake(ledger, title="Three", demand="gh:acme/app#1", consumers=["erik"],
+               acceptance=["ok"])
+    after = modules_after(["metrics", "--repo", str(factory_repo), "--json"], setup)
+    assert "pydantic" in after  # one artifact changed: it is read, the report computed again
 
 
 def _imports(tree: ast.Module, package: str = "gptme_factory") -> list[tuple[ast.stmt, str, bool]]:

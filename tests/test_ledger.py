@@ -17,6 +17,7 @@ from gptme_factory.errors import (
     UsageError,
 )
 from gptme_factory.ledger import yamlio
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import Abandoned, Intake, Rejected
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
@@ -89,7 +90,7 @@ def test_intake_record_and_ids(ledger: Ledger) -> None:
     odd = new_intake(ledger, title="日本語 / ../etc", **DEMAND).artifact
     assert ID_RE.match(odd) and odd.startswith("etc-")
     aid = sorted(ids)[0]
-    raw = (ledger.artifacts_dir / aid / "intake.yaml").read_bytes()
+    raw = (ledger.artifact_dir(aid) / "intake.yaml").read_bytes()
     intake = Intake.model_validate(yamlio.loads(raw, "intake"))
     assert raw == yamlio.dumps(intake.model_dump(mode="json"))  # the writer is byte-stable
     assert (intake.created_at, intake.created_by, intake.line) == (fixed, "tester", "default")
@@ -180,7 +181,7 @@ def test_commit_subject_is_one_short_line_even_for_multiline_titles(ledger: Ledg
 
 def test_read_reports_but_skips_stray_entries_when_tolerant(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
-    adir = ledger.artifacts_dir / aid
+    adir = ledger.artifact_dir(aid)
     (adir / "notes.txt").write_text("hi\n")
     (adir / "0009-abandoned-0123456789ab.yaml").mkdir()
     (adir / ".DS_Store").write_bytes(b"\0")
@@ -199,7 +200,7 @@ def test_abandon_then_more_events_is_illegal_for_verify(ledger: Ledger) -> None:
         ledger.record(ledger.read(aid), Rejected(reason="also"))
     problems = verify_ledger(ledger)
     assert len(problems) == 1
-    assert re.fullmatch(rf"factory/artifacts/{aid}/0002-rejected-[0-9a-f]{{12}}\.yaml",
+    assert re.fullmatch(rf"factory/artifacts/{fanned(aid)}/0002-rejected-[0-9a-f]{{12}}\.yaml",
                         problems[0].where)
     assert "illegal transition" in problems[0].message
 
@@ -219,20 +220,20 @@ def test_symlinks_are_never_followed(ledger: Ledger, tmp_path: Path) -> None:
     secret = tmp_path / "secret.yaml"
     secret.write_text("kind: abandoned\nreason: outside\n")
     aid = new_artifact(ledger)
-    adir = ledger.artifacts_dir / aid
+    adir = ledger.artifact_dir(aid)
     (adir / "0001-abandoned-0123456789ab.yaml").symlink_to(secret)
     assert ledger.read(aid).events == []
     assert any("unexpected symlink" in str(p) for p in ledger.read(aid, tolerant=True).problems)
     other = new_artifact(ledger, "Other")
-    intake = ledger.artifacts_dir / other / "intake.yaml"
+    intake = ledger.artifact_dir(other) / "intake.yaml"
     intake.unlink()
     intake.symlink_to(adir / "intake.yaml")
     with pytest.raises(InvalidRecord, match="is a symlink"):
         ledger.read(other)
     problems = verify_ledger(ledger)
     assert {p.where for p in problems} == {
-        f"factory/artifacts/{aid}/0001-abandoned-0123456789ab.yaml",
-        f"factory/artifacts/{other}/intake.yaml",
+        f"factory/artifacts/{fanned(aid)}/0001-abandoned-0123456789ab.yaml",
+        f"factory/artifacts/{fanned(other)}/intake.yaml",
     }
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gptme_factory.cli import main
 from gptme_factory.errors import ForkDetected
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import Abandoned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line.verify import verify_ledger
@@ -75,7 +76,7 @@ def test_same_artifact_advanced_twice_is_a_detected_fork(clones: tuple[Ledger, L
     assert (b.repo.root / theirs.path).is_file() and (b.repo.root / ours.path).is_file()
     problems = verify_ledger(b)
     assert len(problems) == 1
-    assert problems[0].where == f"factory/artifacts/{x}"
+    assert problems[0].where == f"factory/artifacts/{fanned(x)}"
     assert problems[0].message.startswith("fork: ")
     assert theirs.path in problems[0].message and ours.path in problems[0].message
     result = CliRunner().invoke(main, ["verify", "--repo", str(b.repo.root)])

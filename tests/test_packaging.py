@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from gptme_factory.cli import main
 from gptme_factory.errors import IllegalTransition, UsageError
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import GatePassed, HandoffSubmitted
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine, evidencetable
@@ -76,7 +77,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
     assert [(p.target, p.where, p.commit) for p in view.published] == [("pr", PR_URL, head)]
     changed = git(root, "show", "--name-only", "--format=", "HEAD").split()
     assert sorted(changed) == sorted([
-        f"factory/artifacts/{aid}/{Path(engine.load(ledger, aid)[0].events[-1].path).name}",
+        f"factory/artifacts/{fanned(aid)}/{Path(engine.load(ledger, aid)[0].events[-1].path).name}",
         f"factory/packages/announcements/{aid}.md",
         f"factory/packages/changelog.d/{aid}.feat.md",
         f"factory/packages/pr/{aid}.md",
@@ -110,7 +111,7 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         "Accept compound durations in `parse_duration`.\n\n---\n\n"
         f"**Factory ledger** for artifact `{aid}` (line `default`, factory run)\n\n"
         "- **Demand:** acme/deploy-bot#17 · consumers: deploy-bot maintainers, erik · intake "
-        f"[`intake.yaml`]({blob}/factory/artifacts/{aid}/intake.yaml)\n"
+        f"[`intake.yaml`]({blob}/factory/artifacts/{fanned(aid)}/intake.yaml)\n"
         "- **Acceptance criteria:**\n"
         "  0. parse_duration('2m30s') == 150 and parse_duration('1h2m3s') == 3723\n"
         "  1. the existing tests still pass\n"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from gptme_factory.cli import main
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.views.status import load_summaries
-from gptme_factory.views.statuscache import CACHE_FILE
+from gptme_factory.views.statuscache import SUMMARIES, shard
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
@@ -49,10 +49,10 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
         append_next(ledger, aid)
     time.sleep(3.2)  # let every file leave the racy window
     status(ledger)
-    cache_path = ledger.runtime_dir / CACHE_FILE
-    stamp = cache_path.stat().st_mtime_ns
+    shards = sorted((ledger.runtime_dir / SUMMARIES.file).iterdir())
+    stamps = [p.stat().st_mtime_ns for p in shards]
     rows = status(ledger)
-    assert cache_path.stat().st_mtime_ns == stamp  # a pure hit: the cache was not rewritten
+    assert [p.stat().st_mtime_ns for p in shards] == stamps  # pure hits: nothing rewritten
     assert {r["events"] for r in rows.values()} == {1}
     files = {aid: ledger.read(aid).events[0].path for aid in aids}
     root = ledger.repo.root
@@ -60,9 +60,9 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
     # 0: a committed event edited in place, same size, mtime restored (only git's stat sees it)
     rewrite_in_place(root / files[aids[0]], b"by: tester", b"by: mallor", keep_mtime=True)
     # 1: the intake edited in place, same size
-    rewrite_in_place(ledger.artifacts_dir / aids[1] / "intake.yaml", b"Artifact 1", b"Artifact X")
+    rewrite_in_place(ledger.artifact_dir(aids[1]) / "intake.yaml", b"Artifact 1", b"Artifact X")
     # 2: a stray (malformed) event file appears
-    (ledger.artifacts_dir / aids[2] / "0002-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    (ledger.artifact_dir(aids[2]) / "0002-abandoned-0123456789ab.yaml").write_text("kind: [\n")
     # 3: a real new event through the ledger
     abandon(ledger, aids[3], "dropped")
     # 4: an event file deleted
@@ -87,7 +87,7 @@ def test_settled_cache_hits_and_every_change_shows(ledger: Ledger) -> None:
 
 def test_fresh_changes_show_immediately(ledger: Ledger) -> None:
     aid = new_artifact(ledger, "Racy one")
-    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
     assert status(ledger)[aid]["title"] == "Racy one"
     rewrite_in_place(intake, b"Racy one", b"Racy two", keep_mtime=True)
     assert status(ledger)[aid]["title"] == "Racy two"
@@ -100,7 +100,7 @@ def test_fresh_changes_show_immediately(ledger: Ledger) -> None:
 def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
     a, b = new_artifact(ledger), new_artifact(ledger, "Gone soon")
     status(ledger)
-    gone = ledger.artifacts_dir / b
+    gone = ledger.artifact_dir(b)
     for p in gone.iterdir():
         p.unlink()
     gone.rmdir()
@@ -117,10 +117,11 @@ def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
 def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) -> None:
     aids = {new_artifact(ledger, f"A {i}") for i in range(3)}
     status(ledger)
-    path = ledger.runtime_dir / CACHE_FILE
-    path.write_bytes(garbage)
+    paths = {shard(ledger, SUMMARIES, aid) for aid in aids}
+    for path in paths:
+        path.write_bytes(garbage)
     assert set(status(ledger)) == aids
-    assert path.read_bytes() != garbage
+    assert all(path.read_bytes() != garbage for path in paths)
 
 
 def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
@@ -137,7 +138,111 @@ def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
 
 
 def test_cache_stays_out_of_git(ledger: Ledger) -> None:
-    new_artifact(ledger)
+    aid = new_artifact(ledger)
     status(ledger)
-    assert (ledger.runtime_dir / CACHE_FILE).is_file()
+    assert shard(ledger, SUMMARIES, aid).is_file()
     assert ledger.repo.git("status", "--porcelain", "--untracked-files=all").decode() == ""
+
+
+def spawn_with_brief(ledger: Ledger, aid: str) -> str:
+    """Start the scout stage and record its cell's spawn, the brief committed beside it."""
+    from gptme_factory.ledger.records import Budget
+    from gptme_factory.line import engine
+
+    with ledger.transaction():
+        started = engine.start_stage(ledger, aid)
+        engine.record_cell_spawned(
+            ledger, started.cell, backend="command", budget=Budget(timeout_s=60),
+            brief_path=f"{ledger.artifact_rel(aid)}/briefs/{started.cell}.md",
+            brief=f"# brief of {started.cell}\n".encode())
+    return started.cell
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No racy window: a folder is trusted as soon as it is cached."""
+    from gptme_factory.views import statuscache
+
+    monkeypatch.setattr(statuscache, "RACY_NS", 0)
+
+
+def test_an_artifact_with_a_committed_brief_is_a_hit(ledger: Ledger, settled: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    briefed, plain = new_artifact(ledger, "Briefed"), new_artifact(ledger, "Plain")
+    cell = spawn_with_brief(ledger, briefed)
+    assert (ledger.artifact_dir(briefed) / "briefs" / f"{cell}.md").is_file()
+    status(ledger)
+    seen = reads(monkeypatch)
+    rows = status(ledger)  # (its cold half reads both: count the cached half only)
+    assert seen.count(briefed) == seen.count(plain) == 1
+    seen.clear()
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == []  # warm: the brief's folder matched HEAD's tree
+    assert rows[briefed]["status"] == "running"
+    # a brief edited in place is content of the folder: seen, and re-read
+    brief = ledger.artifact_dir(briefed) / "briefs" / f"{cell}.md"
+    rewrite_in_place(brief, b"# brief", b"# BRIEF")
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == [briefed]
+
+
+def test_a_write_rereads_only_what_it_changed(ledger: Ledger, settled: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(5)]
+    spawn_with_brief(ledger, aids[0])
+    load_summaries(Ledger.open(ledger.repo.root))
+    append_next(ledger, aids[3])  # the ledger is not kept fresh here: status must notice
+    seen = reads(monkeypatch)
+    rows = status(ledger)
+    assert seen.count(aids[3]) == 2 and seen.count(aids[1]) == 1  # cached half: aids[3] only
+    assert rows[aids[3]]["last_event"] == "stage_started"
+    seen.clear()
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == []
+
+
+def test_a_writer_keeps_the_cache_warm(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep_fresh: the committing process stores what it changed; status reads nothing.
+
+    No `settled` here: a folder written a moment ago is inside the racy window, so the
+    writer keeps the names in it, and the next status compares those.
+    """
+    from gptme_factory.views.factcache import keep_warm
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(3)]
+    load_summaries(Ledger.open(ledger.repo.root))
+    writer = Ledger.open(ledger.repo.root)
+    keep_warm(writer)
+    spawn_with_brief(writer, aids[1])
+    abandon(writer, aids[2], "not needed")
+    seen = reads(monkeypatch)
+    rows = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert seen == []
+    assert rows[aids[1]].status == "running" and rows[aids[2]].state == "abandoned"
+    assert status(ledger)[aids[2]]["state"] == "abandoned"  # the same as a cold read
+    # a file that joins a folder the writer just wrote is still seen (the names differ)
+    seen.clear()
+    (ledger.artifact_dir(aids[1]) / "0003-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    rows = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert seen == [aids[1]] and rows[aids[1]].state == "broken"
+
+
+def test_summaries_come_in_id_order_when_artifacts_share_a_bucket(
+        ledger: Ledger, settled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache works bucket by bucket; what it returns is still sorted by id."""
+    import secrets
+
+    suffixes = iter(["0000aa", "0000bb", "0000aa", "0000cc"])  # a: b1, b: b2, c: b1, d: b3
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(suffixes))
+    aids = [new_artifact(ledger, title) for title in ("A one", "B two", "C three", "D four")]
+    assert [a[-2:] for a in aids] == ["aa", "bb", "aa", "cc"]
+    monkeypatch.undo()
+    for _ in range(2):  # cold, then warm
+        got = [s.artifact for s in load_summaries(Ledger.open(ledger.repo.root))]
+        assert got == sorted(aids)
+    status(ledger)

@@ -73,7 +73,7 @@ def two_streams(ledger: Ledger) -> tuple[Ledger, Path, Path]:
     aid = new_artifact(ledger)
     engine.start_stage(ledger, aid)
     lifecycle.park(ledger, "default", ["demand returns"])
-    return ledger, ledger.artifacts_dir / aid, ledger.lines_dir / "default"
+    return ledger, ledger.artifact_dir(aid), ledger.lines_dir / "default"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -78,7 +78,7 @@ def test_incoming_events_leave_the_users_other_work_alone(shared: Shared) -> Non
     before = git_state(root)
     report = sync(b)
     assert report.incoming_events == 1
-    assert (root / "factory" / "artifacts" / x / "intake.yaml").is_file()
+    assert (b.artifact_dir(x) / "intake.yaml").is_file()
     assert git_state(root) == before  # still staged, still unstaged, still untracked
     assert verify_ledger(b) == []
 

@@ -37,7 +37,7 @@ while not os.path.exists(go):
 ledger = Ledger.open(repo)
 for round in range(3):
     aid = new_artifact(ledger, f"{name} round {round}")
-    acked = [f"{ledger.rel}/artifacts/{aid}/intake.yaml", append_next(ledger, aid).path]
+    acked = [f"{ledger.artifact_rel(aid)}/intake.yaml", append_next(ledger, aid).path]
     sync(ledger)  # raises if it cannot get them out
     print(json.dumps(acked), flush=True)
 """

@@ -196,7 +196,7 @@ def test_intake_picks_the_target(ledger: Ledger, tmp_path: Path) -> None:
     # no target anywhere: the brain, recorded as no target (the intake file is as before)
     plain = new_intake(ledger, **demand, demand="erik asked")
     assert plain.target is None
-    raw = (ledger.artifacts_dir / plain.artifact / "intake.yaml").read_text()
+    raw = (ledger.artifact_dir(plain.artifact) / "intake.yaml").read_text()
     assert "target" not in raw
     assert registry.of_intake(ledger, plain).is_brain
     assert new_intake(ledger, **demand, demand="x", target="lib").target == "lib"

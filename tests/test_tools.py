@@ -19,6 +19,7 @@ from gptme_factory.demo.sample import (
     verification_plan,
     write_sample_project,
 )
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line.verify import verify_ledger
 from gptme_factory.plugin.tools import _functions as f
@@ -138,8 +139,8 @@ def test_inside_a_cell_worktree_the_main_ledger_is_used(repo: Path,
     git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
     monkeypatch.chdir(wt)
     aid = intake()  # created after the worktree: only the main ledger has it
-    assert (repo / "factory" / "artifacts" / aid).is_dir()
-    assert not (wt / "factory" / "artifacts" / aid).exists()
+    assert (repo / "factory" / "artifacts" / fanned(aid)).is_dir()
+    assert not (wt / "factory" / "artifacts" / fanned(aid)).exists()
     assert aid in f.factory_status()
     assert briefing_for(wt) == ""  # cells get their brief, not the operator's board
     assert aid in briefing_for(repo)

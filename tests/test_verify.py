@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from gptme_factory.cli import main
 from gptme_factory.ledger import yamlio
 from gptme_factory.ledger.kinds import StoredEvent
+from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
-from gptme_factory.line.verify import Problem, verify_ledger
+from gptme_factory.line.verify import Problem, verify, verify_ledger
 from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
@@ -37,8 +38,8 @@ def forge(ledger: Ledger, aid: str, seq: int, kind: str, data: dict[str, Any]) -
     """Write an event file the way the ledger names it (correct hash), bypassing validation."""
     raw = yamlio.dumps(data)
     name = f"{seq:04d}-{kind}-{sha256(raw)[:12]}.yaml"
-    (ledger.artifacts_dir / aid / name).write_bytes(raw)
-    return f"factory/artifacts/{aid}/{name}"
+    (ledger.artifact_dir(aid) / name).write_bytes(raw)
+    return f"factory/artifacts/{fanned(aid)}/{name}"
 
 
 def header(ledger: Ledger, aid: str, kind: str) -> dict[str, Any]:
@@ -54,12 +55,14 @@ def only(problems: list[Problem], where: str) -> list[str]:
 def test_clean_ledger_exit_zero_and_json(three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, _, _ = three
     new_artifact(ledger, "Another one")
-    result = cli_verify(ledger)
+    result = cli_verify(ledger, "--full")
     assert result.exit_code == 0, result.output
     assert result.output == "ledger ok: 2 artifact(s)\n"
     result = cli_verify(ledger, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output) == {"ok": True, "artifacts": 2, "notes": [], "problems": []}
+    assert json.loads(result.output) == {
+        "ok": True, "artifacts": 2, "checked": 0, "since": ledger.repo.head(), "notes": [],
+        "problems": []}
 
 
 def test_edited_event_breaks_its_hash_and_its_childs_parent(
@@ -77,7 +80,7 @@ def test_edited_event_breaks_its_hash_and_its_childs_parent(
     result = cli_verify(ledger)
     assert result.exit_code == 9
     assert f"{events[1].path}: content does not match" in result.output
-    assert result.output.endswith("2 problem(s) in 1 artifact(s)\n")
+    assert "2 problem(s) in 1 artifact(s) (1 changed since the last clean verify" in result.output
     data = json.loads(cli_verify(ledger, "--json").output)
     assert data["ok"] is False and {p["where"] for p in data["problems"]} == {
         events[1].path, events[2].path}
@@ -99,7 +102,7 @@ def test_edited_and_renamed_event_still_breaks_the_parent_link(
 
 def test_edited_intake_breaks_the_first_link(three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, aid, events = three
-    intake = ledger.artifacts_dir / aid / "intake.yaml"
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
     intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
     problems = verify_ledger(ledger)
     assert problems and problems[0].where == events[0].path
@@ -141,7 +144,7 @@ def test_schema_problems_name_the_file(
 
 def test_malformed_yaml_alias_and_bad_utf8_name_the_file(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
-    adir = ledger.artifacts_dir / aid
+    adir = ledger.artifact_dir(aid)
     bad = {
         "0001-abandoned-000000000001.yaml": (b"kind: [unclosed\n", "malformed YAML"),
         "0001-abandoned-000000000002.yaml": (b"a: &x 1\nb: *x\n", "anchors and aliases"),
@@ -151,24 +154,24 @@ def test_malformed_yaml_alias_and_bad_utf8_name_the_file(ledger: Ledger) -> None
         (adir / name).write_bytes(raw)
     problems = verify_ledger(ledger)
     for name, (_, needle) in bad.items():
-        messages = only(problems, f"factory/artifacts/{aid}/{name}")
+        messages = only(problems, f"factory/artifacts/{fanned(aid)}/{name}")
         assert messages and needle in messages[0]
 
 
 def test_bad_intake_and_unexpected_files_and_dirs(ledger: Ledger) -> None:
     good, broken = new_artifact(ledger), new_artifact(ledger, "Broken one")
-    (ledger.artifacts_dir / broken / "intake.yaml").write_bytes(b"kind: intake\ntitle: [\n")
-    (ledger.artifacts_dir / good / "notes.txt").write_text("hi\n")
+    (ledger.artifact_dir(broken) / "intake.yaml").write_bytes(b"kind: intake\ntitle: [\n")
+    (ledger.artifact_dir(good) / "notes.txt").write_text("hi\n")
     (ledger.artifacts_dir / "README.md").write_text("hi\n")
     (ledger.artifacts_dir / "empty-dir-000000").mkdir()
     problems = verify_ledger(ledger)
     assert {p.where for p in problems} == {
-        f"factory/artifacts/{broken}/intake.yaml",
-        f"factory/artifacts/{good}/notes.txt",
+        f"factory/artifacts/{fanned(broken)}/intake.yaml",
+        f"factory/artifacts/{fanned(good)}/notes.txt",
         "factory/artifacts/README.md",
         "factory/artifacts/empty-dir-000000",
     }
-    assert "malformed YAML" in only(problems, f"factory/artifacts/{broken}/intake.yaml")[0]
+    assert "malformed YAML" in only(problems, f"factory/artifacts/{fanned(broken)}/intake.yaml")[0]
     assert only(problems, "factory/artifacts/empty-dir-000000") == [
         "no intake.yaml: not an artifact (unexpected directory)"]
 
@@ -181,7 +184,7 @@ def test_renamed_kind_and_wrong_seq_are_reported(ledger: Ledger) -> None:
     src.rename(renamed)
     problems = verify_ledger(ledger)
     assert [str(p) for p in problems] == [
-        f"factory/artifacts/{aid}/{renamed.name}: file name says kind rejected, "
+        f"factory/artifacts/{fanned(aid)}/{renamed.name}: file name says kind rejected, "
         "record says abandoned",
         f"{ev.path}: deleted since it was committed (records are append-only)"]
     renamed.unlink()
@@ -208,12 +211,12 @@ def test_verify_outside_a_factory(brain: Path) -> None:
 def test_copied_artifact_directory_is_reported(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     event = append_next(ledger, aid)
-    shutil.copytree(ledger.artifacts_dir / aid, ledger.artifacts_dir / "copy-000000")
+    shutil.copytree(ledger.artifact_dir(aid), ledger.artifact_dir("copy-000000"))
     problems = verify_ledger(ledger)
     assert [str(p) for p in problems] == [
-        f"factory/artifacts/copy-000000/intake.yaml: artifact is {aid!r}, "
+        f"factory/artifacts/{fanned('copy-000000')}/intake.yaml: artifact is {aid!r}, "
         "but the directory is 'copy-000000'",
-        f"factory/artifacts/copy-000000/{Path(event.path).name}: artifact is {aid!r}, "
+        f"factory/artifacts/{fanned('copy-000000')}/{Path(event.path).name}: artifact is {aid!r}, "
         "but the directory is 'copy-000000'",
     ]
 
@@ -221,20 +224,95 @@ def test_copied_artifact_directory_is_reported(ledger: Ledger) -> None:
 def test_edits_only_git_can_see(ledger: Ledger) -> None:
     """An event-less intake, or the last event, edited: the chain is intact, git is not."""
     lone = new_artifact(ledger, "Lonely")
-    intake = ledger.artifacts_dir / lone / "intake.yaml"
+    intake = ledger.artifact_dir(lone) / "intake.yaml"
     intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
     aid = new_artifact(ledger)
     last = abandon(ledger, aid, "dropped")
     (ledger.repo.root / last.path).unlink()  # deleting the tip leaves a valid shorter chain
     problems = verify_ledger(ledger)
-    assert [str(p) for p in problems] == [
+    assert sorted(str(p) for p in problems) == sorted([
         f"{last.path}: deleted since it was committed (records are append-only)",
-        f"factory/artifacts/{lone}/intake.yaml: modified since it was committed "
+        f"factory/artifacts/{fanned(lone)}/intake.yaml: modified since it was committed "
         "(records are append-only)",
-    ]
+    ])
     root = ledger.repo.root
     git(root, "commit", "-q", "-am", "sneak the edit in")
     problems = verify_ledger(ledger)
     assert [str(p) for p in problems] == [
-        f"factory/artifacts/{lone}/intake.yaml: modified by a commit after it was recorded "
-        "(records are append-only: `git log -p` shows who)"]
+        f"factory/artifacts/{fanned(lone)}/intake.yaml: modified by a commit after it was "
+        "recorded (records are append-only: `git log -p` shows who)"]
+
+
+# -- incremental verify: what changed since the last clean one ------------------------------
+
+
+def test_incremental_verify_reads_only_what_changed(ledger: Ledger,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(4)]
+    assert verify(ledger, full=True).problems == []
+    seen = reads(monkeypatch)
+    found = verify(ledger)
+    assert (found.problems, found.checked, found.artifacts, seen) == ([], 0, 4, [])
+    assert found.since == ledger.repo.head()
+    append_next(ledger, aids[2])
+    seen.clear()
+    found = verify(ledger)
+    assert (found.problems, found.checked, seen) == ([], 1, [aids[2]])
+    seen.clear()
+    assert verify(ledger).checked == 0 and seen == []  # clean again, remembered at the new HEAD
+
+
+def test_incremental_verify_notices_a_damaged_new_event(
+        three: tuple[Ledger, str, list[StoredEvent]]) -> None:
+    ledger, aid, _ = three
+    other = new_artifact(ledger, "Other")
+    assert verify(ledger).problems == []
+    new = append_next(ledger, other)
+    path = ledger.repo.root / new.path
+    path.write_bytes(path.read_bytes().replace(b"by: tester", b"by: mallor"))
+    found = verify(ledger)
+    assert found.checked == 1
+    damaged = (f"{new.path}: content does not match the hash in its name (edited after it was "
+               "written)")
+    assert [str(p) for p in found.problems] == [damaged]
+    # committed damaged: git sees no working-tree change, the chain check still does
+    git(ledger.repo.root, "commit", "-q", "-am", "sneak it in")
+    assert [str(p) for p in verify(ledger).problems] == [damaged]
+    # and a stray file that is not even tracked
+    git(ledger.repo.root, "revert", "--no-edit", "HEAD")
+    assert verify(ledger).problems == []
+    (ledger.artifact_dir(aid) / "notes.txt").write_text("hi\n")
+    assert [str(p) for p in verify(ledger).problems] == [
+        f"{ledger.artifact_rel(aid)}/notes.txt: not a ledger record (unexpected file)"]
+
+
+def test_incremental_verify_notices_a_rewritten_history(
+        three: tuple[Ledger, str, list[StoredEvent]]) -> None:
+    ledger, aid, events = three
+    assert verify(ledger).problems == []
+    clean = ledger.repo.head()
+    # rewrite the last commit so that it also edits an older record: not a descendant of
+    # the clean commit any more, and a diff against it would not show the edit as new
+    intake = ledger.artifact_dir(aid) / "intake.yaml"
+    intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))
+    git(ledger.repo.root, "commit", "-q", "--amend", "-a", "--no-edit")
+    found = verify(ledger)
+    assert found.since is None and found.checked == 1  # everything was checked
+    assert any("no longer in HEAD's history" in n and clean is not None and clean[:12] in n
+               for n in found.notes)
+    assert any(p.where == events[0].path and "not in the chain" in p.message
+               for p in found.problems)
+
+
+def test_a_config_change_makes_the_next_verify_full(ledger: Ledger) -> None:
+    new_artifact(ledger)
+    assert verify(ledger).problems == []
+    cfg = ledger.dir / "factory.yaml"
+    cfg.write_text(cfg.read_text().replace("idea to measured outcome", "a new description"))
+    git(ledger.repo.root, "commit", "-q", "-am", "describe the line")
+    found = verify(ledger)
+    assert found.since is None and found.problems == []
+    assert any("config or the factory's code changed" in n for n in found.notes)
+    assert verify(ledger).since == ledger.repo.head()

@@ -131,7 +131,7 @@ def test_artifact_page_links_every_event_to_its_commit(made: dict[str, Any]) -> 
     ledger = fresh(made)
     aid = made["ids"]["closed"]
     page = data.artifact_data(ledger, aid)
-    log = {seq: e.commit for e in ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
+    log = {seq: e.commit for e in ledger.history([aid])
            for seq in e.trailers["Factory-Seq"]}
     assert [str(e["seq"]) for e in page["timeline"]] == sorted(log, key=int)
     assert all(e["commit"]["id"] == log[str(e["seq"])] for e in page["timeline"])
@@ -159,7 +159,7 @@ def test_failed_gate_evidence_is_shown(made: dict[str, Any]) -> None:
 def test_commit_page_shows_the_ledger_diff(made: dict[str, Any]) -> None:
     ledger = fresh(made)
     aid = made["ids"]["abandoned"]
-    last = ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")[-1]
+    last = ledger.history([aid])[-1]
     c = data.commit_data(ledger, last.commit[:12])
     assert c["commit"] == last.commit and "Factory-Event: abandoned" in c["message"]
     assert "+reason: nobody needs it" in c["diff"]
@@ -349,7 +349,7 @@ def test_a_vendored_copy_of_the_chart_library_and_its_licence() -> None:
 
 def test_a_broken_artifact_page_says_why(ledger: Ledger) -> None:
     aid = new_artifact(ledger, "Soon broken")
-    (ledger.artifacts_dir / aid / "intake.yaml").write_text("kind: [\n")
+    (ledger.artifact_dir(aid) / "intake.yaml").write_text("kind: [\n")
     client = TestClient(create_app(ledger.repo.root), base_url="http://localhost")
     r = client.get(f"/artifact/{aid}")
     assert r.status_code == 422 and "malformed YAML" in r.text

@@ -55,10 +55,31 @@ def logs_dirs() -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+# config.toml path -> (its mtime_ns and size, the workspace it names): one process that looks
+# for several cells' conversations (a `status` with cells running) parses each file once.
+_WORKSPACES: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+
 def _workspace_of(logdir: Path) -> str | None:
+    path = str(logdir / "config.toml")
     try:
-        text = (logdir / "config.toml").read_text("utf-8")
+        st = os.stat(path)
     except OSError:
+        return None
+    mark = (st.st_mtime_ns, st.st_size)
+    known = _WORKSPACES.get(path)
+    if known is not None and known[0] == mark:
+        return known[1]
+    ws = _read_workspace(path)
+    _WORKSPACES[path] = (mark, ws)
+    return ws
+
+
+def _read_workspace(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, ValueError):
         return None
     try:
         import tomllib

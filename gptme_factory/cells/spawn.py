@@ -181,7 +181,7 @@ def spawn(ledger: Ledger, artifact: str, opts: SpawnOptions | None = None) -> Ce
             target_repo = target.repo
             wd = worktrees.prepare(target.repo, view, started.cell, role.read_only,
                                    started.base_commit)
-            brief_rel = f"{ledger.rel}/artifacts/{artifact}/briefs/{started.cell}.md"
+            brief_rel = f"{ledger.artifact_rel(artifact)}/briefs/{started.cell}.md"
             ctx = _brief_context(ledger, view, started, wd, budget, brief_rel, target)
             extra = opts.script(ctx) if opts.script else ""
             ctx.scripted = extra
@@ -254,7 +254,7 @@ def progress(ledger: Ledger, cell: str, note: str) -> datetime | None:
         artifact, _ = parse_cell_id(cell)
     except ValueError as exc:
         raise HandoffRefused(f"{exc}; use the cell id from your brief") from None
-    if not (ledger.artifacts_dir / artifact / "intake.yaml").is_file():
+    if not (ledger.artifact_dir(artifact) / "intake.yaml").is_file():
         raise HandoffRefused(f"cell {cell} names artifact {artifact}, which does not exist")
     if not note.strip():
         raise HandoffRefused("a progress note says what you did or found; it was empty")

@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "run": "run_cmd",
     "kill": "kill_cmd",
     "gc": "gc_cmd",
+    "migrate": "migrate_cmd",
     "target": "target_cmd:group",
 }
 

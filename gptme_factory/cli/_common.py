@@ -33,10 +33,13 @@ def json_option(func: F) -> F:
 
 
 def open_ledger(repo: str) -> Ledger:
-    """Open the ledger of the repo at `repo`."""
+    """Open the ledger of the repo at `repo` (its commits keep the status cache warm)."""
     from ..ledger.store import Ledger
+    from ..views.factcache import keep_warm
 
-    return Ledger.open(repo)
+    ledger = Ledger.open(repo)
+    keep_warm(ledger)
+    return ledger
 
 
 def echo_json(data: Any) -> None:

@@ -15,7 +15,7 @@ def command(artifact: str, repo: str, as_json: bool) -> None:
     """Show the commits that recorded an artifact's events: commit, time, author, event."""
     ledger = open_ledger(repo)
     aid = ledger.resolve(artifact)
-    entries = ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
+    entries = ledger.history([aid])
     if as_json:
         echo_json([e.__dict__ for e in entries])
         return

@@ -24,15 +24,16 @@ def board_text(ledger: Ledger, no_cache: bool) -> str:
     """
     from ..views.cellboard import observations
     from ..views.status import load_line_statuses, load_summaries, render_board
+    from ..views.statuscache import config_values
     from ..views.syncview import sync_lines
 
     summaries = load_summaries(ledger, use_cache=not no_cache)
     now = now_utc()
     statuses = load_line_statuses(ledger, summaries, now, use_cache=not no_cache)
     cells = observations(ledger, now)
-    cap = ledger.config.max_concurrent_cells if cells else 0
+    cap = int(config_values(ledger)["max_concurrent_cells"]) if cells else 0
     return "\n".join([render_board(summaries, statuses, cells, cap, now),
-                      *sync_lines(ledger, now)])
+                       *sync_lines(ledger, now)])
 
 
 @click.command("status")

@@ -202,7 +202,7 @@ def remove(name: str, repo: str, as_json: bool) -> None:
     ledger = open_ledger(repo)
     open_ones = []
     for aid in ledger.artifact_ids():
-        intake = ledger.artifacts_dir / aid / "intake.yaml"
+        intake = ledger.artifact_dir(aid) / "intake.yaml"
         data = yamlio.loads(intake.read_bytes(), ledger.relpath(intake))
         if data.get("target") == name and not load(ledger, aid)[1].is_final:
             open_ones.append(aid)

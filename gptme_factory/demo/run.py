@@ -389,7 +389,8 @@ def run_demo(console: Any, keep: Path | None = None,
         if closed:
             console.print(f"closed {repo.artifact} ({closed}): done is not a handoff")
         view = load_view(repo.ledger, repo.artifact)
-        console.print(f"\n[bold]typed handoffs[/] (validated, in factory/artifacts/{repo.artifact}/)")
+        console.print(f"\n[bold]typed handoffs[/] (validated, in "
+                      f"{repo.ledger.artifact_rel(repo.artifact)}/)")
         console.print(handoffs_text(repo.ledger, repo.artifact), highlight=False, markup=False)
         if view.published:
             console.print(f"\n[bold]delivered to the target[/] ({SAMPLE_TARGET})")

@@ -11,8 +11,11 @@ just those paths refreshed in the real index, so the user's other staged and uns
 untouched. Six git processes per commit, however deep the paths; the cost grows with the
 changed directories (and the index, which `update-index` rewrites), not the number of commits.
 
-For the status cache, `tree_at_head`, `tree_entries`, `start_changed_paths` and `tree_id` give
-content keys: git tree ids, and the paths whose index or working-tree state differs from HEAD.
+For the status cache, `tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
+give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
+whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
+commits by their trailers; `start_modified_in_history`, `changed_between` and `untracked`
+serve `verify`.
 
 Writers are serialized by a `flock` on a file in the git directory; a small journal, written
 before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
@@ -168,9 +171,20 @@ def _rmdir_if_empty(path: Path) -> None:
         pass  # gone already, or leftovers of a dead writer that the next recovery sweeps
 
 
+_REVERTS = "This reverts commit "
+_REVERT_RE = re.compile(r"This reverts commit ([0-9a-f]{40,64})")
 # What a remote says when another push updated the branch between its checks and its write.
 _RACE_RE = re.compile(r"failed to update ref|cannot lock ref|incorrect old value|failed to lock")
 _LS_TREE_RE = re.compile(r"[0-7]+ [a-z]+ ([0-9a-f]+)\t([^\0]*)\0")
+
+
+def _parse_trailers(text: str) -> dict[str, list[str]]:
+    trailers: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and value.strip():
+            trailers.setdefault(name.strip(), []).append(value.strip())
+    return trailers
 
 
 def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
@@ -190,6 +204,86 @@ def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
     tree = hashlib.new(algo, b"tree %d\0" % len(body))
     tree.update(body)
     return tree.hexdigest()
+
+
+def dir_tree_id(path: str, known: Mapping[str, bytes], algo: str = "sha1"
+                ) -> tuple[str, list[str]] | None:
+    """The git id of directory `path` as it is on disk, and the names of its entries.
+
+    What `git add` of the directory would give: regular files (100644, or 100755 when
+    executable) and subdirectories, recursively; empty directories are left out, as git does.
+    `known` holds the bytes of top-level files already read (name -> bytes), so a caller
+    that parsed them is not made to read them twice. None when git could not store the
+    directory as it is (a symlink, a special file) or an entry vanished meanwhile.
+    """
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except OSError:
+        return None
+    body: list[tuple[bytes, bytes]] = []  # (sort key, entry)
+    names: list[str] = []
+    for entry in entries:
+        name = entry.name
+        names.append(name)
+        raw_name = name.encode("utf-8", "surrogateescape")
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                sub = dir_tree_id(entry.path, {}, algo)
+                if sub is None:
+                    return None
+                if sub[0] != hashlib.new(algo, b"tree 0\0").hexdigest():  # git keeps no empty dir
+                    body.append((raw_name + b"/", b"40000 " + raw_name + b"\0"
+                                 + bytes.fromhex(sub[0])))
+                continue
+            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                return None
+            data = known.get(name)
+            if data is None:
+                with open(entry.path, "rb") as fh:
+                    data = fh.read()
+            mode = b"100755" if entry.stat(follow_symlinks=False).st_mode & 0o100 else b"100644"
+        except OSError:
+            return None
+        blob = hashlib.new(algo, b"blob %d\0" % len(data))
+        blob.update(data)
+        body.append((raw_name, mode + b" " + raw_name + b"\0" + blob.digest()))
+    content = b"".join(e for _, e in sorted(body))
+    tree = hashlib.new(algo, b"tree %d\0" % len(content))
+    tree.update(content)
+    return tree.hexdigest(), sorted(names)
+
+
+class TreeReader:
+    """Tree objects read through one running `git cat-file --batch` (name -> object id)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._seen: dict[str, dict[str, str] | None] = {}
+
+    def entries(self, oid: str) -> dict[str, str] | None:
+        """Entry name -> object id of tree `oid` (None if it is not a tree here)."""
+        if oid in self._seen:
+            return self._seen[oid]
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                ["git", "cat-file", "--batch"], cwd=self._root, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+            )
+        obj = _cat(self._proc, [oid])[0]
+        out: dict[str, str] | None = None
+        if obj is not None and obj[1] == "tree":
+            out = {n.decode("utf-8", "surrogateescape"): o.hex()
+                   for _, n, o in _tree_entries(obj[2], len(oid) // 2)}
+        self._seen[oid] = out
+        return out
+
+    def close(self) -> None:
+        """End the git process (if one was started)."""
+        if self._proc is not None:
+            self._proc.communicate()
+            self._proc = None
 
 
 def _check_relpath(rel: str) -> None:
@@ -387,8 +481,9 @@ class GitRepo:
                 data = json.loads(journal.read_text("utf-8"))
                 commit = str(data["commit"])
                 pairs = [(str(t), str(f)) for t, f in data["files"]]
-            except (OSError, ValueError, KeyError, TypeError):
-                commit, pairs = "", []  # torn journal: HEAD never moved past it
+                moves = [(str(a), str(b)) for a, b in data.get("moves", [])]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                commit, pairs, moves = "", [], []  # torn journal: HEAD never moved past it
             head = self.head()
             committed = bool(commit and head) and (
                 _git(self.root, "merge-base", "--is-ancestor", commit, head or "", check=False)
@@ -404,7 +499,10 @@ class GitRepo:
                         lost.append(final)
                 if lost:  # the temporary copy is gone too: take the committed bytes
                     self._index_git("checkout", "HEAD", "--", *lost)
-                self._refresh_index([final for _, final in pairs])
+                if pairs:
+                    self._refresh_index([final for _, final in pairs])
+                if moves:
+                    self._finish_moves(moves)
             journal.unlink(missing_ok=True)
         sync_journal = self.git_dir / _SYNC_JOURNAL
         if sync_journal.exists():
@@ -526,14 +624,20 @@ class GitRepo:
         return new
 
     def _refresh_index(self, paths: list[str]) -> None:
-        proc = self._index_git("update-index", "--add", "--", *paths)
+        # Paths go through stdin: a migration refreshes tens of thousands. A path gone from
+        # the working tree, as a moved folder's old files are, leaves the index.
+        listed = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+        proc = self._index_git("update-index", "--add", "--remove", "-z", "--stdin",
+                               input=listed)
         if proc.returncode != 0:
+            shown = " ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
             raise GitError(
                 "the ledger commit succeeded but the index could not be refreshed: run "
-                f"`git update-index --add -- {' '.join(paths)}` ({_stderr(proc)})"
+                f"`git update-index --add --remove -- {shown}` ({_stderr(proc)})"
             )
 
-    def _index_git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+    def _index_git(self, *args: str,
+                   input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a git command that writes the index, waiting out another command's index.lock.
 
         A user's `git status` takes index.lock for a moment (to refresh stat data), a `git
@@ -543,7 +647,7 @@ class GitRepo:
         deadline = time.monotonic() + INDEX_LOCK_WAIT_S
         delay = 0.005
         while True:
-            proc = _git(self.root, *args, check=False)
+            proc = _git(self.root, *args, input=input, check=False)
             if proc.returncode == 0 or b"index.lock" not in proc.stderr:
                 return proc
             if time.monotonic() >= deadline:
@@ -555,6 +659,146 @@ class GitRepo:
                 return proc
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 0.2)
+
+    def commit_moves(self, base: str, moves: Mapping[str, str], message: str) -> str | None:
+        """Move folders under tree path `base` (name -> new relative path) in one commit.
+
+        Must be called holding `exclusive()`, with the folders committed and clean. Only
+        trees are written: every moved folder keeps its tree id (its files' names and bytes
+        do not change), a folder moved onto one that exists is joined with it entry by entry
+        (GitError if one name holds two different contents). Then the working tree folders
+        are renamed and the index learns the new paths, the user's other work untouched; a
+        journal makes a killed mover finish on the next write. Returns the new commit, or
+        None when there is nothing to move.
+        """
+        if not moves:
+            return None
+        for rel in [base, *(f"{base}/{n}" for n in moves), *(f"{base}/{t}" for t in moves.values())]:
+            _check_relpath(rel)
+        cat = subprocess.Popen(
+            ["git", "cat-file", "--batch"], cwd=self.root, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_git_env(),
+        )
+        new_trees: dict[str, bytes] = {}
+        try:
+            head_obj = _cat(cat, ["HEAD"])[0]
+            if head_obj is None or head_obj[1] != "commit":
+                raise GitError("nothing to move: HEAD has no commit")
+            old = head_obj[0]
+            raw_len = len(old) // 2
+            algo = "sha1" if raw_len == 20 else "sha256"
+
+            def read(oid: bytes) -> dict[bytes, tuple[bytes, bytes]]:
+                obj = _cat(cat, [oid.hex()])[0]
+                if obj is None or obj[1] != "tree":
+                    raise GitError(f"tree {oid.hex()} is missing from the repository")
+                return {n: (m, o) for m, n, o in _tree_entries(obj[2], raw_len)}
+
+            def put(entries: Mapping[bytes, tuple[bytes, bytes]]) -> bytes:
+                content = _edit_tree(None, entries, raw_len)
+                digest = hashlib.new(algo, b"tree %d\0" % len(content))
+                digest.update(content)
+                new_trees[digest.hexdigest()] = content
+                return digest.digest()
+
+            def join(a: bytes, b: bytes, where: str) -> bytes:
+                if a == b:
+                    return a
+                merged = read(a)
+                for name, (mode, oid) in read(b).items():
+                    have = merged.get(name)
+                    if have is None or have == (mode, oid):
+                        merged[name] = (mode, oid)
+                    elif have[0] == mode == b"40000":
+                        merged[name] = (mode, join(have[1], oid, f"{where}/{name.decode()}"))
+                    else:
+                        raise GitError(f"cannot join {where}/{name.decode()}: both layouts hold "
+                                       "it with different contents; keep one, then retry")
+                return put(merged)
+
+            path_trees: list[dict[bytes, tuple[bytes, bytes]]] = [
+                read(bytes.fromhex(head_obj[2][5:5 + 2 * raw_len].decode()))]
+            parts = [p.encode("utf-8", "surrogateescape") for p in base.split("/")]
+            for part in parts:
+                entry = path_trees[-1].get(part)
+                if entry is None or entry[0] != b"40000":
+                    raise GitError(f"nothing to move: HEAD has no {base}/")
+                path_trees.append(read(entry[1]))
+            top = dict(path_trees[-1])
+            groups: dict[bytes, dict[bytes, tuple[bytes, bytes]]] = {}
+            for name, target in moves.items():
+                key = name.encode("utf-8", "surrogateescape")
+                entry = top.pop(key, None)
+                if entry is None or entry[0] != b"40000":
+                    raise GitError(f"{base}/{name} is not a committed folder: commit it first")
+                group, _, leaf = target.partition("/")
+                if not leaf or "/" in leaf:
+                    raise GitError(f"refusing to move {name} to {target!r}: not group/name")
+                g = group.encode("utf-8", "surrogateescape")
+                if g not in groups:
+                    have = top.get(g)
+                    if have is not None and have[0] != b"40000":
+                        raise GitError(f"{base}/{group} is a file, not a folder")
+                    groups[g] = read(have[1]) if have is not None else {}
+                lk = leaf.encode("utf-8", "surrogateescape")
+                there = groups[g].get(lk)
+                groups[g][lk] = (b"40000", join(there[1], entry[1], f"{base}/{target}")
+                                 if there is not None else entry[1])
+            for g, entries in groups.items():
+                top[g] = (b"40000", put(entries))
+            oid = put(top)
+            for part, parent in zip(reversed(parts), reversed(path_trees[:-1]), strict=True):
+                updated = dict(parent)
+                updated[part] = (b"40000", oid)
+                oid = put(updated)
+            root = oid.hex()
+        finally:
+            cat.communicate()
+        tmpdir = self.git_dir / _TMPDIR
+        tmpdir.mkdir(exist_ok=True)
+        self._store_trees(tmpdir, new_trees)
+        new = self.git("commit-tree", root, "-p", old, input=message.encode("utf-8")).decode().strip()
+        journal = self.git_dir / _JOURNAL
+        pairs = [(f"{base}/{n}", f"{base}/{t}") for n, t in moves.items()]
+        pending = journal.with_name(journal.name + ".tmp")
+        pending.write_text(json.dumps({"commit": new, "files": [], "moves": pairs}))
+        os.replace(pending, journal)
+        proc = _git(self.root, "update-ref", "-m", message.splitlines()[0], "HEAD", new, old,
+                    check=False)
+        if proc.returncode != 0:
+            journal.unlink(missing_ok=True)
+            _rmdir_if_empty(tmpdir)
+            raise LedgerConflict(
+                "HEAD moved while the folders were being moved (another git command ran); "
+                f"nothing was moved: retry ({proc.stderr.decode('utf-8', 'replace').strip()})")
+        self._finish_moves(pairs)
+        journal.unlink(missing_ok=True)
+        _rmdir_if_empty(tmpdir)
+        return new
+
+    def _finish_moves(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Rename moved folders in the working tree and tell the index (idempotent)."""
+        paths: list[str] = []
+        for old_rel, new_rel in pairs:
+            src, dst = self.root / old_rel, self.root / new_rel
+            if src.is_dir() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dst)
+            elif src.is_dir():  # both layouts: move what the new folder lacks, file by file
+                for dirpath, _, names in os.walk(src):
+                    for name in names:
+                        here = Path(dirpath) / name
+                        there = dst / here.relative_to(src)
+                        if not there.exists():
+                            there.parent.mkdir(parents=True, exist_ok=True)
+                            os.replace(here, there)
+                shutil.rmtree(src)
+            for dirpath, _, names in os.walk(dst):
+                for name in names:
+                    rel = (Path(dirpath) / name).relative_to(dst).as_posix()
+                    paths += [f"{old_rel}/{rel}", f"{new_rel}/{rel}"]
+        if paths:
+            self._refresh_index(paths)
 
     def _write_trees(
         self, changes: Mapping[str, str], tmpdir: Path
@@ -615,45 +859,64 @@ class GitRepo:
             else:
                 root = digest.hexdigest()
         if new_trees:
-            tree_files: list[Path] = []
-            try:
-                for i, content in enumerate(new_trees.values()):
-                    tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
-                    tree_file.write_bytes(content)
-                    tree_files.append(tree_file)
-                written = self.git("hash-object", "-w", "-t", "tree", "--no-filters", "--",
-                                   *map(str, tree_files)).decode().split()
-            finally:
-                for tree_file in tree_files:
-                    tree_file.unlink(missing_ok=True)
-            if written != list(new_trees):
-                raise GitError(f"git wrote trees {written}, expected {list(new_trees)}")
+            self._store_trees(tmpdir, new_trees)
         return old, base_tree, root
+
+    def _store_trees(self, tmpdir: Path, trees: Mapping[str, bytes]) -> None:
+        """Write tree objects (id -> content) with one `hash-object`; GitError if an id differs.
+
+        Paths go through stdin: a migration writes hundreds of trees.
+        """
+        tree_files: list[Path] = []
+        try:
+            for i, content in enumerate(trees.values()):
+                tree_file = tmpdir / f"{os.getpid()}-tree-{i}"
+                tree_file.write_bytes(content)
+                tree_files.append(tree_file)
+            listed = "".join(f"{t}\n" for t in tree_files).encode()
+            written = self.git("hash-object", "-w", "-t", "tree", "--no-filters",
+                               "--stdin-paths", input=listed).decode().split()
+        finally:
+            for tree_file in tree_files:
+                tree_file.unlink(missing_ok=True)
+        if written != list(trees):
+            raise GitError(f"git wrote trees {written[:3]}, expected {list(trees)[:3]}: "
+                           "nothing was committed")
 
     # -- reading history ----------------------------------------------------------------
 
-    def log(self, path: str) -> list[LogEntry]:
-        """Commits that touched `path`, oldest first, with their trailers."""
-        if self.head() is None:
-            return []
-        import git  # GitPython: only on this read path, never on import of the package
+    def log_trailer(self, key: str, values: Sequence[str]) -> list[LogEntry]:
+        """Commits of HEAD's history with trailer `key: <one of values>`, oldest first.
 
-        repo = git.Repo(self.root)
-        out: list[LogEntry] = []
-        for commit in repo.iter_commits("HEAD", paths=path):
-            trailers = {k: list(v) for k, v in commit.trailers_dict.items() if v}
-            out.append(
-                LogEntry(
-                    commit=commit.hexsha,
-                    time=commit.authored_datetime.isoformat(),
-                    author=f"{commit.author.name} <{commit.author.email}>",
-                    subject=str(commit.summary),
-                    trailers=trailers,
-                )
-            )
-        repo.close()
-        out.reverse()
-        return out
+        A `git revert` of one of them is included too (its message says "This reverts commit
+        <id>" and carries no trailers of its own). One `git log --grep` of fixed strings: it
+        reads every commit message and no tree, so it costs about what a plain `git log`
+        does however big the trees are, where a pathspec walk diffs every commit's trees.
+        The grep only preselects; each commit's trailers are then matched exactly.
+        """
+        if not values or self.head() is None:
+            return []
+        fmt = "%H%x1f%aI%x1f%an <%ae>%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1e"
+        args = ["log", "--reverse", "-F", f"--format={fmt}",
+                *(f"--grep={key}: {v}" for v in values), f"--grep={_REVERTS}", "HEAD"]
+        out = _git(self.root, *args).stdout
+        wanted = set(values)
+        found: list[LogEntry] = []
+        ids: set[str] = set()
+        for rec in out.decode("utf-8", "replace").split("\x1e"):
+            fields = rec.strip("\n").split("\x1f")
+            if len(fields) != 6:
+                continue
+            trailers = _parse_trailers(fields[4])
+            if not wanted.intersection(trailers.get(key, [])):
+                reverted = _REVERT_RE.findall(fields[5])
+                if not ids.intersection(reverted):
+                    continue
+                trailers = {}
+            ids.add(fields[0])
+            found.append(LogEntry(commit=fields[0], time=fields[1], author=fields[2],
+                                  subject=fields[3], trailers=trailers))
+        return found
 
     def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
         """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
@@ -663,19 +926,57 @@ class GitRepo:
         return [(path, words[code]) for code, path in zip(fields[0::2], fields[1::2], strict=False)
                 if code in words]
 
-    def modified_in_history(self, paths: list[str]) -> dict[str, list[str]]:
-        """Files under `paths` that a commit in HEAD's history modified, and those commits."""
-        log = self.git("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
-                       "--format=%x01%H", "HEAD", "--", *paths)
-        out: dict[str, list[str]] = {}
-        commit = ""
-        for item in log.decode("utf-8", "surrogateescape").split("\0"):
-            for part in item.split("\n"):
-                if part.startswith("\x01"):
-                    commit = part[1:]
-                elif part:
-                    out.setdefault(part, []).append(commit)
-        return out
+    def modified_in_history(self, paths: list[str], since: str | None = None
+                            ) -> dict[str, list[str]]:
+        """Files under `paths` that a commit in HEAD's history (after `since`) modified."""
+        return self.start_modified_in_history(paths, since)()
+
+    def start_modified_in_history(self, paths: list[str], since: str | None = None
+                                  ) -> Callable[[], dict[str, list[str]]]:
+        """Start `modified_in_history` in the background; the function returned waits for it.
+
+        A `git log --diff-filter=M` over HEAD's history (or the commits after `since`): git
+        diffs each commit's trees in C while the caller reads records meanwhile.
+        """
+        rev = f"{since}..HEAD" if since else "HEAD"
+        proc = subprocess.Popen(
+            ["git", "log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+             "--format=%x01%H", rev, "--", *paths],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_git_env(),
+        )
+
+        def wait() -> dict[str, list[str]]:
+            log, err = proc.communicate()
+            if proc.returncode != 0:
+                msg = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+                raise GitError(f"git log failed: {msg}")
+            out: dict[str, list[str]] = {}
+            commit = ""
+            for item in log.decode("utf-8", "surrogateescape").split("\0"):
+                for part in item.split("\n"):
+                    if part.startswith("\x01"):
+                        commit = part[1:]
+                    elif part:
+                        out.setdefault(part, []).append(commit)
+            return out
+
+        return wait
+
+    def changed_between(self, old: str, new: str, paths: list[str]) -> list[str]:
+        """Paths under `paths` that differ between two commits' trees (added, changed, gone)."""
+        out = self.git("diff-tree", "-r", "--name-only", "--no-renames", "-z", old, new, "--",
+                       *paths)
+        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+    def untracked(self, paths: list[str]) -> list[str]:
+        """Files under `paths` that git does not track, ignored ones included."""
+        env = _git_env()
+        env["GIT_OPTIONAL_LOCKS"] = "0"
+        proc = subprocess.run(["git", "ls-files", "-z", "--others", "--", *paths],
+                              cwd=self.root, capture_output=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise GitError(f"git ls-files failed: {proc.stderr.decode('utf-8', 'replace')}")
+        return [p.decode("utf-8", "surrogateescape") for p in proc.stdout.split(b"\0") if p]
 
     def blob_id(self, rev: str, path: str) -> str | None:
         """The id of `path`'s blob at `rev` (None if it is not there)."""
@@ -687,35 +988,6 @@ class GitRepo:
         out = self.git("log", "--diff-filter=A", "--format=%H", "--reverse", "HEAD", "--", path)
         first = out.decode().split()
         return first[0] if first else None
-
-    def commits_by_trailer(self, paths: Sequence[str], key: str) -> dict[str, LogEntry]:
-        """The commits from HEAD that touched any of `paths`, by the value of trailer `key`.
-
-        One `git log` for all paths (the ledger writes `Factory-Hash: <sha256 of the record>`
-        into each event's commit, so this maps records to the commits that added them).
-        """
-        if not paths or self.head() is None:
-            return {}
-        for p in paths:
-            _check_relpath(p)
-        fmt = "%H%x1f%aI%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1e"
-        specs = [f":(literal){p}" for p in paths]
-        out = _git(self.root, "log", f"--format={fmt}", "HEAD", "--", *specs).stdout
-        found: dict[str, LogEntry] = {}
-        for rec in out.decode("utf-8", "replace").split("\x1e"):
-            fields = rec.strip("\n").split("\x1f")
-            if len(fields) != 5:
-                continue
-            trailers: dict[str, list[str]] = {}
-            for line in fields[4].splitlines():
-                name, sep, value = line.partition(":")
-                if sep and value.strip():
-                    trailers.setdefault(name.strip(), []).append(value.strip())
-            entry = LogEntry(commit=fields[0], time=fields[1], author=fields[2],
-                             subject=fields[3], trailers=trailers)
-            for wanted in trailers.get(key, []):  # a commit of several events names each
-                found.setdefault(wanted, entry)  # newest first: keep the newest commit
-        return found
 
     def status_porcelain(self) -> bytes:
         """`git status --porcelain=v1 -z` output, for tests and doctor."""
@@ -735,10 +1007,9 @@ class GitRepo:
             return None
         return ids[0], ids[1]
 
-    def tree_entries(self, tree: str) -> dict[str, str]:
-        """Entry name -> object id of one tree (not recursive)."""
-        out = self.git("ls-tree", "-z", tree).decode("utf-8", "surrogateescape")
-        return {name: oid for oid, name in _LS_TREE_RE.findall(out)}
+    def tree_reader(self) -> TreeReader:
+        """A reader of tree objects (one `git cat-file --batch`); `close()` it when done."""
+        return TreeReader(self.root)
 
     def start_changed_paths(self, commit: str, path: str) -> Callable[[], set[str] | None]:
         """Start listing the tracked paths under `path` that differ from `commit`.

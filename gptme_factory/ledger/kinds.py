@@ -1,6 +1,6 @@
 """The kinds of stream the ledger holds, each an instance of the one stream (stream.py).
 
-- `ARTIFACTS`: `factory/artifacts/<id>/`, rooted at `intake.yaml`; events are
+- `ARTIFACTS`: `factory/artifacts/<bucket>/<id>/` (fanned out, layout.py), rooted at `intake.yaml`; events are
   `records.ArtifactEvent`; a cell's committed brief may sit in its `briefs/` folder.
 - `LINES`: `factory/lines/<line>/`, no root (the first event's parent is the line's genesis
   hash); events are `records.LineEvent` (park, unpark, archive).
@@ -28,7 +28,7 @@ BRIEFS_DIR = "briefs"  # cells' briefs, committed with their cell_spawned events
 
 ARTIFACTS: RootedKind[Intake, ArtifactEvent] = RootedKind(
     name="artifact", folder="artifacts", key="artifact", check_id=check_artifact_id,
-    events=ARTIFACT_EVENTS, subdirs=frozenset({BRIEFS_DIR}), root_file=INTAKE_FILE,
+    events=ARTIFACT_EVENTS, subdirs=frozenset({BRIEFS_DIR}), fanout=True, root_file=INTAKE_FILE,
     root_model=Intake,
 )
 LINES: StreamKind[LineEvent] = StreamKind(

@@ -4,8 +4,8 @@ Layout (see docs/ledger-format.md)::
 
     factory/factory.yaml                        lines, roles, contracts and budgets (config.py)
     factory/.gitignore                          keeps factory/.runtime/ (caches, progress) out of git
-    factory/artifacts/<id>/intake.yaml          an artifact's immutable intake (its root, seq 0)
-    factory/artifacts/<id>/NNNN-<kind>-<h12>.yaml   one file per event (stream.py)
+    factory/artifacts/<b>/<id>/intake.yaml      an artifact's immutable intake (its root, seq 0)
+    factory/artifacts/<b>/<id>/NNNN-<kind>-<h12>.yaml   one file per event (stream.py)
     factory/lines/<line>/NNNN-<kind>-<h12>.yaml     a line's lifecycle events
 
 Writing: a caller holds the writer lock (`locked()`, a flock in the git dir, re-entrant per
@@ -17,6 +17,10 @@ the decision (at most 72 characters, the decision first). Inside a transaction r
 events recorded so far; at its end everything lands as one commit, or (on an unexpected
 exception) nothing does. An expected failure (a `FactoryError`) still commits what was
 recorded before it: those events were checked and are true.
+
+An artifact's folder is fanned out under the last two characters of its id (layout.py; flat
+folders of older ledgers are read too): `artifact_dir` / `artifact_rel` are the one place that
+says where an artifact lives.
 
 Importing this module stays light (no pydantic, no YAML): a warm `status` opens a `Ledger`
 and never reads a record.
@@ -46,14 +50,15 @@ from ..errors import (
     NotAFactory,
     UsageError,
 )
-from .gitstore import GitRepo
+from . import layout
+from .gitstore import GitRepo, LogEntry
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .config import FactoryConfig
     from .kinds import ArtifactChain, LineStream
-    from .stream import RootedKind, Stored, Stream
+    from .stream import RootedKind, Stored, Stream, StreamKind
 
     P = TypeVar("P", bound=BaseModel)
     R = TypeVar("R", bound=BaseModel)
@@ -128,6 +133,8 @@ class Ledger:
         self.clock = clock
         self._lock_depth = 0
         self._tx: Transaction | None = None
+        # called after each commit with the artifacts it changed (views/statuscache.keep_fresh)
+        self.after_commit: list[Callable[[Ledger, list[str]], None]] = []
         self.lock_waits: list[float] = []  # seconds each outermost `locked()` waited
         self.notes: list[str] = []  # what automatic steps (a sync after a handoff) had to say
 
@@ -162,6 +169,28 @@ class Ledger:
     def artifacts_dir(self) -> Path:
         """factory/artifacts."""
         return self.dir / "artifacts"
+
+    def artifact_folder(self, artifact: str) -> str:
+        """An artifact's folder relative to factory/artifacts (`2a/<id>`, or `<id>` if flat)."""
+        return layout.locate(self.artifacts_dir, artifact)
+
+    def artifact_dir(self, artifact: str) -> Path:
+        """The folder of an artifact: where it is, or where a new one goes."""
+        return self.artifacts_dir / self.artifact_folder(artifact)
+
+    def artifact_rel(self, artifact: str) -> str:
+        """The repo-relative POSIX path of an artifact's folder (for git and messages)."""
+        return f"{self.rel}/artifacts/{self.artifact_folder(artifact)}"
+
+    def artifact_listing(self) -> layout.Listing:
+        """Every artifact folder (both layouts) and the stray entries beside them."""
+        return layout.scan(self.artifacts_dir)
+
+    def stream_rel(self, kind: StreamKind[Any], sid: str) -> str:
+        """The repo-relative folder of stream `sid` of `kind` (fanned out if the kind is)."""
+        if kind.fanout:
+            return f"{self.rel}/{kind.folder}/{layout.locate(self.dir / kind.folder, sid)}"
+        return f"{self.rel}/{kind.folder}/{sid}"
 
     @property
     def lines_dir(self) -> Path:
@@ -249,7 +278,7 @@ class Ledger:
             yield self._tx
             return
         with self.locked():
-            self._refuse_busy_git()
+            self.refuse_busy_git()
             tx = Transaction(subject=subject)
             self._tx = tx
             try:
@@ -268,10 +297,19 @@ class Ledger:
                 before_land: Callable[[str], None] | None = None) -> str | None:
         if not tx.files:
             return None
-        self._refuse_busy_git()
+        self.refuse_busy_git()
         if tx.events or tx.roots:
             tx.host = tx.host or self.shared_host()
-        return self.repo.commit_files(tx.files, commit_message(tx), before_land=before_land)
+        commit = self.repo.commit_files(tx.files, commit_message(tx), before_land=before_land)
+        changed = list(dict.fromkeys(
+            [sid for key, sid, _, _ in tx.roots if key == "artifact"]
+            + [sid for key, _, sid, _ in tx.events if key == "artifact"]))
+        for hook in list(self.after_commit):
+            try:
+                hook(self, changed)
+            except Exception:  # noqa: BLE001 - the decision is committed; a cache may lag
+                pass
+        return commit
 
     def flush(self, before_land: Callable[[str], None] | None = None) -> str | None:
         """Commit what the open transaction recorded so far, now; the transaction goes on.
@@ -308,7 +346,7 @@ class Ledger:
         """The open transaction, if any (what it recorded so far)."""
         return self._tx
 
-    def _refuse_busy_git(self) -> None:
+    def refuse_busy_git(self) -> None:
         """Never write the ledger where git will drop it (onto a rebase's temporary HEAD)."""
         busy = self.repo.operation_in_progress()
         if busy is not None:
@@ -322,8 +360,8 @@ class Ledger:
     # -- reading ------------------------------------------------------------------------
 
     def artifact_ids(self) -> list[str]:
-        """Every artifact directory name, sorted."""
-        return _dir_names(self.artifacts_dir)
+        """Every artifact id (a folder in either layout), sorted."""
+        return list(self.artifact_listing().folders)
 
     def line_ids(self) -> list[str]:
         """Every line with a lifecycle stream, sorted."""
@@ -337,7 +375,7 @@ class Ledger:
                 f"{query!r} is not an artifact id: ids are lowercase letters, digits and '-' "
                 "(no '/', '..' or absolute paths)"
             )
-        if (self.artifacts_dir / query / INTAKE_FILE).is_file():
+        if (self.artifact_dir(query) / INTAKE_FILE).is_file():
             return query
         ids = self.artifact_ids()
         matches = [a for a in ids if a.startswith(query)]
@@ -359,11 +397,11 @@ class Ledger:
 
         if not _QUERY_RE.match(artifact):
             raise UsageError(f"{artifact!r} is not an artifact id (no '/', '..' or absolute paths)")
-        if not (self.artifacts_dir / artifact / INTAKE_FILE).is_file():
+        prefix = self.artifact_rel(artifact)
+        folder = self.repo.root / prefix
+        if not (folder / INTAKE_FILE).is_file():
             raise ArtifactNotFound(artifact)
-        prefix = f"{self.rel}/{ARTIFACTS.folder}/{artifact}"
-        chain = read_chain(ARTIFACTS, self.artifacts_dir / artifact, prefix, artifact,
-                           tolerant=tolerant, raw=raw)
+        chain = read_chain(ARTIFACTS, folder, prefix, artifact, tolerant=tolerant, raw=raw)
         self._overlay(chain)
         return chain
 
@@ -376,10 +414,19 @@ class Ledger:
             LINES.check_id(line)
         except ValueError as exc:
             raise UsageError(f"{line!r} is not a line name: {exc}") from None
-        stream = read_stream(LINES, self.lines_dir / line, f"{self.rel}/{LINES.folder}/{line}",
-                             line, tolerant=tolerant)
+        prefix = self.stream_rel(LINES, line)
+        stream = read_stream(LINES, self.repo.root / prefix, prefix, line, tolerant=tolerant)
         self._overlay(stream)
         return stream
+
+    def history(self, artifacts: Sequence[str]) -> list[LogEntry]:
+        """The commits that recorded these artifacts' events, oldest first (and their reverts).
+
+        Found by the `Factory-Artifact` trailer every ledger commit carries (gitstore
+        `log_trailer`), not by walking every tree in history, and whichever layout the
+        folders had when the commit was made.
+        """
+        return self.repo.log_trailer(trailer_key("artifact"), artifacts)
 
     def _overlay(self, stream: Stream[Any]) -> None:
         pending = self._tx.pending.get((stream.kind.name, stream.id)) if self._tx else None
@@ -461,7 +508,7 @@ class Ledger:
         if not self._lock_depth:
             raise RuntimeError("Ledger.add_root requires the writer lock (use Ledger.locked())")
         kind.check_id(sid)
-        rel = f"{self.rel}/{kind.folder}/{sid}/{kind.root_file}"
+        rel = f"{self.stream_rel(kind, sid)}/{kind.root_file}"
         if (self.repo.root / rel).exists():
             raise LedgerConflict(f"{rel} exists already; nothing was recorded")
         raw = kind.dump_root(record)
@@ -476,7 +523,7 @@ class Ledger:
         slug = slugify(title)
         while True:
             candidate = f"{slug}-{secrets.token_hex(3)}"
-            if not (self.artifacts_dir / candidate).exists():
+            if not self.artifact_dir(candidate).exists():
                 return candidate
 
     # -- init ---------------------------------------------------------------------------
@@ -524,6 +571,9 @@ class Ledger:
         return ledger, changed
 
 
+def trailer_key(key: str) -> str:
+    """The commit trailer naming a stream of a kind whose header key is `key`."""
+    return f"Factory-{key.title()}"
 def fork_error(stream: Stream[Any]) -> ForkDetected:
     """The refusal to append to a forked stream, saying how to settle the fork."""
     target = stream.id if stream.kind.name == "artifact" else f"{stream.kind.name}:{stream.id}"
@@ -584,7 +634,7 @@ def commit_message(tx: Transaction) -> str:
     if body:
         lines += [*body, ""]
     for (key, sid), lines_of in trailers.items():
-        lines += [f"Factory-{key.title()}: {sid}", *lines_of]
+        lines += [f"{trailer_key(key)}: {sid}", *lines_of]
     if not streams:
         lines.append(f"Factory-Event: {tx.marker}")
     if tx.host:

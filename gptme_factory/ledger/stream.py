@@ -7,6 +7,9 @@ naming the stream, the id rule, the union of its event payloads, and optionally 
     <ledger>/<folder>/<id>/<root file>                   the immutable root record (seq 0)
     <ledger>/<folder>/<id>/NNNN-<kind>-<hash12>.yaml     one file per event
 
+(A kind with many streams, like artifacts, fans them out: `<folder>/<bucket>/<id>/`, see
+layout.py; where a stream's folder is, the `Ledger` says.)
+
 An event file is the header the ledger writes (`kind`, `schema_version`, the stream's id
 under the kind's key, `seq`, `parent`, `at`, `by`) followed by the payload's own fields, in
 that order. `parent` is the sha256 of the previous record's bytes (the root's, or a fixed
@@ -37,7 +40,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import InvalidRecord
-from . import yamlio
+from . import layout, yamlio
 from .records import HEADER_FIELDS, EventHeader, ForkResolved, format_validation_error
 
 EVENT_FILE_RE = re.compile(r"^(\d{4,})-([a-z_]+)-([0-9a-f]{12})\.yaml$")
@@ -74,6 +77,7 @@ class StreamKind(Generic[P]):
     check_id: Callable[[str], str]
     events: TypeAdapter[P]
     subdirs: frozenset[str] = frozenset()
+    fanout: bool = False  # streams sit in buckets by their id's end (ledger/layout.py)
 
     def genesis(self, sid: str) -> str:
         """The parent hash of the first event of a stream without a root record."""
@@ -247,12 +251,7 @@ def _read_file(path: str, src: str) -> bytes:
         raise
 
 
-def _what(entry: os.DirEntry[str]) -> str:
-    if entry.is_symlink():
-        return "symlink"
-    if entry.is_dir(follow_symlinks=False):
-        return "directory"
-    return "file" if entry.is_file(follow_symlinks=False) else "special file"
+_what = layout.entry_kind
 
 
 def _scan(kind: StreamKind[P], folder: Path, prefix: str, sid: str, *, tolerant: bool,
@@ -463,31 +462,49 @@ def new_event(kind: StreamKind[P], prefix: str, sid: str, header: EventHeader,
 
 
 def stream_ids(kind: StreamKind[P], base: Path, prefix: str) -> tuple[list[str], list[Problem]]:
-    """The streams of a kind under `base` (its folder), and every entry that is not one."""
+    """The streams of a kind under `base` (its folder), and every entry that is not one.
+
+    A fanned-out kind (artifacts) is listed in both layouts (layout.py); an id with a flat
+    and a fanned-out folder is a problem until `migrate` joins them.
+    """
     ids: list[str] = []
     problems: list[Problem] = []
-    try:
-        with os.scandir(base) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except FileNotFoundError:
-        return ids, problems
-    root_file = kind.root_file if isinstance(kind, RootedKind) else None
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        where = f"{prefix}/{entry.name}"
-        if not entry.is_dir(follow_symlinks=False):
-            problems.append(Problem(where, f"unexpected {_what(entry)} in {kind.folder}/"))
-            continue
+    if kind.fanout:
+        listing = layout.scan(base)
+        problems += [Problem(f"{prefix}/{rel}", what if what.startswith("directory in")
+                             else f"unexpected {what} in {kind.folder}/")
+                     for rel, what in listing.strays]
+        problems += [Problem(f"{prefix}/{sid}", f"a flat folder beside {listing.folders[sid]}/ "
+                             "(two layouts of one stream): run `gptme-factory migrate`")
+                     for sid in listing.both]
+        candidates = list(listing.folders.items())
+    else:
         try:
-            kind.check_id(entry.name)
+            with os.scandir(base) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            return ids, problems
+        candidates = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                problems.append(Problem(f"{prefix}/{entry.name}",
+                                        f"unexpected {_what(entry)} in {kind.folder}/"))
+                continue
+            candidates.append((entry.name, entry.name))
+    root_file = kind.root_file if isinstance(kind, RootedKind) else None
+    for name, rel in candidates:
+        where = f"{prefix}/{rel}"
+        try:
+            kind.check_id(name)
         except ValueError as exc:
             problems.append(Problem(where, f"not a {kind.name} name: {exc}"))
             continue
-        if root_file and not os.path.isfile(os.path.join(entry.path, root_file)):
+        if root_file and not os.path.isfile(os.path.join(base, rel, root_file)):
             article = "an" if kind.name[0] in "aeiou" else "a"
             problems.append(Problem(
                 where, f"no {root_file}: not {article} {kind.name} (unexpected directory)"))
             continue
-        ids.append(entry.name)
+        ids.append(name)
     return ids, problems

@@ -202,12 +202,21 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def stream_folder(ledger: Ledger, path: str) -> str | None:
-    """The stream folder (`factory/artifacts/ID`, `factory/lines/NAME`) of a ledger path."""
+    """The stream folder (`factory/artifacts/B/ID`, `factory/lines/NAME`) of a ledger path.
+
+    Artifact folders in either layout (ledger/layout.py), by the path's shape alone.
+    """
+    from .layout import folder_of
+
     parts = path.split("/")
     base = ledger.rel.split("/")
     if len(parts) < len(base) + 3 or parts[: len(base)] != base:
         return None
-    if parts[len(base)] not in ("artifacts", "lines"):
+    top = "/".join(parts[: len(base) + 1])
+    if parts[len(base)] == "artifacts":
+        folder = folder_of("/".join(parts[len(base) + 1:]))
+        return f"{top}/{folder}" if folder else None
+    if parts[len(base)] != "lines":
         return None
     return "/".join(parts[: len(base) + 2])
 
@@ -332,8 +341,8 @@ def _forked(ledger: Ledger, folders: Iterable[str]) -> list[str]:
         kind, _, sid = folder.removeprefix(ledger.rel + "/").partition("/")
         try:
             if kind == ARTIFACTS.folder:
-                stream: Any = ledger.read(sid, tolerant=True)
-                name = sid
+                name = sid.rpartition("/")[2]  # `B/ID` fanned out, `ID` flat
+                stream: Any = ledger.read(name, tolerant=True)
             elif kind == LINES.folder:
                 stream, name = ledger.read_line(sid, tolerant=True), f"line:{sid}"
             else:

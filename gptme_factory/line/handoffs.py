@@ -56,7 +56,7 @@ def submit(
     except ValueError as exc:
         raise HandoffRefused(
             f"{exc}; use the cell id from your brief; nothing was recorded") from None
-    if not (ledger.artifacts_dir / artifact / "intake.yaml").is_file():
+    if not (ledger.artifact_dir(artifact) / "intake.yaml").is_file():
         raise HandoffRefused(
             f"cell {cell} names artifact {artifact}, which does not exist; nothing was recorded")
     with ledger.locked():

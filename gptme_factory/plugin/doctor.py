@@ -45,18 +45,24 @@ def _pip() -> str:
 
 def check_ledger(repo: str) -> Check:
     """The repo is a git repo with a valid factory ledger."""
-    from ..line.verify import verify_ledger
+    from ..line.verify import verify
 
     try:
         ledger = Ledger.open(repo)
-        problems = verify_ledger(ledger)
+        found = verify(ledger)  # what changed since the last clean verify
+        problems = found.problems
     except FactoryError as exc:
         return Check("ledger", False, str(exc).splitlines()[0],
                      "run `gptme-factory init` in the brain repo")
     if problems:
         return Check("ledger", False, f"{len(problems)} integrity problem(s), first: {problems[0]}",
                      "run `gptme-factory verify` for the full list and repair the named files")
-    return Check("ledger", True, f"{ledger.rel}/ valid, {len(ledger.artifact_ids())} artifact(s)")
+    flat = ledger.artifact_listing().flat
+    if flat:
+        return Check("ledger", False, f"{len(flat)} artifact folder(s) in the old flat layout "
+                     f"(first: {ledger.artifact_rel(flat[0])}/): every commit rewrites a tree "
+                     "of all of them", "run `gptme-factory migrate` (one commit, no file changes)")
+    return Check("ledger", True, f"{ledger.rel}/ valid, {found.artifacts} artifact(s)")
 
 
 def check_gptme_toml(root: Path) -> Check:

@@ -16,6 +16,7 @@ from ..cells.watch import Observation, observe
 from ..ledger import runtime
 from ..ledger.store import Ledger
 from .present import duration, tokens
+from .statuscache import config_values
 
 
 def observations(ledger: Ledger, now: datetime | None = None) -> list[Observation]:
@@ -24,7 +25,7 @@ def observations(ledger: Ledger, now: datetime | None = None) -> list[Observatio
     if not recs:
         return []
     now = now or datetime.now(timezone.utc)
-    stall = ledger.config.stall_after_s
+    stall = float(config_values(ledger)["stall_after_s"])
     return [observe(rec, now, stall_after_s=stall, progress=runtime.last_progress(ledger, rec.cell),
                     output_tail=read_output(rec, 8000))
             for rec in recs]

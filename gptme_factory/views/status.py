@@ -6,6 +6,7 @@ ledger file; `--no-cache` derives everything from the ledger again (same answer,
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,7 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
             elif s.retry_note and s.status == "pending":
                 notes[len(rows)] = f"    retry: {s.retry_note.splitlines()[0]}"
         counts = ", ".join(f"{n} {state}" for state, n in sorted(
-            {s.state: sum(x.state == s.state for x in summaries) for s in summaries}.items(),
+            Counter(s.state for s in summaries).items(),
             key=lambda kv: rank.get(kv[0], len(rank))))
         out.append(f"artifacts ({len(summaries)}: {counts})")
         for i, text in enumerate(table(

@@ -1,32 +1,40 @@
 """The status cache: board summaries keyed by git content ids, so a warm `status` reads nothing.
 
-Kept in factory/.runtime/status-cache.json (gitignored). It can make `status` slower, never
-wrong. The same engine (`cached`) keeps other per-artifact values, one `Kind` and one file
-each (factcache.py: the metrics' facts); a caller that needs several kinds gets them from
-one freshness check and reads a changed artifact once. Each artifact's summary is stored with
+Kept in factory/.runtime/status-cache/ (gitignored), one small file per bucket of artifact ids
+(`2a.json`: the artifacts whose ids end in `2a`, as the ledger fans its folders out), so a
+write rewrites one small file, never a file of every artifact. It can make `status` slower,
+never wrong. The same engine keeps other per-artifact values, one `Kind` and one folder each
+(factcache.py: the metrics' facts); a caller that needs several kinds gets them from one
+freshness check and reads a changed artifact once. Each artifact's value is stored with
 
-- the git tree id computed (gitstore.tree_id) from the exact bytes the summary was derived
-  from: the files `Ledger.read` parsed, names and contents — a content key, not a timestamp;
-- the inode, mtime and ctime of the artifact's directory, taken *before* those files were read.
+- the git tree id of the artifact's folder as it was on disk when the value was derived
+  (gitstore.dir_tree_id: the record bytes that were parsed, plus everything else in the
+  folder, a cell's committed brief included) — a content key, not a timestamp;
+- the inode, mtime and ctime of the folder, taken *before* its files were read (or, when the
+  folder had just changed, the names in it: see 3).
 
-A later run uses a stored summary only when all of these hold, and re-reads the artifact
+A later run uses a stored value only when all of these hold, and re-reads the artifact
 otherwise (so the cost grows with what changed, not with the ledger):
 
-1. HEAD's tree for the artifact directory has the stored id: HEAD holds exactly those bytes;
-2. `git diff-index HEAD` lists no path in the directory: the index and every tracked file on
+1. HEAD's tree for the artifact's folder has the stored id: HEAD holds exactly those bytes.
+   HEAD's trees are read only where they moved: the `factory/artifacts` tree id and its
+   buckets' ids are remembered (trees-cache.json), so after a commit only its bucket is
+   listed, and while HEAD's ledger is unchanged no tree is read at all;
+2. `git diff-index HEAD` lists no path in the folder: the index and every tracked file on
    disk still hold HEAD's content. Git compares each file's full stat data (mtime, ctime,
    size, inode, ...) with what it recorded and re-reads "racily clean" files, so an in-place
-   edit is caught even though it leaves the directory's mtime alone — which is why
-   per-directory mtimes alone are not enough. Git does this in C on every core, while Python
-   checks the directories; it is the dominant cost of a warm run;
-3. the directory's inode, mtime and ctime are unchanged: no file was added, removed or renamed
-   in it since the read (git does not look at untracked files; a new event file, a `git
-   checkout` or a deleted and re-created directory all change them). A directory changed
-   within RACY_NS of the read is never trusted: a second change in the same timestamp tick
-   would not move its mtime (git's "racily clean" rule);
-4. the factory config's bytes and the code that derives summaries are unchanged.
+   edit is caught even though it leaves the folder's mtime alone — which is why per-folder
+   mtimes alone are not enough. Git does this in C on every core, while Python checks the
+   folders; it is the dominant cost of a warm run;
+3. no file was added, removed or renamed in the folder since the read (git does not look at
+   untracked files): the folder's inode, mtime and ctime are unchanged — or, for a folder
+   that changed within RACY_NS of the read (a second change in the same timestamp tick would
+   not move its mtime: git's "racily clean" rule), its content is the same: the folder's
+   tree id computed from the bytes on disk (a few small files, read but not parsed) is the
+   stored one, which also covers an in-place edit git's second-granular stat check misses;
+4. the factory config's bytes and the code that derives the values are unchanged.
 
-Together: by (1) and (2) the tracked files hold exactly the bytes the summary came from, and by
+Together: by (1) and (2) the tracked files hold exactly the bytes the value came from, and by
 (3) no file has joined them. An untracked or uncommitted record makes (1) fail, so that
 artifact is simply re-read each time until it is committed. HEAD is resolved once, before its
 tree, and (2) compares with that commit, so a concurrent commit cannot pair an old tree with a
@@ -34,6 +42,10 @@ new working tree. A cache file copied from elsewhere (say, force-added to a clon
 not harmful: its inodes do not match. What this cannot see is what git is told not to look at:
 `update-index --assume-unchanged`/`--skip-worktree` on ledger files or `core.ignoreStat`;
 `status --no-cache` reads everything regardless.
+
+A write keeps the cache warm (`keep_fresh`): the process that committed — which has the models
+loaded and has just read the artifact — derives the changed artifacts' values at once and
+stores them, so the next `status` finds them and need not load the models to re-read them.
 
 Why not cheaper: an in-place edit changes only the file's own inode, so every ledger file must
 be looked at (about 90,000 `lstat`s at 10,000 artifacts, ~0.1 s of CPU) unless a daemon watches
@@ -47,32 +59,34 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FactoryError
-from ..ledger.gitstore import tree_id
+from ..ledger.gitstore import TreeReader, dir_tree_id
+from ..ledger.layout import bucket
 from ..ledger.store import CONFIG_FILE, Ledger
 from .summary import ArtifactSummary, summarize_artifact
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from datetime import datetime
 
     from ..ledger.kinds import ArtifactChain
     from .linestatus import HasLineAndTime, LineStatus
 
-CACHE_FILE = "status-cache.json"
+CACHE_DIR = "status-cache"
+TREES_FILE = "trees-cache.json"
 LINES_CACHE_FILE = "lines-cache.json"
-CACHE_VERSION = 3
+CONFIG_VALUES_FILE = "config-cache.json"
+CACHE_VERSION = 4
 RACY_NS = 3_000_000_000
 # The modules whose code decides what a summary says: editing any of them drops the cache.
 _CODE = ("views/summary.py", "ledger/config.py", "ledger/contracts.py", "ledger/gitstore.py",
-         "ledger/kinds.py", "ledger/records.py", "ledger/store.py", "ledger/stream.py",
-         "ledger/yamlio.py", "line/lifecycle.py", "line/replay.py", "line/transitions.py",
-         "views/linestatus.py", "views/statuscache.py")
+         "ledger/kinds.py", "ledger/layout.py", "ledger/records.py", "ledger/store.py",
+         "ledger/stream.py", "ledger/yamlio.py", "line/lifecycle.py", "line/replay.py",
+         "line/transitions.py", "views/linestatus.py", "views/statuscache.py")
 
 # derive(ledger, artifact id, its chain or None, the error reading it raised or None)
 #   -> (value, row to cache or None: not cached, derived again on every call)
@@ -81,13 +95,13 @@ Derive = Callable[[Ledger, str, "ArtifactChain | None", "FactoryError | None"], 
 
 @dataclass(frozen=True)
 class Kind:
-    """One thing cached per artifact: its cache file and how a value is derived and restored.
+    """One thing cached per artifact: its cache folder and how a value is derived and restored.
 
     `restore` turns a cached row back into the value (TypeError/ValueError if the row is
     damaged: then the artifact is read again); `key` adds what else the values depend on.
     """
 
-    file: str
+    file: str  # the folder under factory/.runtime holding its shards
     code: tuple[str, ...]
     derive: Derive
     restore: Callable[[list[Any]], Any]
@@ -101,8 +115,13 @@ def _derive_summary(ledger: Ledger, aid: str, chain: ArtifactChain | None,
     return summary, None if summary.state == "broken" else summary.to_row()
 
 
-SUMMARIES = Kind(file=CACHE_FILE, code=_CODE, derive=_derive_summary,
+SUMMARIES = Kind(file=CACHE_DIR, code=_CODE, derive=_derive_summary,
                  restore=ArtifactSummary.from_row, check=lambda s, aid: s.artifact == aid)
+
+
+def shard(ledger: Ledger, kind: Kind, artifact: str) -> Path:
+    """The cache file holding `artifact`'s value of `kind` (one file per bucket of ids)."""
+    return ledger.runtime_dir / kind.file / f"{bucket(artifact)}.json"
 
 
 def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
@@ -112,38 +131,49 @@ def cached_summaries(ledger: Ledger) -> list[ArtifactSummary]:
 
 def cached(ledger: Ledger, kinds: Sequence[Kind]) -> list[list[Any]]:
     """For each kind, every artifact's value in id order; one freshness check serves them all."""
-    with Pass(ledger) as p:
+    with Pass(ledger, kinds) as p:
         return [p.values(kind) for kind in kinds]
+
+
+# One artifact's content as a read saw it: (tree id or None, folder mark or None). The mark is
+# the folder's [inode, mtime, ctime], or {"ls": names} when it changed too recently to trust.
+Content = tuple["str | None", "list[int] | dict[str, list[str]] | None"]
 
 
 class Pass:
     """One freshness check of every artifact, serving as many kinds as are asked of it.
 
-    The checks of the module docstring are made once: HEAD's tree, `git diff-index` (run in
-    the background while the first kind's cache file is loaded and its entries checked), the
-    directories' stat. An artifact read for one kind is not read again for another.
-    `fingerprint` identifies the content of every artifact, so a value computed from all of
-    them (the metrics report) can be kept and reused until one changes.
+    The checks of the module docstring are made once: HEAD's trees, `git diff-index` (run in
+    the background while the first kind's cache is loaded and its entries checked), the
+    folders' stat. An artifact read for one kind is read for every kind in `kinds` at once,
+    and only what is derived from it is kept (never the records: a cold pass over 30,000
+    artifacts must not hold them all). `fingerprint` identifies the content of every
+    artifact, so a value computed from all of them (the metrics report) can be kept and
+    reused until one changes.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, kinds: Sequence[Kind] = ()) -> None:
         self.ledger = ledger
+        self.kinds = list(kinds)
         self.rel = f"{ledger.rel}/artifacts"
         repo = ledger.repo
         self.snap = repo.tree_at_head(self.rel)  # (commit, tree of factory/artifacts in it)
         self.top = self.snap[1] if self.snap else None
-        self._heads: dict[str, str] | None = None
         # git lstat()s every ledger file in the background while this process does the rest
         # of the checks (1, 3 and 4 of the module docstring) and builds candidate values.
         self._wait = repo.start_changed_paths(self.snap[0], self.rel) if self.snap else None
         self._dirty: set[str] | None = None
         self._waited = False
-        self.ids = ledger.artifact_ids()
-        self.stats = _dir_stats(str(ledger.artifacts_dir), self.ids)
+        self.listing = ledger.artifact_listing()
+        self.folders = self.listing.folders  # id -> folder under artifacts/
+        self.ids = list(self.folders)
+        self.stats = _dir_stats(str(ledger.artifacts_dir), self.folders)
         self.algo = "sha256" if self.snap and len(self.snap[0]) == 64 else "sha1"
         self.racy_after = 0
-        # what this pass read: aid -> (chain, error, content id or None)
-        self._read: dict[str, tuple[ArtifactChain | None, FactoryError | None, str | None]] = {}
+        self._reader: TreeReader | None = None
+        self._groups: dict[str, str] | None = None  # bucket -> its tree id in HEAD
+        self._derived: dict[tuple[int, str], tuple[Any, list[Any] | None]] = {}
+        self._content: dict[str, Content] = {}
         self._oids: dict[str, str | None] = {}
         self._gc = gc.isenabled()
         gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
@@ -155,16 +185,46 @@ class Pass:
         self.close()
 
     def close(self) -> None:
-        """Wait for git if nobody did, and restore the garbage collector."""
+        """Wait for git if nobody did, end the tree reader, restore the garbage collector."""
         self._changed()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._gc:
             gc.enable()
             self._gc = False
 
-    def _head_of(self, aid: str) -> str | None:
-        if self._heads is None:
-            self._heads = self.ledger.repo.tree_entries(self.snap[1]) if self.snap else {}
-        return self._heads.get(aid)
+    # -- HEAD's trees -------------------------------------------------------------------
+
+    def _trees(self) -> TreeReader:
+        if self._reader is None:
+            self._reader = self.ledger.repo.tree_reader()
+        return self._reader
+
+    def group_tree(self, group: str) -> str | None:
+        """HEAD's tree id of a folder of artifacts: a bucket, or "" (the flat layout's top)."""
+        if not group or self.top is None:
+            return self.top
+        if self._groups is None:
+            path = self.ledger.runtime_dir / TREES_FILE
+            try:
+                data = json.loads(path.read_bytes().decode())
+                if data["top"] == self.top and isinstance(data["groups"], dict):
+                    self._groups = data["groups"]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            if self._groups is None:
+                entries = self._trees().entries(self.top) or {}
+                self._groups = {n: o for n, o in entries.items() if len(n) == 2}
+                _write_json(path, {"top": self.top, "groups": self._groups})
+        return self._groups.get(group)
+
+    def head_of(self, aid: str) -> str | None:
+        """HEAD's tree id of an artifact's folder (None if HEAD has none)."""
+        group, _, name = self.folders[aid].rpartition("/")
+        tree = self.group_tree(group)
+        entries = self._trees().entries(tree) if tree else None
+        return entries.get(name) if entries else None
 
     def _changed(self) -> set[str] | None:
         """Artifacts with a path that differs from HEAD (None: git could not say: all)."""
@@ -173,31 +233,62 @@ class Pass:
             changed = self._wait() if self._wait else None
             if changed is not None:
                 cut = len(self.rel) + 1
-                self._dirty = {path[cut:].partition("/")[0] for path in changed}
+                owners = (self.listing.owner(path[cut:]) for path in changed)
+                self._dirty = {aid for aid in owners if aid is not None}
             self.racy_after = time.time_ns() - RACY_NS
         return self._dirty
 
-    def values(self, kind: Kind) -> list[Any]:
-        """Every artifact's value of `kind`, in id order; writes the kind's cache file."""
+    # -- values -------------------------------------------------------------------------
+
+    def _same_folder(self, aid: str, mark: Any, st: list[int] | None, oid: Any) -> bool:
+        if st is None:
+            return False
+        if mark.__class__ is list:
+            return bool(mark == st)
+        if mark.__class__ is dict:  # a folder that had just changed: compare what is in it,
+            # byte for byte (git's stat check cannot see an in-place edit that keeps size and
+            # mtime within the second its index entry was written; reading a few files can)
+            got = dir_tree_id(str(self.ledger.artifacts_dir / self.folders[aid]), {}, self.algo)
+            return got is not None and got[0] == oid and got[1] == mark.get("ls")
+        return False
+
+    def values(self, kind: Kind, *, restore: bool = True) -> list[Any]:
+        """Every artifact's value of `kind`, in id order; rewrites the shards that changed.
+
+        Without `restore`, a cached value comes as its stored row, unchecked: enough to learn
+        every artifact's content id (`fingerprint`) without building the values.
+        """
         ledger, ids, stats = self.ledger, self.ids, self.stats
         key = _global_key(ledger, kind)
-        old, old_top = _load(ledger.runtime_dir / kind.file, key)
-        same_top = bool(old) and old_top == self.top
+        folder = ledger.runtime_dir / kind.file
+        by_bucket: dict[str, list[str]] = {}
+        for aid in ids:
+            by_bucket.setdefault(bucket(aid), []).append(aid)
+        shards = {b: _load_shard(folder / f"{b}.json", key) for b in by_bucket}
         found: dict[str, Any] = {}
-        restore, check, head_of = kind.restore, kind.check, self._head_of
-        for aid in ids if self.snap else ():
-            entry, st = old.get(aid), stats[aid]
-            # [tree id of the bytes read, tree id == HEAD's?, dir stat before the read, row]
-            if st is None or entry.__class__ is not list or len(entry) != 4 or entry[2] != st:
-                continue
-            if not (entry[1] is True if same_top else entry[0] == head_of(aid)):
-                continue
-            try:
-                value = restore(entry[3])
-            except (TypeError, ValueError, KeyError, AttributeError):
-                continue  # a damaged entry: read the artifact instead
-            if check(value, aid):
-                found[aid] = value
+        build, check = kind.restore, kind.check
+        for b, aids in by_bucket.items() if self.snap else ():
+            entries, groups = shards[b]
+            for aid in aids:
+                entry = entries.get(aid)
+                # [tree id of the folder read, tree id == HEAD's?, folder mark, row]
+                if entry.__class__ is not list or len(entry) != 4:
+                    continue
+                if not self._same_folder(aid, entry[2], stats[aid], entry[0]):
+                    continue
+                group = self.folders[aid].rpartition("/")[0]
+                if not (entry[1] is True and groups.get(group, 0) == self.group_tree(group)
+                        or entry[0] == self.head_of(aid)):
+                    continue
+                if not restore:
+                    found[aid] = entry[3]
+                    continue
+                try:
+                    value = build(entry[3])
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    continue  # a damaged entry: read the artifact instead
+                if check(value, aid):
+                    found[aid] = value
         dirty = self._changed()
         if dirty is None:
             found = {}  # git could not say what changed: trust nothing
@@ -205,48 +296,72 @@ class Pass:
             for aid in dirty:
                 found.pop(aid, None)
 
-        new: dict[str, list[Any]] = {}
-        out: list[Any] = []
-        stored = False
+        index = self._index(kind)
+        out: dict[str, Any] = {}  # filled bucket by bucket, returned in id order
         oids = self._oids
-        for aid in ids:
-            st = stats[aid]
-            hit = found.get(aid)
-            if hit is not None:
-                entry = old[aid]
-                new[aid] = entry if entry[1] is True else [entry[0], True, st, entry[3]]
-                oids[aid] = entry[0]
-                out.append(hit)
-                continue
-            chain, error, oid = self._read_once(aid, st)
-            value, row = kind.derive(ledger, aid, chain, error)
-            out.append(value)
-            if row is None or oid is None:
-                continue  # not cached: read (and reported) again every time
-            if st is not None and max(st[1], st[2]) >= self.racy_after:
-                st = None  # changed just now: check again next time
-            new[aid] = [oid, self.snap is not None and oid == head_of(aid), st, row]
-            stored = True
-        if stored or not same_top or old.keys() != new.keys():
-            _write_json(ledger.runtime_dir / kind.file,
-                        {"key": key, "top": self.top, "artifacts": new})
-        return out
+        for b, aids in by_bucket.items():
+            entries, groups = shards[b]
+            new: dict[str, list[Any]] = {}
+            changed = False
+            for aid in aids:
+                hit = found.get(aid)
+                if hit is not None:
+                    entry = entries[aid]
+                    st = stats[aid]
+                    assert st is not None  # a hit had its folder's stat
+                    mark = st if max(st[1], st[2]) < self.racy_after else entry[2]
+                    if entry[1] is True and (mark is entry[2] or mark == entry[2]):
+                        new[aid] = entry
+                    else:
+                        new[aid] = [entry[0], True, mark, entry[3]]
+                        changed = True
+                    oids[aid] = entry[0]
+                    out[aid] = hit
+                    continue
+                value, row = self._derive(index, aid)
+                out[aid] = value
+                oid, mark = self._content[aid]
+                if row is None or oid is None or mark is None:
+                    continue  # not cached: read (and reported) again every time
+                new[aid] = [oid, self.snap is not None and oid == self.head_of(aid), mark, row]
+                changed = True
+            current = {g: self.group_tree(g) for g in
+                       {self.folders[a].rpartition("/")[0] for a in new}} if self.snap else {}
+            if changed or current != groups or new.keys() != entries.keys():
+                _write_json(folder / f"{b}.json",
+                            {"key": key, "groups": current, "artifacts": new})
+        _drop_shards(folder, set(by_bucket))
+        return [out[aid] for aid in ids]
 
-    def _read_once(self, aid: str, st: list[int] | None
-                   ) -> tuple[ArtifactChain | None, FactoryError | None, str | None]:
-        got = self._read.get(aid)
-        if got is None:
-            raw: dict[str, bytes] = {}
-            chain: ArtifactChain | None = None
-            error: FactoryError | None = None
-            try:
-                chain = self.ledger.read(aid, raw=raw)
-            except FactoryError as exc:
-                error = exc
-            oid = tree_id(raw, self.algo) if error is None and st is not None else None
-            got = self._read[aid] = (chain, error, oid)
-            self._oids[aid] = oid
-        return got
+    def _index(self, kind: Kind) -> int:
+        """The kind's place in this pass (one kind per cache folder)."""
+        for i, known in enumerate(self.kinds):
+            if known.file == kind.file:
+                return i
+        self.kinds.append(kind)
+        return len(self.kinds) - 1
+
+    def _derive(self, index: int, aid: str) -> tuple[Any, list[Any] | None]:
+        """The value of kind `index` for `aid`, reading it (for every kind of the pass) once."""
+        got = self._derived.get((index, aid))
+        if got is not None:
+            return got
+        raw: dict[str, bytes] = {}
+        chain: ArtifactChain | None = None
+        error: FactoryError | None = None
+        st = self.stats[aid]  # taken before the read
+        try:
+            chain = self.ledger.read(aid, raw=raw)
+        except FactoryError as exc:
+            error = exc
+        self._content[aid] = content = _content_of(
+            str(self.ledger.artifacts_dir / self.folders[aid]), raw, st, self.algo,
+            self.racy_after, error is None)
+        self._oids[aid] = content[0]
+        for i, kind in enumerate(self.kinds):
+            if (i, aid) not in self._derived:
+                self._derived[(i, aid)] = kind.derive(self.ledger, aid, chain, error)
+        return self._derived[(index, aid)]
 
     def fingerprint(self) -> str | None:
         """An id of every artifact's content as this pass saw it; None when one is unknown.
@@ -261,6 +376,104 @@ class Pass:
             return None
         text = "\n".join(map("\0".join, zip(self.ids, oids, strict=True)))
         return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _content_of(folder: str, raw: dict[str, bytes], st: list[int] | None, algo: str,
+                racy_after: int, readable: bool) -> Content:
+    """The content id and folder mark of an artifact just read (None where unknown)."""
+    if not readable or st is None:
+        return None, None
+    got = dir_tree_id(folder, raw, algo)
+    if got is None:
+        return None, None
+    oid, names = got
+    if max(st[1], st[2]) >= racy_after:
+        return oid, {"ls": names}  # changed just now: next time, compare the names
+    return oid, st
+
+
+# -- keeping the cache warm across writes ------------------------------------------------
+
+
+def keep_fresh(ledger: Ledger, kinds: Callable[[Ledger], Sequence[Kind]]) -> None:
+    """After each commit of `ledger`, store the changed artifacts' values of `kinds(ledger)`.
+
+    The committing process has the models loaded and the files in place: deriving one
+    artifact's values there costs milliseconds, while a later `status` that finds them
+    missing must load the models first. (factcache.keep_warm keeps the summaries and the
+    metric facts: what the CLI and the gptme tool keep.)
+    """
+    def refresh_after(committed: Ledger, artifacts: list[str]) -> None:
+        refresh(committed, artifacts, kinds(committed))
+
+    ledger.after_commit.append(refresh_after)
+
+
+def refresh(ledger: Ledger, artifacts: Iterable[str], kinds: Sequence[Kind]) -> None:
+    """Derive and store these artifacts' values of `kinds` now (what a write changed)."""
+    wanted = sorted(set(artifacts))
+    if not wanted or not kinds:
+        return
+    algo = "sha256" if len(ledger.repo.head() or "") == 64 else "sha1"
+    racy_after = time.time_ns() - RACY_NS
+    folders = {aid: ledger.artifact_folder(aid) for aid in wanted}
+    stats = _dir_stats(str(ledger.artifacts_dir), folders)
+    rows: dict[str, tuple[Content, list[list[Any] | None]]] = {}
+    for aid in wanted:
+        raw: dict[str, bytes] = {}
+        chain: ArtifactChain | None = None
+        error: FactoryError | None = None
+        try:
+            chain = ledger.read(aid, raw=raw)
+        except FactoryError as exc:
+            error = exc
+        content = _content_of(str(ledger.artifacts_dir / folders[aid]), raw, stats[aid], algo,
+                              racy_after, error is None)
+        rows[aid] = content, [kind.derive(ledger, aid, chain, error)[1] for kind in kinds]
+    for i, kind in enumerate(kinds):
+        key = _global_key(ledger, kind)
+        folder = ledger.runtime_dir / kind.file
+        for b in sorted({bucket(aid) for aid in wanted}):
+            path = folder / f"{b}.json"
+            entries, groups = _load_shard(path, key)
+            for aid in (a for a in wanted if bucket(a) == b):
+                (oid, mark), derived = rows[aid]
+                if derived[i] is None or oid is None or mark is None:
+                    entries.pop(aid, None)
+                else:  # compared with HEAD's tree by the next pass
+                    entries[aid] = [oid, False, mark, derived[i]]
+            _write_json(path, {"key": key, "groups": groups, "artifacts": entries})
+
+
+# -- settings a warm board needs ------------------------------------------------------------
+
+
+def config_values(ledger: Ledger) -> dict[str, Any]:
+    """factory.yaml's scalar settings that `status` shows (cells' stall time, the cell cap).
+
+    Kept by the file's bytes, so a warm `status` with running cells does not load the
+    models to read two numbers; an invalid file raises as `Ledger.config` does.
+    """
+    path = ledger.runtime_dir / CONFIG_VALUES_FILE
+    try:
+        key = hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest()
+    except OSError:
+        key = ""
+    try:
+        data = json.loads(path.read_bytes().decode())
+        if key and data["key"] == key and isinstance(data["values"], dict):
+            values: dict[str, Any] = data["values"]
+            return values
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cfg = ledger.config
+    values = {"stall_after_s": cfg.stall_after_s, "max_concurrent_cells": cfg.max_concurrent_cells}
+    if key:
+        _write_json(path, {"key": key, "values": values})
+    return values
+
+
+# -- lines ---------------------------------------------------------------------------------
 
 
 def cached_line_statuses(
@@ -303,18 +516,21 @@ def cached_line_statuses(
     return statuses(bases, summaries, now)
 
 
-def _dir_stats(base: str, names: list[str]) -> dict[str, list[int] | None]:
-    """[inode, mtime, ctime] of each directory `base/name` (None if it cannot be stat'ed)."""
+# -- files -----------------------------------------------------------------------------------
+
+
+def _dir_stats(base: str, folders: dict[str, str]) -> dict[str, list[int] | None]:
+    """[inode, mtime, ctime] of each artifact folder under `base` (None if it cannot be stat'ed)."""
     out: dict[str, list[int] | None] = {}
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY) if names else -1
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY) if folders else -1
     try:
         stat = os.stat
-        for name in names:
-            try:  # relative to the parent's fd: a one-component lookup, not a path walk
-                st = stat(name, dir_fd=fd, follow_symlinks=False)
-                out[name] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        for aid, rel in folders.items():
+            try:  # relative to the base's fd: a short lookup, not a walk from /
+                st = stat(rel, dir_fd=fd, follow_symlinks=False)
+                out[aid] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
             except OSError:
-                out[name] = None
+                out[aid] = None
     finally:
         if fd >= 0:
             os.close(fd)
@@ -347,22 +563,37 @@ def _global_key(ledger: Ledger, kind: Kind) -> str:
     return "|".join(parts)
 
 
-def _load(path: Path, key: str) -> tuple[dict[str, list[Any]], str | None]:
-    """The entries of a cache file written with `key` (empty if missing or damaged).
+def _load_shard(path: Path, key: str) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """(entries, HEAD's group tree ids when written) of a shard written with `key`.
 
-    Entries are checked one by one where they are used: a damaged one is a miss. (The bytes
-    are decoded here: `json.loads(bytes)` decodes with "surrogatepass", which is ~50x slower
-    than plain UTF-8 on a few MB.)
+    Empty if missing or damaged. Entries are checked one by one where they are used: a
+    damaged one is a miss. (The bytes are decoded here: `json.loads(bytes)` decodes with
+    "surrogatepass", which is ~50x slower than plain UTF-8 on a few MB.)
     """
     try:
         data = json.loads(path.read_bytes().decode())
-        if data["key"] != key or not isinstance(data["artifacts"], dict):
-            return {}, None
+        if data["key"] != key or not isinstance(data["artifacts"], dict) \
+                or not isinstance(data["groups"], dict):
+            return {}, {}
         entries: dict[str, list[Any]] = data["artifacts"]  # each entry is checked where used
-        top = data["top"]
-        return entries, top if isinstance(top, str) else None
+        groups: dict[str, Any] = data["groups"]
+        return entries, groups
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, None  # missing or damaged: rebuilt from the ledger
+        return {}, {}  # missing or damaged: rebuilt from the ledger
+
+
+def _drop_shards(folder: Path, keep: set[str]) -> None:
+    """Remove the shards of buckets that hold no artifact any more."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".json") and name[:-5] not in keep:
+            try:
+                os.unlink(folder / name)
+            except OSError:
+                pass
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

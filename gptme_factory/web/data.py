@@ -35,10 +35,10 @@ from ..errors import FactoryError, UsageError
 from ..ledger.gitstore import LogEntry
 from ..ledger.store import Ledger
 from ..views.cellboard import budget_left, observations, state_of
-from ..views.factcache import cached_report
+from ..views.factcache import cached_report, facts_kind
 from ..views.present import FINAL_STATES, event_line
 from ..views.status import load_line_statuses
-from ..views.statuscache import SUMMARIES, Pass
+from ..views.statuscache import SUMMARIES, Pass, config_values
 from ..views.summary import ArtifactSummary
 from .redact import Redactor
 
@@ -219,7 +219,7 @@ def _cell(o: Observation, titles: dict[str, str]) -> dict[str, Any]:
 def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFAULT_LIMIT,
                redact: bool = True) -> dict[str, Any]:
     """Everything the board page shows, as plain data."""
-    with Pass(ledger) as p:  # one freshness check for the summaries and the metrics
+    with Pass(ledger, [SUMMARIES, facts_kind(ledger)]) as p:  # one check serves both
         summaries = p.values(SUMMARIES)
         metrics = cached_report(ledger, p)
     now = now or datetime.now(timezone.utc)
@@ -236,7 +236,7 @@ def board_data(ledger: Ledger, *, now: datetime | None = None, limit: int = DEFA
     data = {
         "meta": {"repo": ledger.repo.root.name, "ledger": ledger.rel,
                  "generated_at": now.isoformat(), "limit": limit,
-                 "max_cells": ledger.config.max_concurrent_cells,
+                 "max_cells": config_values(ledger)["max_concurrent_cells"],
                  "github": github_base(ledger)},
         "totals": totals,
         "lanes": lanes,
@@ -253,7 +253,7 @@ def _commit(entry: LogEntry | None) -> dict[str, Any] | None:
     if entry is None:
         return None
     return {"id": entry.commit, "short": entry.commit[:10], "subject": entry.subject,
-            "time": entry.time, "author": entry.author}
+            "time": entry.time, "author": entry.author.rpartition(" <")[0] or entry.author}
 
 
 def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
@@ -270,8 +270,7 @@ def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
     chain = ledger.read(aid)
     record = artifact_record(ledger, aid, chain)
     if commits is None:
-        commits = ledger.repo.commits_by_trailer([f"{ledger.rel}/artifacts/{aid}"],
-                                                 "Factory-Hash")
+        commits = commits_by_hash(ledger, [aid])
     root = chain.root
     assert root is not None  # Ledger.read raises when an artifact has no intake
     timeline = [{"seq": 0, "kind": "intake", "at": record["intake"]["created_at"],
@@ -308,6 +307,15 @@ def artifact_data(ledger: Ledger, query: str, *, now: datetime | None = None,
     return redactor_for(ledger).mapping(data) if redact else data
 
 
+def commits_by_hash(ledger: Ledger, ids: list[str]) -> dict[str, LogEntry]:
+    """Record hash (the `Factory-Hash` trailer) -> the newest commit that recorded it."""
+    found: dict[str, LogEntry] = {}
+    for entry in ledger.history(ids):  # oldest first: a later commit of the hash wins
+        for digest in entry.trailers.get("Factory-Hash", []):
+            found[digest] = entry
+    return found
+
+
 def shown_artifacts(board: dict[str, Any]) -> list[str]:
     """Ids of the artifacts that have a card on the board, in board order."""
     return [card["artifact"] for lane in board["lanes"] for col in lane["columns"]
@@ -316,8 +324,7 @@ def shown_artifacts(board: dict[str, Any]) -> list[str]:
 
 def artifact_pages(ledger: Ledger, ids: list[str], now: datetime) -> list[dict[str, Any]]:
     """Pages of many artifacts, their commits found with one `git log` (for the static file)."""
-    paths = [f"{ledger.rel}/artifacts/{aid}" for aid in ids]
-    commits = ledger.repo.commits_by_trailer(paths, "Factory-Hash") if paths else {}
+    commits = commits_by_hash(ledger, ids)
     pages = []
     for aid in ids:
         try:

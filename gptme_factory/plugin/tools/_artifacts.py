@@ -116,7 +116,7 @@ def factory_log(artifact: str) -> str:
     """The artifact's audit trail from git history: one commit per decision, its events listed."""
     ledger = open_ledger()
     aid = ledger.resolve(artifact)
-    entries = ledger.repo.log(f"{ledger.rel}/artifacts/{aid}")
+    entries = ledger.history([aid])
     if not entries:
         return f"{aid}: no commits yet"
     return "\n".join(log_lines(entries))
@@ -124,13 +124,14 @@ def factory_log(artifact: str) -> str:
 
 @adapter
 def factory_verify() -> str:
-    """Check the whole ledger's integrity (hash chain, forks, schemas); lists every problem."""
-    from ...line.verify import verify_ledger
+    """Check the ledger's integrity (hash chain, forks, schemas) since its last clean check; lists every problem."""
+    from ...line.verify import verify
 
     ledger = open_ledger()
-    problems = verify_ledger(ledger)
+    found = verify(ledger)
+    problems = found.problems
     if not problems:
-        return f"ledger ok: {len(ledger.artifact_ids())} artifact(s), no problems"
+        return f"ledger ok: {found.artifacts} artifact(s), no problems"
     return "\n".join([f"{len(problems)} problem(s):", *(f"- {p}" for p in problems)])
 
 

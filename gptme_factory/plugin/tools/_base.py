@@ -51,10 +51,13 @@ def brain_path(start: str | Path) -> tuple[Path, bool]:
 
 def open_ledger() -> Ledger:
     from ...ledger.store import Ledger
+    from ...views.factcache import keep_warm
     from ..settings import settings
 
     root, _ = brain_path(os.environ.get("GPTME_FACTORY_REPO") or ".")
-    return Ledger.open(root, settings.ledger_dir)
+    ledger = Ledger.open(root, settings.ledger_dir)
+    keep_warm(ledger)  # its commits keep the status cache warm
+    return ledger
 
 
 def as_list(value: str | list[str] | tuple[str, ...] | None) -> list[str]:

@@ -1,0 +1,358 @@
+#!/usr/bin/env python
+"""The synthetic brain next to a realistic one: status, verify, log, metrics, commits, memory.
+
+    python bench/bench_brains.py [--sizes 1000,10000] [--reps 5] [--out bench/brains.md]
+
+For each size it builds two brain repos and measures both in the same run, on this machine:
+
+- **synthetic** (ledgergen.py, what bench_ledger.py measures): ~8 records per artifact written
+  straight to flat `factory/artifacts/<id>/` folders and committed in ONE commit; no briefs, no
+  history, no runtime state;
+- **realistic** (realgen.py, pinned by tests/test_realgen.py against a real foreman run): one
+  commit per decision with the real subjects and trailers, a committed brief next to every
+  `cell_spawned`, packages, runtime records of running and finished cells, fanned-out folders.
+
+Every figure is a CLI run (a subprocess, Python start-up included; bytecode caches as installed
+packages have them), median of --reps, except the parse floor (in this process):
+
+- `git status` (the floor for a warm `status`) and `gptme-factory status`, warm;
+- `status` right after one `gptme-factory intake` (a write), and what that commit added to the
+  object store (uncompressed bytes of its new commit, tree and blob objects);
+- `gptodo list` over as many task files (a 275 B file per artifact against ~9 records plus
+  briefs: an item-count comparison, not a byte-count one);
+- `verify --full`, and the libyaml parse of every record file (its floor); `verify` after 100
+  new events (100 intakes through the Python API, one commit each) since the last clean one;
+- `log ARTIFACT` for the oldest artifact, and `git log` of the whole history;
+- `metrics`, warm (its per-artifact fact cache filled by an earlier run);
+- the peak resident memory of every command run (the largest process of its tree, wait4).
+
+Then it states each of issue 16's goals as met or not, for both brains at the largest size,
+and the growth from the smallest size to the largest. Nothing here is a test: the numbers
+depend on the machine and its load (printed).
+"""
+# ruff: noqa: E402 - bench_ledger's bytecode settings must come before the imports
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_ledger  # noqa: F401, I001 - imported first: it sets the bytecode cache prefix
+import ledgergen
+import realgen
+import yaml
+
+from bench_ledger import isolate_env, run, tool
+
+KINDS = ("synthetic", "realistic")
+
+
+class Runner:
+    """Runs CLI commands in one brain, timing them and keeping the peak memory of each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peak_kb: dict[str, int] = {}
+
+    def cli(self, *args: str, check: bool = True) -> float:
+        """Run `args` in the brain; return the wall time (s) and remember its peak RSS."""
+        t = time.perf_counter()
+        proc = subprocess.Popen(list(args), cwd=self.root, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed in {self.root} ({proc.returncode}):\n"
+                             f"{err.decode(errors='replace')[-2000:]}")
+        name = " ".join(Path(args[0]).name.split() + [a for a in args[1:2]])
+        self.peak_kb[name] = max(self.peak_kb.get(name, 0), usage.ru_maxrss)
+        return elapsed
+
+    def median(self, reps: int, *args: str) -> float:
+        return statistics.median(self.cli(*args) for _ in range(reps))
+
+
+def settle(root: Path) -> None:
+    """What a long-lived brain looks like: packed, index settled, past the racy window."""
+    run(root, "git", "repack", "-adq")
+    run(root, "git", "prune-packed")
+    run(root, "git", "status", "--porcelain")
+    time.sleep(3.5)  # the newest files leave the status cache's racy-git window
+
+
+def build(kind: str, root: Path, n: int) -> dict[str, Any]:
+    t = time.perf_counter()
+    if kind == "synthetic":
+        info = ledgergen.build(root, n, 8)
+        info["commits"] = int(run_out(root, "git", "rev-list", "--count", "HEAD"))
+    else:
+        info = realgen.build(root, n)
+    settle(root)
+    info["build_s"] = time.perf_counter() - t
+    return info
+
+
+def run_out(root: Path, *args: str) -> str:
+    return subprocess.run(list(args), cwd=root, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def parse_floor(root: Path) -> float:
+    """Read and parse every record file once with libyaml (what checking all of them costs)."""
+    t = time.perf_counter()
+    for path in realgen.yaml_files(root):
+        yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)  # noqa: S506 - the C safe loader
+    return time.perf_counter() - t
+
+
+def new_object_bytes(root: Path) -> int:
+    """Uncompressed bytes of the objects HEAD added: its commit, changed trees and blobs."""
+    out = run_out(root, "git", "diff-tree", "-r", "-t", "--no-commit-id", "HEAD^", "HEAD")
+    ids = {line.split()[3] for line in out.splitlines() if line.startswith(":")}
+    ids.discard("0" * 40)
+    ids.add(run_out(root, "git", "rev-parse", "HEAD").strip())
+    sizes = subprocess.run(["git", "cat-file", "--batch-check=%(objectsize)"], cwd=root,
+                           input="\n".join(sorted(ids)) + "\n", capture_output=True, text=True,
+                           check=True).stdout.split()
+    return sum(int(s) for s in sizes)
+
+
+def oldest_artifact(root: Path) -> str:
+    """The artifact of the first ledger commit (any, if no commit names one: synthetic)."""
+    from gptme_factory.ledger.store import Ledger
+
+    out = run_out(root, "git", "log", "--reverse", "--grep=^Factory-Artifact: ",
+                  "--format=%(trailers:key=Factory-Artifact,valueonly,separator=%x20)")
+    named = out.split()
+    return named[0] if named else min(Ledger.open(root).artifact_ids())
+
+
+def hundred_events(root: Path, tag: str) -> None:
+    """100 new events, one commit each, through the Python API (as the gptme tool writes)."""
+    from gptme_factory.ledger.store import Ledger
+    from gptme_factory.line.intake import intake
+
+    ledger = Ledger.open(root)
+    for i in range(100):
+        intake(ledger, title=f"bench {tag} {i}", demand="bench", consumers=["bench"],
+               acceptance=["it is measured"])
+
+
+def measure(kind: str, root: Path, reps: int) -> dict[str, Any]:
+    fac, gptodo = tool("gptme-factory"), tool("gptodo")
+    r = Runner(root)
+    m: dict[str, Any] = {}
+    # First runs (unmeasured except as "first"): bytecode and page caches, the status cache.
+    r.cli("git", "status")
+    r.cli(gptodo, "list")
+    m["first_status"] = r.cli(fac, "status")
+    m["first_metrics"] = r.cli(fac, "metrics")
+    m["verify_full"] = r.cli(fac, "verify", "--full")  # also remembers a clean verify
+    m["floor"] = parse_floor(root)
+    aid = oldest_artifact(root)
+    r.cli(fac, "log", aid)
+    # Fast ones in interleaved rounds, so load changes on the machine hit each alike.
+    rounds: dict[str, list[float]] = {k: [] for k in (
+        "git_status", "warm_status", "gptodo", "git_log", "log", "warm_metrics")}
+    for _ in range(reps):
+        rounds["git_status"].append(r.cli("git", "status"))
+        rounds["warm_status"].append(r.cli(fac, "status"))
+        rounds["gptodo"].append(r.cli(gptodo, "list"))
+        rounds["git_log"].append(r.cli("git", "log"))
+        rounds["log"].append(r.cli(fac, "log", aid))
+        rounds["warm_metrics"].append(r.cli(fac, "metrics"))
+    m.update({k: statistics.median(v) for k, v in rounds.items()})
+    # One write, then status: what the write invalidated, and what it added to the store.
+    after, written, write_s = [], [], []
+    for i in range(reps):
+        write_s.append(r.cli(fac, "intake", f"bench write {i}", "--demand", "bench",
+                             "--consumer", "bench", "--accept", "it is measured"))
+        written.append(new_object_bytes(root))
+        after.append(r.cli(fac, "status"))
+    m["after_write"], m["intake_cli"] = statistics.median(after), statistics.median(write_s)
+    m["commit_bytes"] = statistics.median(written)
+    # verify after 100 new events since the last clean one (each rep adds 100 more).
+    r.cli(fac, "verify")
+    incr = []
+    for i in range(max(1, reps // 2)):
+        hundred_events(root, f"{kind}-{i}")
+        incr.append(r.cli(fac, "verify"))
+    m["verify_incr"] = statistics.median(incr)
+    m["peak_mb"] = max(r.peak_kb.values()) / 1024
+    m["peak_cmd"] = max(r.peak_kb, key=lambda k: r.peak_kb[k])
+    return m
+
+
+ROWS = [
+    ("commits", "commits in history"),
+    ("files", "record files"),
+    ("build_s", "build (setup, not a target)"),
+    ("git_status", "`git status` (floor)"),
+    ("first_status", "`status`, first run (cold cache)"),
+    ("warm_status", "`status`, warm"),
+    ("after_write", "`status` right after one intake"),
+    ("gptodo", "`gptodo list`, as many task files (by count: 275 B/task vs ~9 records + briefs)"),
+    ("intake_cli", "one `intake` (a write, CLI)"),
+    ("commit_bytes", "bytes of new objects of that commit"),
+    ("floor", "libyaml parse of every record file (floor)"),
+    ("verify_full", "`verify --full`"),
+    ("verify_incr", "`verify` after 100 new events"),
+    ("git_log", "`git log` of the whole history"),
+    ("log", "`log ARTIFACT` (the oldest)"),
+    ("first_metrics", "`metrics`, first run"),
+    ("warm_metrics", "`metrics`, warm"),
+    ("peak_mb", "peak memory of any command"),
+]
+TIMED = {"git_status", "first_status", "warm_status", "after_write", "gptodo", "intake_cli",
+         "floor", "verify_full", "verify_incr", "git_log", "log", "first_metrics",
+         "warm_metrics", "build_s"}
+
+
+def fmt(key: str, v: Any) -> str:
+    if key in ("commits", "files"):
+        return f"{int(v):,}"
+    if key == "commit_bytes":
+        return f"{v / 1024:,.1f} KB"
+    if key == "peak_mb":
+        return f"{v:.0f} MB"
+    return f"{v:.2f} s" if v >= 1 else f"{v * 1000:.0f} ms"
+
+
+Goal = tuple[str, Callable[[dict[str, Any]], float], float, str]
+GOALS: list[Goal] = [
+    ("warm `status` <= 1.5x `git status`", lambda m: m["warm_status"] / m["git_status"], 1.5,
+     "x"),
+    ("warm `status` >= 20x faster than `gptodo list`",
+     lambda m: m["gptodo"] / m["warm_status"], -20, "x"),
+    ("`status` after one write <= 1.3x warm `status`",
+     lambda m: m["after_write"] / m["warm_status"], 1.3, "x"),
+    ("`verify` after 100 new events <= 1 s", lambda m: m["verify_incr"], 1.0, "s"),
+    ("`verify --full` <= 2x the libyaml parse floor", lambda m: m["verify_full"] / m["floor"],
+     2.0, "x"),
+    ("`log ARTIFACT` <= 1.5x `git log` of everything", lambda m: m["log"] / m["git_log"], 1.5,
+     "x"),
+    ("warm `metrics` <= 2x warm `status`", lambda m: m["warm_metrics"] / m["warm_status"], 2.0,
+     "x"),
+    ("peak memory of every command <= 300 MB", lambda m: m["peak_mb"], 300, "MB"),
+]
+GROWTH = ["warm_status", "after_write", "verify_full", "verify_incr", "log", "warm_metrics",
+          "commit_bytes", "peak_mb"]
+PER_WRITE = {"after_write", "verify_incr", "commit_bytes"}  # these should stay flat
+
+
+def report(results: dict[int, dict[str, dict[str, Any]]], argv: list[str], load: str) -> str:
+    sizes = sorted(results)
+    big = sizes[-1]
+    head = "| measurement | " + " | ".join(f"{n:,} {k}" for n in sizes for k in KINDS) + " |"
+    lines = [head, "|---" * (1 + 2 * len(sizes)) + "|"]
+    for key, label in ROWS:
+        cells = [fmt(key, results[n][k][key]) for n in sizes for k in KINDS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"| goal (issue 16), at {big:,} artifacts | synthetic | realistic | met "
+              "(realistic) |", "|---|---|---|---|"]
+    for name, value, limit, unit in GOALS:
+        got = {k: value(results[big][k]) for k in KINDS}
+        ok = got["realistic"] >= -limit if limit < 0 else got["realistic"] <= limit
+        shown = {k: (f"{v:.0f} MB" if unit == "MB" else f"{v:.2f} {unit}" if unit == "s"
+                     else f"{v:.2f}x") for k, v in got.items()}
+        lines.append(f"| {name} | {shown['synthetic']} | {shown['realistic']} | "
+                     f"{'yes' if ok else 'NO'} |")
+    if len(sizes) > 1:
+        small = sizes[0]
+        scale = big / small
+        lines += ["", f"| growth from {small:,} to {big:,} artifacts ({scale:.0f}x) | synthetic "
+                  "| realistic | met (realistic) |", "|---|---|---|---|"]
+        for key in GROWTH:
+            label = dict(ROWS)[key]
+            g = {k: results[big][k][key] / results[small][k][key] for k in KINDS}
+            flat = key in PER_WRITE
+            ok = g["realistic"] <= (1.5 if flat else scale)
+            bound = "flat (<= 1.5x)" if flat else f"<= {scale:.0f}x"
+            lines.append(f"| {label}: {bound} | {g['synthetic']:.2f}x | {g['realistic']:.2f}x | "
+                         f"{'yes' if ok else 'NO'} |")
+    peaks = ", ".join(f"{n:,} {k}: {results[n][k]['peak_cmd']}" for n in sizes for k in KINDS)
+    git_version = run_out(Path.cwd(), "git", "--version").strip()
+    lines += [
+        "",
+        f"Command: `python bench/bench_brains.py {' '.join(argv)}`".replace("  ", " "),
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {git_version}, PyYAML {yaml.__version__}; load average "
+        f"{load}. Medians; CLI timings include Python start-up. The largest process per "
+        f"brain: {peaks}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000", help="artifact counts, comma-separated")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of each measurement")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="which brains, comma-separated (the goal tables need both)")
+    ap.add_argument("--out", type=Path, help="also write the tables to this file")
+    ap.add_argument("--workdir", type=Path, help="build the repos here (kept) instead of a temp dir")
+    args = ap.parse_args()
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    tmp = Path(tempfile.mkdtemp(prefix="factory-brains-")) if args.workdir is None \
+        else args.workdir
+    tmp.mkdir(parents=True, exist_ok=True)
+    isolate_env(tmp)
+    # No gptme conversations of this machine's other work: running cells' logs are looked
+    # for under HOME/XDG_DATA_HOME, which a shared machine fills with other helpers' runs.
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    os.environ.update({"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
+                       "XDG_CONFIG_HOME": str(home / ".config"),
+                       "XDG_STATE_HOME": str(home / ".local" / "state")})
+    os.environ.pop("GPTME_LOGS_HOME", None)
+    load_before = os.getloadavg()
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    try:
+        for n in sizes:
+            results[n] = {}
+            for kind in [k for k in KINDS if k in args.kinds.split(",")]:
+                root = tmp / f"{kind}-{n}"
+                if root.exists():
+                    shutil.rmtree(root)
+                print(f"[{n:,} {kind}] building {root} ...", file=sys.stderr, flush=True)
+                info = build(kind, root, n)
+                print(f"[{n:,} {kind}] {info['files']:,} files, {info['commits']:,} commits in "
+                      f"{info['build_s']:.0f} s; measuring ...", file=sys.stderr, flush=True)
+                res: dict[str, Any] = {**measure(kind, root, args.reps), **info}
+                results[n][kind] = res
+                print(f"[{n:,} {kind}] " + ", ".join(f"{k} {fmt(k, res[k])}" for k, _ in ROWS),
+                      file=sys.stderr, flush=True)
+                if args.workdir is None:
+                    shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    load = f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
+    if any(len(r) < len(KINDS) for r in results.values()):  # one brain only: its figures
+        print(json.dumps(results, indent=1, default=str))
+        return
+    text = report(results, sys.argv[1:], load)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
