@@ -103,6 +103,38 @@ def test_full_line_scout_build_verify(sample: tuple[Ledger, str]) -> None:
     print(f"\nscout->build->verify: {elapsed:.1f} s for 3 cells and 3 gates")
 
 
+def test_the_bugfix_line_reproduces_then_fixes_with_scripted_cells(
+        ledger: Ledger, cell_env: Path) -> None:
+    from gptme_factory.demo.sample import DEMAND, REPRO_TEST_COMMAND, SAMPLE_DIR
+
+    scripted.prepare_sample(ledger)  # the sample project in the brain (its own intake aside)
+    ledger, _ = Ledger.init(ledger.repo.root, lines=["bugfix"])
+    aid = new_intake(ledger, **{**DEMAND, "title": "Compound timeouts raise ValueError"},
+                     line="bugfix").artifact
+    said: list[str] = []
+    stopped = run_scripted(ledger, aid, "bugfix", until="verify", on_event=said.append)
+    assert [s.kind for s in stopped] == ["done"], said
+    v = view(ledger, aid)
+    assert (v.state, v.stage.name if v.stage else None) == ("verified", "package")
+    assert [f.outcome for f in events(ledger, aid, "cell_finished")] == ["handoff"] * 4
+    [fixed] = events(ledger, aid, "contract_fixed")
+    assert [c.command for c in fixed.checks if c.criteria == [0]] == [REPRO_TEST_COMMAND]
+    scout_, repro, build, verify = events(ledger, aid, "gate_passed")
+    assert [g.stage for g in (scout_, repro, build, verify)] == [
+        "scout", "reproduce", "build", "verify"]
+    # the reproduction is a commit of the test alone; the fix is built on top of it
+    root = ledger.repo.root
+    assert git(root, "diff", "--name-only", f"{repro.commit}^", repro.commit).split() == [
+        f"{SAMPLE_DIR}/test_reported.py"]
+    assert git(root, "rev-parse", f"{build.commit}^").strip() == repro.commit
+    assert any("reproduces: " in n and "invalid literal for int()" in n for n in repro.notes)
+    rows = {r.command: r.verdict for r in verify.evidence.rows}
+    assert rows[REPRO_TEST_COMMAND] == "fail-to-pass"
+    assert verify.evidence.base_commit == repro.commit
+    no_cells_left(ledger)
+    clean(ledger)
+
+
 def test_builder_fails_tests_rework_then_pass(sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
     said: list[str] = []

@@ -48,7 +48,8 @@ def memo(aid: str) -> dict[str, object]:
         "kind": "scout_memo", "artifact": aid,
         "files": [{"path": "src/app.py", "why": "the timeout lives here"}],
         "constraints": ["no new dependencies"], "approach": "Raise the timeout.",
-        "verification_plan": [{"command": "pytest -q", "proves": "it passes"}],
+        "verification_plan": [{"command": "pytest -q", "proves": "it passes",
+                               "criteria": [0]}],
         "risks": ["none"], "criteria": [{"criterion": 0, "plan": "pytest -q"}],
     }
 

@@ -216,7 +216,12 @@ def test_advance_passes_and_fails_with_exit_10(repo: Path, ledger: Ledger) -> No
     cell = start(repo, aid)
     assert cli(repo, "submit", "--cell", cell, "-", input=json.dumps(memo(aid))).exit_code == 0
     result = cli(repo, "advance", aid)
-    assert (result.exit_code, result.stdout) == (0, f"{aid}: gate scout passed -> state designed\n")
+    assert result.exit_code == 0
+    shown = result.stdout.splitlines()
+    assert shown[0] == f"{aid}: gate scout passed -> state designed"
+    # the contract was tried at the base: the reproduction fails there, the old tests pass
+    assert re.fullmatch(r"  \$ .*parse_duration as p.*  exit 1  \d+\.\ds", shown[1])
+    assert re.fullmatch(r"  \$ cd sample && python3 -B -m unittest -q  exit 0  \d+\.\ds", shown[2])
     # a builder that claims success without committing anything: the patch gate fails
     started = json.loads(cli(repo, "start", aid, "--json").stdout)
     from gptme_factory.line.engine import StartedStage
@@ -248,10 +253,11 @@ def test_advance_shows_the_checks_the_factory_ran(repo: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == f"{aid}: gate verify FAILED -> state idea"
     assert re.fullmatch(r"  \$ echo checking; exit 3  exit 3  \d+\.\ds", lines[1])
-    assert lines[2] == "  - `echo checking; exit 3` failed"
+    assert lines[2].startswith("  - `echo checking; exit 3` failed at commit ")
     # the failure summary is the next verifier's retry note
     data = json.loads(cli(repo, "start", aid, "--json").stdout)
-    assert data["attempt"] == 2 and data["retry_note"].startswith("the check exits 3\n$ echo")
+    assert data["attempt"] == 2
+    assert data["retry_note"].startswith("the check exits 3\n`echo checking; exit 3` failed at ")
     assert "checking" in data["retry_note"]
     assert_clean(repo)
 

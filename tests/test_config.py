@@ -11,7 +11,14 @@ import yaml
 from click.testing import CliRunner
 
 from gptme_factory.cli import main
-from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, FIXED_SOURCE, write_sample_project
+from gptme_factory.demo.sample import (
+    CHECK_COMMAND,
+    DEMAND,
+    FIXED_SOURCE,
+    REPRO_COMMAND,
+    verification_plan,
+    write_sample_project,
+)
 from gptme_factory.errors import (
     ConfigError,
     HandoffRefused,
@@ -19,7 +26,13 @@ from gptme_factory.errors import (
     InvalidHandoff,
     InvalidRecord,
 )
-from gptme_factory.ledger.config import FactoryConfig, default_config, parse_config
+from gptme_factory.ledger.config import (
+    FactoryConfig,
+    LineConfig,
+    StageConfig,
+    default_config,
+    parse_config,
+)
 from gptme_factory.ledger.contracts import ScoutMemo
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.line import engine
@@ -85,7 +98,7 @@ def design_memo(aid: str, **extra: Any) -> dict[str, Any]:
         "kind": "design_memo", "artifact": aid, "risk_level": "low",
         "files": [{"path": "sample/durations.py", "why": "parse_duration lives here"}],
         "approach": "parse (number, unit) pairs with a regex and sum them",
-        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "verification_plan": verification_plan(),
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "existing tests"}],
         **extra,
@@ -136,7 +149,7 @@ def test_default_config_round_trips() -> None:
     cfg = default_config()
     assert parse_config(cfg.model_dump(mode="json"), "factory.yaml") == cfg
     assert [s.gate for s in cfg.line("default").stages] == [
-        "contract", "patch", "evidence", "package", "outcome"]
+        "plan", "patch", "evidence", "package", "outcome"]
 
 
 # -- a custom line with human approval -----------------------------------------------------------
@@ -191,7 +204,7 @@ def test_artifact_runs_through_a_custom_line_with_approval(custom: Ledger) -> No
     engine.submit(led, v.cell, rep)
     res = engine.advance(led, aid)
     assert res.passed, res.reasons
-    assert [c.command for c in res.outcome.checks] == [IMPORT_CHECK, CHECK_COMMAND]
+    assert [c.command for c in res.outcome.checks] == [IMPORT_CHECK, REPRO_COMMAND, CHECK_COMMAND]
     assert where(led, aid) == ("verified", None, "done")
     engine.close(led, aid, terminal="demand met")
     _, view = engine.load(led, aid)
@@ -284,8 +297,8 @@ def with_changes(path: str, value: Any) -> dict[str, Any]:
 STAGES = "lines.reviewed.stages"
 BAD_CONFIGS = [
     ("unknown-role", with_changes(f"{STAGES}.0.role", "wizard"),
-     f"{STAGES}.0.role: unknown role 'wizard' (analyst, builder, designer, packager, scout, "
-     "verifier)"),
+     f"{STAGES}.0.role: unknown role 'wizard' (analyst, builder, designer, packager, "
+     "reproducer, scout, verifier)"),
     ("unknown-role-contract", with_changes("roles.designer.contract", "nope"),
      "roles.designer.contract: unknown contract 'nope'"),
     ("unknown-stage-contract", with_changes(f"{STAGES}.0.contract", "nope"),
@@ -294,7 +307,7 @@ BAD_CONFIGS = [
      f"{STAGES}.1.name: duplicate stage 'design'"),
     ("bad-extends", with_changes("contracts.design_memo.extends", "memo"),
      "contracts.design_memo.extends: unknown contract 'memo' (scout_memo, builder_patch, "
-     "verifier_report, release_package, outcome_report)"),
+     "reproduction, verifier_report, release_package, outcome_report)"),
     ("extends-custom", with_changes("contracts.design_memo.extends", "design_memo"),
      "contracts.design_memo.extends: unknown contract 'design_memo'"),
     ("typo-stage-field", with_changes(f"{STAGES}.0.gaet", "patch"),
@@ -332,7 +345,7 @@ BAD_CONFIGS = [
      "is design_memo"),
     ("package-without-verify", with_changes(f"{STAGES}.2", {
         "name": "package", "role": "packager", "gate": "package", "produces": "published"}),
-     f"{STAGES}.2.gate: a package gate after a patch stage needs an evidence (verify) stage"),
+     f"{STAGES}.2.gate: a package gate after a build stage needs an evidence (verify) stage"),
     ("wrong-schema-version", with_changes("schema_version", 2), "schema_version: Input should be 1"),
 ]
 
@@ -379,3 +392,33 @@ def test_config_file_path_for_custom_roles(custom: Ledger, tmp_path: Path) -> No
     cfg = parse_config(data, "factory.yaml")
     assert cfg.role("builder").gptodo_type == "general"  # a custom role overrides a built-in
     assert cfg.role("scout").gptodo_type == "explore"
+
+
+def test_init_installs_the_builtin_bugfix_line(brain: Path) -> None:
+    ledger, changed = Ledger.init(brain, lines=["bugfix"])
+    assert changed == ["factory/.gitignore", "factory/factory.yaml"]
+    line = ledger.config.line("bugfix")
+    assert [(s.name, s.gate) for s in line.stages] == [
+        ("scout", "plan"), ("reproduce", "reproduce"), ("build", "fix"),
+        ("verify", "evidence"), ("package", "package"), ("measure", "outcome")]
+    assert line.evidence_mode() == "fail-to-pass"
+    assert ledger.config.line("default").evidence_mode() == "fail-to-pass"
+    assert Ledger.init(brain, lines=["bugfix"])[1] == []  # idempotent
+    with pytest.raises(ConfigError, match="unknown built-in line 'hotfix': the built-in lines "
+                                          "are default, bugfix"):
+        Ledger.init(brain, lines=["hotfix"])
+
+
+def test_init_adds_a_builtin_line_to_an_existing_config(ledger: Ledger) -> None:
+    assert "bugfix" not in ledger.config.lines
+    again, changed = Ledger.init(ledger.repo.root, lines=["bugfix"])
+    assert changed == ["factory/factory.yaml"]
+    assert set(again.config.lines) == {"default", "bugfix"}
+
+
+def test_a_line_without_a_build_needs_no_failing_check() -> None:
+    line = LineConfig(stages=[StageConfig(name="write", role="scout", gate="plan",
+                                          produces="designed")])
+    assert line.evidence_mode() == "pass-to-pass"
+    assert LineConfig(stages=line.stages, evidence="fail-to-pass").evidence_mode() == \
+        "fail-to-pass"

@@ -102,7 +102,7 @@ def test_schema_unknown_role_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["schema", "wizard", "--repo", str(tmp_path)])
     assert result.exit_code == 2
     assert "unknown role or contract 'wizard'" in result.stderr
-    assert "analyst, builder, packager, scout, verifier" in result.stderr
+    assert "analyst, builder, packager, reproducer, scout, verifier" in result.stderr
 
 
 # -- the YAML a handoff produces ------------------------------------------------------------
@@ -138,7 +138,8 @@ def memo(aid: str) -> dict[str, Any]:
         "constraints": ["keep the public signature"],
         "approach": "Parse (number, unit) pairs with a regex\nand sum them.",
         "verification_plan": [{"command": "cd sample && python -m pytest -q",
-                               "proves": "old and new behaviour"}],
+                               "proves": "old and new behaviour", "criteria": [0],
+                               "cwd": "."}],
         "risks": ["'5m: 30s' style input: colons must survive YAML"],
         "criteria": [{"criterion": 0, "plan": "new test_compound"}],
     }

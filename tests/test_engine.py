@@ -10,16 +10,16 @@ import pytest
 
 from gptme_factory.demo.sample import (
     BROKEN_SOURCE,
-    CHECK_COMMAND,
     DEMAND,
     FIXED_SOURCE,
     NEW_TEST,
     SAMPLE_DIR,
+    verification_plan,
     write_sample_project,
 )
 from gptme_factory.errors import HandoffRefused, IllegalTransition, InvalidRecord
 from gptme_factory.ledger.store import Ledger, short_id
-from gptme_factory.line import engine
+from gptme_factory.line import engine, transitions
 from gptme_factory.line.intake import intake as new_intake
 from gptme_factory.line.verify import verify_ledger
 from tests.conftest import git
@@ -35,12 +35,15 @@ def sample(ledger: Ledger) -> tuple[Ledger, str]:
     return ledger, intake.artifact
 
 
-def scout_memo(aid: str, command: str = CHECK_COMMAND) -> dict[str, Any]:
+def scout_memo(aid: str, command: str | None = None) -> dict[str, Any]:
+    """The sample's memo: its discriminating plan, or one `command` covering criterion 0."""
+    plan = (verification_plan() if command is None else
+            [{"command": command, "proves": "old and new behaviour", "criteria": [0]}])
     return {
         "kind": "scout_memo", "artifact": aid,
         "files": [{"path": f"{SAMPLE_DIR}/durations.py", "why": "parse_duration lives here"}],
         "approach": "parse (number, unit) pairs with a regex and sum them",
-        "verification_plan": [{"command": command, "proves": "old and new behaviour"}],
+        "verification_plan": plan,
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "existing tests"}],
     }
@@ -73,11 +76,13 @@ def build(ledger: Ledger, started: engine.StartedStage, source: str, *, add_test
 
 
 def report(aid: str, commit: str, exit_code: int, verdict: str,
-           command: str = CHECK_COMMAND) -> dict[str, Any]:
+           command: str | None = None) -> dict[str, Any]:
+    """A report of the sample's plan (or of one `command`), every check with `exit_code`."""
+    commands = [c["command"] for c in verification_plan()] if command is None else [command]
     crit = "pass" if verdict == "pass" else "fail"
     return {
         "kind": "verifier_report", "artifact": aid, "commit": commit,
-        "checks": [{"command": command, "exit_code": exit_code}],
+        "checks": [{"command": c, "exit_code": exit_code} for c in commands],
         "verdict": verdict, "failure_summary": "" if verdict == "pass" else "test_compound fails",
         "criteria": [{"criterion": 0, "verdict": crit, "evidence": "test_compound"},
                      {"criterion": 1, "verdict": "pass", "evidence": "old tests"}],
@@ -226,21 +231,25 @@ def test_verifier_claiming_pass_over_failing_tests_is_rejected(sample: tuple[Led
     assert any("claims" in r and "observed" in r for r in res.reasons)
 
 
-def test_timed_out_check_is_a_failure(ledger: Ledger, sample: tuple[Ledger, str]) -> None:
+def test_a_check_slower_than_its_limit_is_refused_with_the_limit(
+        ledger: Ledger, sample: tuple[Ledger, str]) -> None:
     ledger, aid = sample
-    s = engine.start_stage(ledger, aid)
-    engine.submit(ledger, s.cell, scout_memo(aid, command="sleep 30"))
-    engine.advance(ledger, aid)
-    head = built_head(ledger, aid, FIXED_SOURCE)
-    cfg = ledger.config
-    stage = cfg.stage("default", "verify")
+    stage = ledger.config.stage("default", "verify")
     object.__setattr__(stage, "check_timeout_s", 1.0)
-    v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, report(aid, head, 0, "pass", command="sleep 30"))
+    s = engine.start_stage(ledger, aid)
+    memo = scout_memo(aid)
+    memo["verification_plan"].append({"command": "sleep 30", "proves": "slow", "criteria": [1]})
+    engine.submit(ledger, s.cell, memo)
     res = engine.advance(ledger, aid)
-    assert not res.passed
-    check = res.outcome.checks[0]
-    assert check.timed_out and check.exit_code is None and check.duration_s < 10
+    assert not res.passed and res.outcome is not None
+    [reason] = res.reasons
+    assert reason.startswith("`sleep 30` did not finish within its time limit of 1 s at base ")
+    assert "raise lines.default.stages.2.check_timeout_s (stage verify)" in reason
+    slow = next(c for c in res.outcome.checks if c.command == "sleep 30")
+    assert slow.timed_out and slow.exit_code is None and slow.duration_s < 10
+    assert res.outcome.evidence is not None
+    assert [r.verdict for r in res.outcome.evidence.rows] == ["fails", "passes", "timed-out"]
+    assert transitions.load(ledger, aid)[1].contract is None  # nothing was fixed
     clean(ledger)
 
 

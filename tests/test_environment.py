@@ -31,20 +31,38 @@ PROBE = "factory-probe-tool"
 cell_env = cells_helpers.cell_env
 
 
-def built(ledger: Ledger, check: str) -> tuple[str, str]:
-    """The sample artifact, built, waiting for its verify stage; its plan runs `check`."""
-    aid = sample_artifact(ledger)
-    s = engine.start_stage(ledger, aid)
-    memo = scout_memo(aid)
-    memo["verification_plan"] = [{"command": check, "proves": "the probe passes"}]
-    engine.submit(ledger, s.cell, memo)
-    assert engine.advance(ledger, aid).passed
-    b = engine.start_stage(ledger, aid)
-    from gptme_factory.demo.sample import FIXED_SOURCE
+def _with_probe(ledger: Ledger) -> Path:
+    """A directory holding a working PROBE, to put on PATH while the machine still has it."""
+    bindir = ledger.repo.root.parent / "probe-bin"
+    bindir.mkdir(exist_ok=True)
+    tool = bindir / PROBE
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    return bindir
 
-    engine.submit(ledger, b.cell, build(ledger, b, FIXED_SOURCE))
-    res = engine.advance(ledger, aid)
-    assert res.passed, res.reasons
+
+def built(ledger: Ledger, check: str) -> tuple[str, str]:
+    """The sample artifact, built, waiting for its verify stage; its contract also runs `check`
+    (tied to criterion 1). PROBE is on PATH while the contract is fixed and the patch built,
+    and gone afterwards: the machine lost it."""
+    aid = sample_artifact(ledger)
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = f"{_with_probe(ledger)}{os.pathsep}{old_path}"
+    try:
+        s = engine.start_stage(ledger, aid)
+        memo = scout_memo(aid)
+        memo["verification_plan"].append({"command": check, "proves": "the probe passes",
+                                          "criteria": [1]})
+        engine.submit(ledger, s.cell, memo)
+        assert engine.advance(ledger, aid).passed
+        b = engine.start_stage(ledger, aid)
+        from gptme_factory.demo.sample import FIXED_SOURCE
+
+        engine.submit(ledger, b.cell, build(ledger, b, FIXED_SOURCE))
+        res = engine.advance(ledger, aid)
+        assert res.passed, res.reasons
+    finally:
+        os.environ["PATH"] = old_path
     return aid, res.outcome.commit  # type: ignore[union-attr, return-value]
 
 
@@ -52,8 +70,8 @@ def to_verify(ledger: Ledger, check: str, code: int = 0) -> tuple[str, str]:
     """The sample artifact, built, with a verifier report submitted; its plan runs `check`."""
     aid, head = built(ledger, check)
     v = engine.start_stage(ledger, aid)
-    rep = report(aid, head, code, "pass" if code == 0 else "fail")
-    rep["checks"] = [{"command": check, "exit_code": code}]
+    rep = report(aid, head, 0, "pass" if code == 0 else "fail")
+    rep["checks"].append({"command": check, "exit_code": code})
     engine.submit(ledger, v.cell, rep)
     return aid, v.cell
 

@@ -51,7 +51,7 @@ def scout(ledger: Ledger, clock: Clock, aid: str, start: float, done: float) -> 
     engine.submit(ledger, s.cell, {
         "kind": "scout_memo", "artifact": aid, "files": [{"path": "app.txt", "why": "it"}],
         "approach": "write fixed", "criteria": [{"criterion": 0, "plan": "grep"}],
-        "verification_plan": [{"command": CHECK, "proves": "fixed"}]})
+        "verification_plan": [{"command": CHECK, "proves": "fixed", "criteria": [0]}]})
     clock.at(done)
     assert engine.advance(ledger, aid).passed
 

@@ -14,7 +14,7 @@ from gptme_factory.errors import IllegalTransition, UsageError
 from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.records import GatePassed, HandoffSubmitted
 from gptme_factory.ledger.store import Ledger
-from gptme_factory.line import engine
+from gptme_factory.line import engine, evidencetable
 from gptme_factory.line.verify import verify_ledger
 from gptme_factory.outcomes.ghcli import GhError
 from gptme_factory.outcomes.packaging import publish, render
@@ -99,7 +99,8 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         "## Compound durations\n\n`--timeout 2m30s` now works.\n\n"
         "- Change: feat; suggested version bump: **minor**\n"
         "- Demand: acme/deploy-bot#17; for deploy-bot maintainers, erik\n"
-        f"- Verified on commit `{head[:12]}`: `{g.checks[0].command}` exit 0\n"
+        f"- Verified on commit `{head[:12]}`: "
+        + ", ".join(f"`{c.command}` exit 0" for c in g.checks) + "\n"
         f"- Factory artifact: `{aid}`\n"
     )
     handoffs = [r for r in chain.events if isinstance(r.event, HandoffSubmitted)]
@@ -120,10 +121,22 @@ def test_pr_target_renders_files_opens_the_pr_and_records_published(
         f"`{base[:12]}...{head[:12]}`, files: `sample/durations.py`, `sample/test_durations.py`\n"
         f"- **Verifier evidence:** [`{Path(gate.path).name}`]({blob}/{gate.path}) — commit "
         f"`{head[:12]}`, tree `{g.tree[:12]}`, checks run by the factory:\n"  # type: ignore[union-attr,index]
-        f"  - `{g.checks[0].command}` → exit 0 ({g.checks[0].duration_s:.1f} s)\n"
+        + "".join(f"  - `{c.command}` → exit 0 ({c.duration_s:.1f} s)\n" for c in g.checks)
+        + "\n**Evidence** (every check run by the factory in clean checkouts, at the base and "
+        "at the verified commit):\n\n"
+        + "\n".join(evidencetable.markdown(g.evidence)) + "\n\n"  # type: ignore[union-attr,arg-type]
         "- **Criteria verdicts:** 0: pass, 1: pass\n"
         "- **Suggested version bump:** minor (feat)\n"
     )
+
+    # the evidence table: the reproduction fails at the base and passes at the head
+    table = evidencetable.markdown(g.evidence)  # type: ignore[union-attr,arg-type]
+    assert table[0].startswith("evidence: fail-to-pass; base `")
+    assert table[2] == "| check | criteria | base | head | duration | verdict |"
+    assert table[4].endswith(" | 0 | exit 1 / exit 1 | exit 0 / exit 0 | "
+                             f"{g.evidence.rows[0].head.duration_s:.1f} s | fail-to-pass |")  # type: ignore[union-attr]
+    assert table[5].endswith(" | 1 | exit 0 | exit 0 | "
+                             f"{g.evidence.rows[1].head.duration_s:.1f} s | pass-to-pass |")  # type: ignore[union-attr]
 
     # the package gate passes now, and only now
     res = engine.advance(ledger, aid)

@@ -74,6 +74,13 @@ def gate_passed(stage: str, n: int = 1, line: LineConfig = DEFAULT) -> Event:
     return ev("gate_passed", stage=stage, cell=cell(stage, n), gate="contract", state=produces)
 
 
+def contract_fixed(stage: str, n: int = 1) -> Event:
+    check = {"id": "plan-1", "command": "python3 -m unittest", "timeout_s": 60,
+             "source": "plan", "criteria": [0]}
+    return ev("contract_fixed", stage=stage, cell=cell(stage, n), evidence="fail-to-pass",
+              checks=[check])
+
+
 def gate_failed(stage: str, n: int = 1) -> Event:
     return ev("gate_failed", stage=stage, cell=cell(stage, n), gate="contract", reasons=["bad"],
               failure_summary="it broke")
@@ -143,6 +150,8 @@ LEGAL = [
     ("finish-old-cell-after-abandon", [*RUNNING, *ABANDONED], finished("scout"),
      ("abandoned", None, "running", None)),
     ("gate-passed", SUBMITTED, gate_passed("scout"), ("designed", "build", "pending", None)),
+    ("contract-fixed", SUBMITTED, contract_fixed("scout"),
+     ("idea", "scout", "submitted", cell("scout"))),
     ("gate-failed", SUBMITTED, gate_failed("scout"), ("idea", "scout", "pending", None)),
     ("rework", [*through("scout", "build"), started("verify"), submitted("verify"),
                 gate_failed("verify")],
@@ -319,6 +328,8 @@ ILLEGAL = [
     ("finish-twice", [*RUNNING, finished("scout")], finished("scout"),
      msg("idea", "scout", "pending", "cell_finished",
          f"cell {cell('scout')} is unknown or already finished")),
+    ("contract-fixed-not-submitted", RUNNING, contract_fixed("scout"),
+     msg("idea", "scout", "running", "contract_fixed", "the stage must be submitted")),
     ("gate-passed-not-submitted", RUNNING, gate_passed("scout"),
      msg("idea", "scout", "running", "gate_passed", "the stage must be submitted")),
     ("gate-passed-wrong-cell", SUBMITTED, gate_passed("scout", 2),
@@ -521,6 +532,10 @@ def draw_event(data: st.DataObject, view: ArtifactView) -> Event:
         produces = spec.produces if spec else "designed"
         f = {"stage": stage, "cell": a_cell(), "gate": "contract",
              "state": pick(data, [produces] * 4 + ["verified"])}
+    elif kind == "contract_fixed":
+        return contract_fixed(stage) if pick(data, [True, False]) else ev(
+            "contract_fixed", stage=stage, cell=a_cell(), evidence="pass-to-pass",
+            checks=[{"id": "line-1", "command": "true", "timeout_s": 1, "source": "line"}])
     elif kind == "gate_failed":
         f = {"stage": stage, "cell": a_cell(), "gate": "contract", "reasons": ["r"],
              "failure_summary": "s"}
@@ -597,6 +612,7 @@ def _any_event() -> st.SearchStrategy[Event]:
         st.builds(lambda s, c, p: ev("gate_passed", stage=s, cell=c, gate="g", state=p), stages,
                   cells, st.sampled_from(["designed", "patched", "verified", "published",
                                           "measured"])),
+        st.builds(lambda s, n: contract_fixed(s, n), stages, st.integers(0, 3)),
         st.builds(lambda s, c: ev("gate_failed", stage=s, cell=c, gate="g", reasons=["r"],
                                   failure_summary="f"), stages, cells),
         st.builds(lambda a, b: ev("rework", from_stage=a, to_stage=b, retry_note="r"), stages,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gptme_factory.cells import worktrees
-from gptme_factory.demo.sample import BROKEN_SOURCE, CHECK_COMMAND, DEMAND, FIXED_SOURCE
+from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, FIXED_SOURCE
 from gptme_factory.errors import UsageError
 from gptme_factory.ledger.gitstore import GitRepo
 from gptme_factory.ledger.records import GatePassed, StageStarted, TargetRef
@@ -119,7 +119,8 @@ def test_the_line_works_in_the_target_and_touches_neither_brain_nor_clone(
     assert f"head={head}" in probe.output_tail  # a checkout of exactly the built commit
     assert f"env={env_dir}/" in probe.output_tail  # in the target's own environment
     assert f"cwd={clone / '.git' / 'factory-worktrees'}/verify-" in probe.output_tail
-    assert any("made now by 1 set-up command" in n for n in gate.notes)
+    # made when the contract was tried at the base (the scout's gate), reused since
+    assert any("in the target's environment" in n for n in gate.notes)
     # nothing of the user's changed; every factory worktree is gone again
     assert snapshot(brain, head=False) == brain_before and snapshot(clone) == clone_before
     # the brain moved by ledger commits only: each has its trailers and touches factory/ only
@@ -213,6 +214,7 @@ def test_a_setup_that_cannot_run_is_an_environment_failure(
         on_target: tuple[Ledger, str, Path, Path]) -> None:
     ledger, aid, _, _ = on_target
     head = through_build(ledger, aid, FIXED_SOURCE)
+    made = set((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready"))
     config = ledger.dir / "factory.yaml"
     good = config.read_text()
     config.write_text(good.replace(VENV, "no-such-installer --all"))
@@ -232,7 +234,7 @@ def test_a_setup_that_cannot_run_is_an_environment_failure(
     _, view = engine.load(ledger, aid)
     assert (view.state, view.status, view.blocked_by) == ("patched", "blocked", "environment_gate")
     assert view.attempts == {"scout": 1, "build": 1, "verify": 1}
-    assert not list((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready"))
+    assert set((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready")) == made
     # a set-up that runs and fails is one too, with the target's fix
     config.write_text(good.replace(VENV, "echo broken index; exit 3"))
     ledger = Ledger.open(ledger.repo.root)
@@ -246,21 +248,22 @@ def test_a_setup_that_cannot_run_is_an_environment_failure(
     again = engine.advance(ledger, aid)
     assert again.passed, again.reasons
     assert engine.load(ledger, aid)[1].state == "verified"
-    assert len(list((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready"))) == 1
+    assert set((ledger.runtime_dir / "envs" / "deploy-bot").glob("*.ready")) == made
     assert [str(p) for p in verify_ledger(ledger)] == []
 
 
-def test_a_check_that_cannot_run_is_not_a_failed_build(ledger: Ledger, tmp_path: Path) -> None:
+def test_a_check_that_cannot_run_is_not_a_failed_plan(ledger: Ledger, tmp_path: Path) -> None:
     clone, _ = project(tmp_path)
     register(ledger, "deploy-bot", clone, checks=["no-such-test-runner -q"])
     ledger = Ledger.open(ledger.repo.root)
     aid = new_intake(ledger, **DEMAND, target="deploy-bot").artifact
-    head = through_build(ledger, aid, BROKEN_SOURCE)
-    res = verify_stage(ledger, aid, head)
+    s = engine.start_stage(ledger, aid)
+    engine.submit(ledger, s.cell, scout_memo(aid))
+    res = engine.advance(ledger, aid)  # the contract is tried at the base: it cannot run
     assert res.outcome is not None and res.outcome.environment is not None
     assert res.outcome.environment.kind == "command_not_found"
     assert res.outcome.environment_command == "no-such-test-runner -q"
-    assert res.outcome.rework_to is None and res.state == "patched"
+    assert res.outcome.rework_to is None and res.state == "idea"
     assert res.reasons[0].startswith("`no-such-test-runner -q` could not run: ")
     assert events(ledger, aid, "rework") == []
 
@@ -498,9 +501,9 @@ def test_preflight_reads_a_targets_checks_unless_its_environment_decides(
     ledger = Ledger.open(ledger.repo.root)
     for name, expect in (("bare-env", ["no-such-runner-xyz"]), ("own-env", [])):
         aid = new_intake(ledger, **DEMAND, target=name).artifact
-        through_build(ledger, aid, FIXED_SOURCE)
         _, view = engine.load(ledger, aid)
-        assert view.stage is not None and view.stage.gate == "evidence"
+        # the scout's gate runs the target's checks at the base: caught before the scout runs
+        assert view.stage is not None and view.stage.gate == "plan"
         found = command_problems(ledger, view, view.stage)
         assert [p.cause.split()[0] for p in found] == expect, found
 

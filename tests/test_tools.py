@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, SAMPLE_DIR, write_sample_project
+from gptme_factory.demo.sample import (
+    DEMAND,
+    SAMPLE_DIR,
+    verification_plan,
+    write_sample_project,
+)
 from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger, short_id
 from gptme_factory.line.verify import verify_ledger
@@ -44,7 +49,7 @@ def scout_memo(aid: str) -> dict[str, Any]:
         "kind": "scout_memo", "artifact": aid,
         "files": [{"path": f"{SAMPLE_DIR}/durations.py", "why": "parse_duration lives here"}],
         "approach": "parse (number, unit) pairs with a regex and sum them",
-        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "verification_plan": verification_plan(),
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "existing tests"}],
     }
@@ -278,7 +283,7 @@ print(factory_advance(aid))
     ledger = Ledger.open(repo)
     [aid] = ledger.artifact_ids()
     kinds = [e.event.kind for e in ledger.read(aid).events]
-    assert kinds == ["stage_started", "handoff_submitted", "gate_passed"]
+    assert kinds == ["stage_started", "handoff_submitted", "contract_fixed", "gate_passed"]
     assert verify_ledger(ledger) == []
     subjects = git(repo, "log", "--format=%s", "-5").splitlines()
     sid = short_id(aid)

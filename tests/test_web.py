@@ -137,7 +137,7 @@ def test_artifact_page_links_every_event_to_its_commit(made: dict[str, Any]) -> 
     assert all(e["commit"]["id"] == log[str(e["seq"])] for e in page["timeline"])
     assert page["timeline"][-1]["what"] == "closed: done"
     kinds = [g["gate"] for g in page["evidence"]]
-    assert kinds == ["contract", "patch", "evidence", "package", "outcome"]
+    assert kinds == ["plan", "patch", "evidence", "package", "outcome"]
     evidence = page["evidence"][2]
     assert evidence["passed"] and evidence["checks"][0]["exit_code"] == 0
     assert evidence["commit"] and evidence["tree"]

@@ -26,8 +26,20 @@ ROLE_RULES: dict[str, list[str]] = {
         "Read the code; change nothing. Your working directory is a throw-away checkout.",
         "Name the files that matter and why, the constraints, a concrete approach and the risks.",
         "Plan verification as shell commands run from the repository root whose exit code "
-        "decides: the factory runs exactly these commands at the verify gate.",
+        "decides, each with the acceptance criteria it shows (`criteria`, 0-based): your "
+        "gate runs them at the base now and fixes them as the contract; later gates run "
+        "exactly it, and the builder cannot change it.",
+        "At least one check tied to a criterion must fail at the base today and pass once the "
+        "work is done (a reproduction of the bug, the feature's new test): a plan whose "
+        "checks cannot fail (`true`, `test -f` of an existing file) is refused.",
         "Map every acceptance criterion (by 0-based index) to how it will be met and shown.",
+    ],
+    "reproducer": [
+        "Commit a test that reproduces the reported bug, and no fix: the factory runs the "
+        "contract's checks at your commit and needs the ones you name to fail there, twice, "
+        "printing the `failure` line you give (the error the issue describes).",
+        "Commit your work (`git add <the files you changed>` then `git commit`); report `head`, "
+        "`base` = the base commit below, and exactly the files changed between them.",
     ],
     "builder": [
         "Make the change on your branch in your working directory, with tests.",
@@ -40,9 +52,10 @@ ROLE_RULES: dict[str, list[str]] = {
     ],
     "verifier": [
         "Your working directory is a checkout of exactly the commit to verify; change nothing.",
-        "Run every planned check (and any you add) from the repository root and report each "
-        "command exactly as run with its real exit code: the factory reruns them and rejects "
-        "a report that disagrees with what it observes.",
+        "Run every check of the contract (and any you add) from the repository root and "
+        "report each command exactly as run with its real exit code: the factory reruns them "
+        "at the base and at this commit, and rejects a report that drops or changes a "
+        "contract check or disagrees with what it observes.",
         "verdict is pass only if every check passed; on fail give the shortest failure summary "
         "the builder can act on.",
     ],

@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from ..errors import FactoryError
+from ..ledger.config import COMMIT_GATES
 from ..ledger.gitstore import GitRepo
 from ..ledger.records import parse_cell_id
 from ..ledger.store import Ledger
@@ -66,7 +67,7 @@ def _kept_builds(ledger: Ledger) -> dict[str, set[str]]:
         if view.is_final:
             continue
         kept[aid] = {g.cell for st, g in view.gates.items()
-                     if any(s.name == st and s.gate == "patch" for s in view.line.stages)}
+                     if any(s.name == st and s.gate in COMMIT_GATES for s in view.line.stages)}
         if view.cell:
             kept[aid].add(view.cell)
     return kept

@@ -45,10 +45,17 @@ def model_problem(ledger: Ledger, model: str | None, backend: str = "gptodo",
     return preflight_model(model, os.environ, workspace=ledger.repo.root)
 
 
+CHECKING_GATES = ("plan", "reproduce", "fix", "evidence")
+
+
 def command_problems(ledger: Ledger, view: ArtifactView,
                      stage: StageConfig) -> list[EnvironmentFailure]:
-    """The planned checks of an evidence stage that could not run here."""
-    if stage.gate != "evidence":
+    """The contract checks a checking stage's gate will run that could not run here.
+
+    A plan gate runs the line's and the target's checks at the base; later gates the whole
+    contract.
+    """
+    if stage.gate not in CHECKING_GATES:
         return []
     target = of_intake(ledger, view.intake)
     if target.config is not None and target.config.setup:

@@ -39,12 +39,11 @@ class Workdir:
 
 
 def built_commit(view: ArtifactView) -> str | None:
-    """The commit the artifact's passed patch gate accepted, if any."""
-    for st in view.line.stages[: view.stage_index]:
-        gate = view.gates.get(st.name)
-        if st.gate == "patch" and gate is not None and gate.commit:
-            return gate.commit
-    return None
+    """The latest commit a passed gate accepted on the artifact's branch, if any.
+
+    The build's, else the reproduction's.
+    """
+    return view.branch_commit()
 
 
 def prepare(repo: GitRepo, view: ArtifactView, cell: str, read_only: bool,

@@ -12,9 +12,13 @@ from ._common import echo_json, json_option, repo_option
               help="Also update installed skill/lesson files you have not changed.")
 @click.option("--no-wire", is_flag=True,
               help="Only create the ledger; leave gptme.toml, skills and lessons alone.")
+@click.option("--line", "lines", multiple=True, metavar="NAME",
+              help="Also install a built-in line (bugfix: issue -> reproduce -> fix -> PR); "
+                   "added to an existing factory.yaml that lacks it. Repeatable.")
 @repo_option
 @json_option
-def command(upgrade: bool, no_wire: bool, repo: str, as_json: bool) -> None:
+def command(upgrade: bool, no_wire: bool, lines: tuple[str, ...], repo: str,
+            as_json: bool) -> None:
     """Create the factory ledger (factory/) in a git repo, wire gptme, commit. Idempotent.
 
     Wiring merges `[env] TOOL_MODULES` into gptme.toml (keeping your keys and comments) and
@@ -23,7 +27,7 @@ def command(upgrade: bool, no_wire: bool, repo: str, as_json: bool) -> None:
     """
     from ..ledger.store import Ledger
 
-    ledger, changed = Ledger.init(repo)
+    ledger, changed = Ledger.init(repo, lines=lines)
     report = None
     if not no_wire:
         from ..plugin.wiring import wire

@@ -96,6 +96,43 @@ DEMAND: dict[str, Any] = {
 }
 
 CHECK_COMMAND = f"cd {SAMPLE_DIR} && python3 -B -m unittest -q"
+# Fails at the base for the demand's own reason (parse_duration('2m30s') raises), and
+# passes once compound durations parse: the check that tells a patch from its base.
+REPRO_COMMAND = (f"cd {SAMPLE_DIR} && python3 -B -c 'from durations import parse_duration as p; "
+                 "assert p(\"2m30s\") == 150 and p(\"1h2m3s\") == 3723'")
+
+
+# The bugfix line's reproduction: a committed test of the reported input, and no fix.
+REPRO_TEST_FILE = "test_reported.py"
+REPRO_TEST = """import unittest
+
+from durations import parse_duration
+
+
+class Reported(unittest.TestCase):
+    def test_compound_timeout(self):
+        self.assertEqual(parse_duration("2m30s"), 150)
+
+
+if __name__ == "__main__":
+    unittest.main()
+"""
+REPRO_TEST_COMMAND = f"cd {SAMPLE_DIR} && python3 -B -m unittest -q test_reported"
+REPRO_FAILURE = "ValueError: invalid literal for int() with base 10: '2m30'"
+
+
+def bugfix_plan() -> list[dict[str, Any]]:
+    """The bugfix line's plan: the reproduction the reproducer will commit, the old tests."""
+    return [{"command": REPRO_TEST_COMMAND, "proves": "the reported timeout parses",
+             "criteria": [0]},
+            {"command": CHECK_COMMAND, "proves": "the old tests pass", "criteria": [1]}]
+
+
+def verification_plan() -> list[dict[str, Any]]:
+    """The sample's discriminating plan: the demand's reproduction, then the old tests."""
+    return [{"command": REPRO_COMMAND, "proves": "compound durations parse", "criteria": [0]},
+            {"command": CHECK_COMMAND, "proves": "the old and the new tests pass",
+             "criteria": [1]}]
 
 
 def write_sample_project(root: Path) -> list[str]:

@@ -14,8 +14,9 @@ the run ends after one step when `GPTME_MAX_STEPS=1` is in the cell's environmen
 `TMUX_TMPDIR`). Without it the factory stops the cell a grace period after its handoff.
 
 `plan(name)` gives the per-role scripts for the sample project (`sample.py`): `sample` (every
-stage passes) and `sample-rework` (the first build is wrong, the verifier's failure sends it
-back, the second build is right).
+stage passes), `sample-rework` (the first build is wrong, the verifier's failure sends it
+back, the second build is right) and `bugfix` (the bugfix line: the reproducer commits a
+failing test of the reported input, the builder fixes it on top).
 """
 
 from __future__ import annotations
@@ -36,7 +37,20 @@ from ..cells.brief import BriefContext
 from ..cells.spawn import SpawnOptions
 from ..ledger import yamlio
 from ..ledger.store import Ledger
-from .sample import BROKEN_SOURCE, CHECK_COMMAND, DEMAND, FIXED_SOURCE, NEW_TEST, SAMPLE_DIR
+from .sample import (
+    BROKEN_SOURCE,
+    CHECK_COMMAND,
+    DEMAND,
+    FIXED_SOURCE,
+    NEW_TEST,
+    REPRO_FAILURE,
+    REPRO_TEST,
+    REPRO_TEST_COMMAND,
+    REPRO_TEST_FILE,
+    SAMPLE_DIR,
+    bugfix_plan,
+    verification_plan,
+)
 
 if TYPE_CHECKING:
     from ..cells.foreman import Stopped
@@ -121,20 +135,41 @@ def scout_memo(ctx: BriefContext) -> dict[str, Any]:
                   {"path": f"{SAMPLE_DIR}/test_durations.py", "why": "its tests"}],
         "constraints": ["keep accepting single units such as 90s and 5m"],
         "approach": "parse (number, unit) pairs with a regex, reject leftovers, sum them",
-        "verification_plan": [{"command": CHECK_COMMAND, "proves": "old and new behaviour"}],
+        "verification_plan": verification_plan(),
         "risks": ["inputs such as '2m30' must still be rejected"],
         "criteria": [{"criterion": 0, "plan": "new test_compound"},
                      {"criterion": 1, "plan": "the existing tests keep passing"}],
     }
 
 
-def scout(ctx: BriefContext) -> str:
+def scout(ctx: BriefContext, memo: dict[str, Any] | None = None) -> str:
     """Scripted scout: look at the code, report, submit the memo."""
     return "\n".join([
         progress(ctx, "reading sample/durations.py"),
         f"grep -n 'def parse_duration' {SAMPLE_DIR}/durations.py",
         progress(ctx, "plan ready: regex over (number, unit) pairs; verify with unittest"),
-        submit(ctx, scout_memo(ctx)),
+        submit(ctx, memo or scout_memo(ctx)),
+    ])
+
+
+def reproducer(ctx: BriefContext) -> str:
+    """Scripted reproducer: commit a test of the reported input (no fix), submit it."""
+    path = f"{SAMPLE_DIR}/{REPRO_TEST_FILE}"
+    handoff = {
+        "kind": "reproduction", "artifact": ctx.artifact, "status": "success",
+        "branch": ctx.branch, "base": ctx.base_commit, "head": "@HEAD@",
+        "summary": "parse_duration('2m30s') as the issue reports it; it raises ValueError",
+        "files_changed": [path], "tests_added": [f"{REPRO_TEST_FILE}::test_compound_timeout"],
+        "checks": [REPRO_TEST_COMMAND], "failure": REPRO_FAILURE,
+    }
+    return "\n".join([
+        progress(ctx, "writing the reproduction"),
+        write_file(path, REPRO_TEST),
+        f"git add {path}",
+        "git -c user.name='factory cell' -c user.email=cell@factory.invalid "
+        "commit -q -m 'test: reproduce the compound timeout bug'",
+        progress(ctx, "committed the reproduction"),
+        submit(ctx, handoff, subst={"@HEAD@": "$(git rev-parse HEAD)"}),
     ])
 
 
@@ -238,9 +273,25 @@ class SamplePlan:
         return as_prompt(ctx, actions)
 
 
+@dataclass(frozen=True)
+class BugfixPlan:
+    """Per-role scripts for the sample's demand on the bugfix line: reproduce, then fix."""
+
+    def __call__(self, ctx: BriefContext) -> str:
+        """The prompt addition for the cell described by `ctx`."""
+        if ctx.role == "scout":
+            actions = scout(ctx, {**scout_memo(ctx), "verification_plan": bugfix_plan()})
+        elif ctx.role == "reproducer":
+            actions = reproducer(ctx)
+        else:
+            return SamplePlan(0)(ctx)
+        return as_prompt(ctx, actions)
+
+
 PLANS: dict[str, Callable[[BriefContext], str]] = {
     "sample": SamplePlan(0),
     "sample-rework": SamplePlan(1),
+    "bugfix": BugfixPlan(),
 }
 
 

@@ -14,16 +14,22 @@ built-in target `brain`, used when neither the intake, its line nor `default_tar
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from ..errors import ConfigError
 from .contracts import BUILTIN_CONTRACTS, FIELD_TYPE_NAMES, Contract, build_contract
-from .records import Budget, Name, Record, ShortText, format_validation_error
+from .records import Budget, EvidenceMode, Name, Record, ShortText, format_validation_error
 from .syncconfig import SyncConfig
 
-GateKind = Literal["contract", "patch", "evidence", "package", "outcome"]
+GateKind = Literal["contract", "plan", "reproduce", "patch", "fix", "evidence", "package",
+                   "outcome"]
+# Gates whose handoff names a commit on the artifact's branch, in the target.
+COMMIT_GATES = ("reproduce", "patch", "fix")
+# Gates that accept a build: the change itself (a patch, or a fix on top of a reproduction).
+BUILD_GATES = ("patch", "fix")
 GptodoType = Literal["general", "explore", "plan", "execute"]
 
 # States an artifact can be in. Stages produce one of the "progress" states when they pass.
@@ -50,6 +56,12 @@ BUILTIN_ROLES: dict[str, RoleConfig] = {
     "builder": RoleConfig(
         contract="builder_patch",
         description="Makes the change on its own branch and commits it.",
+        read_only=False,
+        gptodo_type="execute",
+    ),
+    "reproducer": RoleConfig(
+        contract="reproduction",
+        description="Commits a test that reproduces the reported bug, and no fix.",
         read_only=False,
         gptodo_type="execute",
     ),
@@ -97,6 +109,17 @@ class LineConfig(Record):
     stages: list[StageConfig] = Field(min_length=1)
     idle_after_days: int = Field(default=30, ge=1)
     target: Name | None = Field(default=None, description="Target of its intakes by default.")
+    evidence: EvidenceMode | None = Field(
+        default=None, description="fail-to-pass: verified needs a check that fails at the "
+        "base and passes at the built commit; pass-to-pass (docs, refactors): every check "
+        "must pass, none need fail first. Default: fail-to-pass on a line with a build stage.")
+
+    def evidence_mode(self) -> EvidenceMode:
+        """What evidence `verified` needs on this line (see `evidence`)."""
+        if self.evidence is not None:
+            return self.evidence
+        return "fail-to-pass" if any(st.gate in BUILD_GATES for st in self.stages) \
+            else "pass-to-pass"
 
 
 BRAIN_TARGET = "brain"
@@ -234,18 +257,60 @@ class FactoryConfig(Record):
         return build_contract(name, spec.extends, fields)
 
 
-def default_config() -> FactoryConfig:
-    """The default line from PRODUCT.md."""
+def default_line() -> LineConfig:
+    """The default line from PRODUCT.md: the scout's plan fixes the validation contract."""
     stages = [
-        StageConfig(name="scout", role="scout", gate="contract", produces="designed"),
+        StageConfig(name="scout", role="scout", gate="plan", produces="designed"),
         StageConfig(name="build", role="builder", gate="patch", produces="patched"),
         StageConfig(name="verify", role="verifier", gate="evidence", produces="verified"),
         StageConfig(name="package", role="packager", gate="package", produces="published"),
         StageConfig(name="measure", role="analyst", gate="outcome", produces="measured"),
     ]
-    return FactoryConfig(
-        lines={"default": LineConfig(description="idea to measured outcome", stages=stages)}
-    )
+    return LineConfig(description="idea to measured outcome", stages=stages)
+
+
+def bugfix_line() -> LineConfig:
+    """The bugfix line: an issue's bug reproduced by a failing test, then fixed on top of it."""
+    stages = [
+        StageConfig(name="scout", role="scout", gate="plan", produces="designed"),
+        StageConfig(name="reproduce", role="reproducer", gate="reproduce", produces="reproduced"),
+        StageConfig(name="build", role="builder", gate="fix", produces="patched"),
+        StageConfig(name="verify", role="verifier", gate="evidence", produces="verified"),
+        StageConfig(name="package", role="packager", gate="package", produces="published"),
+        StageConfig(name="measure", role="analyst", gate="outcome", produces="measured"),
+    ]
+    return LineConfig(description="a reported bug: reproduced, fixed, verified, shipped, "
+                      "confirmed", stages=stages, evidence="fail-to-pass")
+
+
+BUILTIN_LINES = {"default": default_line, "bugfix": bugfix_line}
+"""Line definitions `init --line NAME` and `line add NAME` install."""
+
+
+def default_config() -> FactoryConfig:
+    """What `init` writes: the default line."""
+    return FactoryConfig(lines={"default": default_line()})
+
+
+def add_builtin_lines(data: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Add the built-in lines `names` to a factory.yaml mapping (in place); the ones added.
+
+    A line the file already defines is kept as it is; an unknown name is a ConfigError that
+    lists the built-in ones.
+    """
+    unknown = [n for n in names if n not in BUILTIN_LINES]
+    if unknown:
+        raise ConfigError(f"unknown built-in line {unknown[0]!r}: the built-in lines are "
+                          f"{', '.join(BUILTIN_LINES)}")
+    lines = data.setdefault("lines", {})
+    if not isinstance(lines, dict):
+        raise ConfigError("factory.yaml: `lines` must be a mapping of line names to lines")
+    added = []
+    for name in dict.fromkeys(names):
+        if name not in lines:
+            lines[name] = BUILTIN_LINES[name]().model_dump(mode="json", exclude_none=True)
+            added.append(name)
+    return added
 
 
 def check_config(cfg: FactoryConfig) -> list[str]:
@@ -311,7 +376,8 @@ def _target_problems(cfg: FactoryConfig) -> list[str]:
 
 
 # Gates that judge the handoff itself need a contract of the right family.
-_GATE_CONTRACTS = {"patch": "builder_patch", "evidence": "verifier_report",
+_GATE_CONTRACTS = {"plan": "scout_memo", "reproduce": "reproduction", "patch": "builder_patch",
+                   "fix": "builder_patch", "evidence": "verifier_report",
                    "outcome": "outcome_report"}
 
 
@@ -332,9 +398,13 @@ def _gate_problems(cfg: FactoryConfig, key: str, st: StageConfig, before: list[s
     if wanted and base is not None and base != wanted:
         return [f"{key}.gate: a {st.gate} gate needs a {wanted} handoff, but the stage's "
                 f"contract is {contract}"]
-    if st.gate == "package" and "patch" in before and "evidence" not in before:
-        return [f"{key}.gate: a package gate after a patch stage needs an evidence "
+    built = [i for i, g in enumerate(before) if g in BUILD_GATES]
+    if st.gate == "package" and built and "evidence" not in before[built[-1]:]:
+        return [f"{key}.gate: a package gate after a build stage needs an evidence "
                 "(verify) stage between them"]
+    if st.gate == "fix" and "reproduce" not in before:
+        return [f"{key}.gate: a fix gate builds on a reproduction: put a reproduce stage "
+                "before it (or use a patch gate)"]
     return []
 
 

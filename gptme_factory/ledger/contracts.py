@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from .records import ArtifactId, OutputTail, ShortText, Text
+from .records import ArtifactId, Name, OutputTail, ShortText, SubDir, Text
 
 KIND_DOC = "The contract this handoff satisfies (may be omitted: it is the default)."
 
@@ -39,11 +39,16 @@ class FileNote(BaseModel):
 
 
 class PlannedCheck(BaseModel):
-    """A verification command the factory will run itself at the verify gate."""
+    """A verification command the factory will run itself, at the base and the built commit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     command: ShortText = Field(description="Shell command run from the repo root; exit 0 = pass.")
     proves: ShortText = Field(description="What passing it demonstrates.")
+    criteria: list[int] = Field(
+        default_factory=list, description="0-based indices of the acceptance criteria it "
+        "shows. At least one check tied to a criterion must fail at the base today (it is "
+        "what tells a patch from its base); a check tied to none is no evidence.")
+    cwd: SubDir = Field(default=".", description="Directory it runs in, relative to the root.")
 
 
 class CriterionPlan(BaseModel):
@@ -105,6 +110,8 @@ class ReportedCheck(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     command: ShortText = Field(description="The command exactly as run.")
+    check: Name | None = Field(default=None, description="The id of the contract check it "
+                               "reports (from the brief); none: matched by its command.")
     exit_code: int = Field(description="Its exit code.")
     duration_s: float = Field(default=0, ge=0, description="How long it took.")
     output_tail: OutputTail = Field(default="", description="Last lines of its output.")
@@ -141,6 +148,27 @@ class VerifierReport(Contract):
         if info.data.get("verdict") == "fail" and not value.strip():
             raise PydanticCustomError("fail_summary", "required when verdict is fail")
         return value
+
+
+class Reproduction(Contract):
+    """Reproducer's handoff: a commit that adds a test reproducing the bug, and no fix."""
+
+    kind: Literal["reproduction"] = Field(default="reproduction", description=KIND_DOC)
+    status: Literal["success", "blocked"] = Field(
+        description="success: the reproduction is committed; blocked: could not reproduce.")
+    branch: ShortText = Field(description="Branch holding the reproduction.")
+    base: ShortText = Field(description="Commit the work started from (from the brief).")
+    head: ShortText = Field(description="The commit with the reproduction (no fix).")
+    summary: Text = Field(description="What the test does and how it shows the bug.")
+    files_changed: list[ShortText] = Field(
+        default_factory=list, description="Every file changed between base and head.")
+    tests_added: list[ShortText] = Field(default_factory=list, description="Tests added.")
+    checks: list[ShortText] = Field(
+        min_length=1, description="The contract checks (ids from the brief, or their exact "
+        "commands) that fail at head because of the bug.")
+    failure: ShortText = Field(
+        description="A line those checks print when they fail, as the issue describes the bug "
+        "(for example: TypeError: 'NoneType' object is not callable).")
 
 
 class ReleasePackage(Contract):
@@ -204,6 +232,7 @@ class OutcomeReport(Contract):
 BUILTIN_CONTRACTS: dict[str, type[Contract]] = {
     "scout_memo": ScoutMemo,
     "builder_patch": BuilderPatch,
+    "reproduction": Reproduction,
     "verifier_report": VerifierReport,
     "release_package": ReleasePackage,
     "outcome_report": OutcomeReport,

@@ -34,7 +34,8 @@ def _builtin(name: str, artifact: str, n: int, consumers: Sequence[str], *, base
             "approach": "Change the parser to accept the new form; add a test for each "
                         "acceptance criterion.",
             "verification_plan": [{"command": "python3 -m pytest -q tests/test_module.py",
-                                   "proves": "the new and the old behaviour"}],
+                                   "proves": "the new form parses (fails today)",
+                                   "criteria": list(range(max(n, 1)))}],
             "risks": ["callers that relied on the old error"],
             "criteria": [{"criterion": i, "plan": f"a test shows criterion {i} holds"}
                          for i in range(max(n, 1))],
@@ -50,6 +51,17 @@ def _builtin(name: str, artifact: str, n: int, consumers: Sequence[str], *, base
                         "evidence": "tests/test_module.py::test_new_form"}
                        for i in range(max(n, 1))],
             "notes_for_verifier": "Run the planned checks; the new test is the one to watch.",
+        }
+    if name == "reproduction":
+        return {
+            "kind": name, "artifact": artifact, "status": "success", "branch": branch,
+            "base": base, "head": head,
+            "summary": "A test that calls the parser with the reported input; it fails with "
+                       "the error the issue quotes. No fix.",
+            "files_changed": ["tests/test_module.py"],
+            "tests_added": ["tests/test_module.py::test_reported_input"],
+            "checks": ["python3 -m pytest -q tests/test_module.py"],
+            "failure": "ValueError: not a duration",
         }
     if name == "verifier_report":
         return {

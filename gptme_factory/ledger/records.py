@@ -189,6 +189,120 @@ class TargetRef(Record):
     slug: ShortText | None = Field(default=None, description="GitHub OWNER/NAME.")
 
 
+# -- evidence: the validation contract and what the factory observed ----------------------
+
+EvidenceMode = Literal["fail-to-pass", "pass-to-pass"]
+CheckSource = Literal["line", "target", "plan", "verifier"]
+RowVerdict = Literal["fail-to-pass", "pass-to-pass", "fail-to-fail", "pass-to-fail", "flaky",
+                     "timed-out", "passes", "fails", "reproduces"]
+
+
+def _check_subdir(value: str) -> str:
+    parts = value.split("/")
+    if value != "." and (value.startswith("/") or "\\" in value
+                         or any(p in ("", ".", "..") for p in parts)):
+        raise ValueError("a directory relative to the project's root (`.` for the root)")
+    return value
+
+
+SubDir = Annotated[str, AfterValidator(_check_subdir)]
+
+
+class ContractCheck(Record):
+    """One check of a validation contract: a command, where it runs, its limit, what it covers.
+
+    Its identity is (command, cwd): a report that keeps the id but changes the command
+    weakens it; a longer time limit does not.
+    """
+
+    id: Name = Field(description="Stable within the contract (line-1, target-1, plan-2, ...).")
+    command: ShortText
+    cwd: SubDir = Field(default=".", description="Where it runs, relative to the checkout.")
+    timeout_s: float = Field(gt=0, description="Its time limit when the contract was fixed.")
+    source: CheckSource = Field(description="line or target (required), plan (the scout's) "
+                                "or verifier (added at the verify gate).")
+    criteria: list[int] = Field(default_factory=list, description="0-based indices of the "
+                                "acceptance criteria it covers.")
+    proves: str = Field(default="", max_length=500)
+
+    @property
+    def required(self) -> bool:
+        """True for the line's and the target's own checks (pass-to-pass must hold)."""
+        return self.source in ("line", "target")
+
+
+class ContractFixed(Payload):
+    """The validation contract, fixed at the planning gate before anything is built.
+
+    Later gates run exactly these checks (a verifier may add, never drop or weaken one).
+    """
+
+    kind: Literal["contract_fixed"] = "contract_fixed"
+    stage: Name
+    cell: CellId
+    evidence: EvidenceMode = Field(description="fail-to-pass: a check must fail at the base "
+                                   "and pass at the built commit; pass-to-pass: none must.")
+    checks: list[ContractCheck] = Field(min_length=1)
+    base_commit: str | None = Field(default=None, description="Where it was tried first.")
+
+
+class Observation(Record):
+    """What one check did at one commit, run by the factory (one entry per run)."""
+
+    exit_codes: list[int | None] = Field(
+        min_length=1, description="One per run; none: the run timed out.")
+    duration_s: float = Field(ge=0, description="The first run's duration.")
+    reused: int = Field(default=0, ge=0,
+                        description="How many of the runs were made earlier on this machine.")
+    output_tail: OutputTail = Field(default="", description="Tail of a failing run.")
+
+    @property
+    def timed_out(self) -> bool:
+        """Some run hit the time limit (neither pass nor fail)."""
+        return any(c is None for c in self.exit_codes)
+
+    @property
+    def flaky(self) -> bool:
+        """The runs disagree: some passed and some failed."""
+        codes = {c == 0 for c in self.exit_codes if c is not None}
+        return len(codes) > 1
+
+    @property
+    def passed(self) -> bool:
+        """Every run exited 0."""
+        return all(c == 0 for c in self.exit_codes)
+
+    @property
+    def failed(self) -> bool:
+        """Every run finished and none exited 0."""
+        return all(c is not None and c != 0 for c in self.exit_codes)
+
+
+class EvidenceRow(Record):
+    """One check's line in the evidence table: its criteria, base and head, and the verdict."""
+
+    check: Name
+    command: ShortText
+    source: CheckSource
+    criteria: list[int] = Field(default_factory=list)
+    base: Observation | None = None
+    head: Observation | None = None
+    verdict: RowVerdict
+
+
+class Evidence(Record):
+    """What a gate saw, check by check, at the base and at the commit it judged."""
+
+    mode: EvidenceMode
+    base_commit: str | None = None
+    base_tree: str | None = None
+    head_commit: str | None = None
+    head_tree: str | None = None
+    rows: list[EvidenceRow] = Field(default_factory=list)
+    contract_fixed: bool = Field(default=True, description="false: no contract was fixed "
+                                 "before the build; the gate derived it from the plan.")
+
+
 class StageStarted(Payload):
     """A stage began; the factory issued `cell`, the only id allowed to hand off for it."""
 
@@ -264,6 +378,8 @@ class GatePassed(Payload):
     notes: list[str] = Field(default_factory=list)
     target: TargetRef | None = Field(
         default=None, description="Where commit and tree are (none: the brain repo).")
+    evidence: Evidence | None = Field(
+        default=None, description="Check by check, base and head (gates that run checks).")
 
 
 class GateFailed(Payload):
@@ -280,6 +396,8 @@ class GateFailed(Payload):
     checks: list[CheckResult] = Field(default_factory=list)
     target: TargetRef | None = Field(
         default=None, description="Where commit and tree are (none: the brain repo).")
+    evidence: Evidence | None = Field(
+        default=None, description="Check by check, base and head (gates that run checks).")
 
 
 class Rework(Payload):
@@ -421,6 +539,7 @@ ArtifactEvent = Annotated[
     | ForkResolved
     | CellSpawned
     | HandoffSubmitted
+    | ContractFixed
     | GatePassed
     | GateFailed
     | Rework

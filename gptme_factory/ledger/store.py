@@ -530,11 +530,16 @@ class Ledger:
 
     @classmethod
     def init(
-        cls, path: Path | str = ".", ledger_dir: str | None = None
+        cls, path: Path | str = ".", ledger_dir: str | None = None,
+        lines: Sequence[str] = (),
     ) -> tuple[Ledger, list[str]]:
-        """Make the repo at `path` a factory. Returns the ledger and what changed (idempotent)."""
+        """Make the repo at `path` a factory. Returns the ledger and what changed (idempotent).
+
+        `lines`: built-in lines (config.BUILTIN_LINES, e.g. `bugfix`) the config must have;
+        added to an existing factory.yaml that lacks them.
+        """
         from . import yamlio
-        from .config import default_config
+        from .config import add_builtin_lines, default_config
 
         repo = GitRepo.discover(path)
         # the same default as `open`, or `init` and every later command disagree on the place
@@ -542,9 +547,13 @@ class Ledger:
         files: dict[str, bytes] = {}
         cfg_path = ledger.dir / CONFIG_FILE
         if not cfg_path.exists():
-            files[f"{ledger.rel}/{CONFIG_FILE}"] = yamlio.dumps(
-                default_config().model_dump(mode="json", exclude_none=True)
-            )
+            data = default_config().model_dump(mode="json", exclude_none=True)
+            add_builtin_lines(data, lines)
+            files[f"{ledger.rel}/{CONFIG_FILE}"] = yamlio.dumps(data)
+        elif lines:
+            data = yamlio.loads(cfg_path.read_bytes(), f"{ledger.rel}/{CONFIG_FILE}")
+            if add_builtin_lines(data, lines):
+                files[f"{ledger.rel}/{CONFIG_FILE}"] = yamlio.dumps(data)
         ignore_path = ledger.dir / ".gitignore"
         wanted = f"/{RUNTIME_DIR}/\n"
         if not ignore_path.exists() or wanted not in ignore_path.read_text("utf-8"):

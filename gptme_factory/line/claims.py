@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..ledger import runtime
 from ..ledger import sync as ledger_sync
+from ..ledger.config import COMMIT_GATES
 from ..ledger.gitstore import GitRepo
 from ..ledger.records import ClaimTakenOver, LeaseRenewed, parse_cell_id
 from ..ledger.store import Ledger
@@ -226,7 +227,7 @@ def fetch_build(ledger: Ledger, view: ArtifactView) -> None:
     if remote is None:
         return
     built = [(st.name, view.gates[st.name]) for st in view.line.stages[: view.stage_index]
-             if st.gate == "patch" and st.name in view.gates]
+             if st.gate in COMMIT_GATES and st.name in view.gates]
     if not built or not built[-1][1].commit:
         return
     name, gate = built[-1]

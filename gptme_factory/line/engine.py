@@ -40,6 +40,7 @@ from ..ledger.records import (
     CellFinished,
     CellSpawned,
     Closed,
+    ContractFixed,
     EnvironmentFailed,
     GateFailed,
     GatePassed,
@@ -55,7 +56,8 @@ from ..ledger.stream import sha256
 from ..targets.bases import base_commit, refresh
 from ..targets.registry import of_intake
 from . import claims
-from .gates import GateOutcome, evaluate, handoff_model
+from .evaluate import evaluate
+from .gates import GateOutcome, handoff_model
 from .handoffs import parse_handoff, submit
 from .transitions import MAX_TEXT, clip, current_stage, load, record
 
@@ -121,8 +123,7 @@ def refresh_base(ledger: Ledger, artifact: str) -> None:
     """
     _, view = load(ledger, artifact)
     target = of_intake(ledger, view.intake)
-    built = any(view.gates.get(st.name) is not None and st.gate == "patch"
-                for st in view.line.stages[: view.stage_index])
+    built = view.branch_commit() is not None  # a reproduction or a build passed: fixed
     if not target.is_brain and not built and not view.is_final:
         refresh(target)
     if built and not view.is_final:
@@ -201,8 +202,10 @@ def _start(ledger: Ledger, artifact: str, *, by: str | None, force: bool, take_o
             "it waits for a person (`start --force` to retry anyway)"
         )
     cell = f"{artifact}.{stage.name}.{secrets.token_hex(2)}"
-    # In the artifact's target (the brain: its HEAD); fixed here for the whole stage.
-    base = base_commit(of_intake(ledger, view.intake))
+    # In the artifact's target (the brain: its HEAD); fixed here for the whole stage. After
+    # a passed reproduction, the build starts on top of it.
+    base = (view.branch_commit(("reproduce",))
+            or base_commit(of_intake(ledger, view.intake)))
     retry_note = clip(view.retry_note)
     lease = dict(host=ledger.host,
                  lease_until=now + timedelta(seconds=claims.lease_s(ledger))) if shared else {}
@@ -268,10 +271,15 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
                 fix=env.fix, command=clip(outcome.environment_command or "", 500) or None),
                 by=by))
         elif outcome.passed:
+            if outcome.contract is not None:  # fixed before anything is built, with the verdict
+                events.append(record(ledger, chain, view, ContractFixed(
+                    stage=stage.name, cell=cell, evidence=view.line.evidence_mode(),
+                    checks=outcome.contract, base_commit=outcome.commit), by=by))
             events.append(record(ledger, chain, view, GatePassed(
                 stage=stage.name, cell=cell, gate=stage.gate, state=stage.produces,
                 commit=outcome.commit, tree=outcome.tree, checks=outcome.checks,
-                notes=outcome.notes, target=outcome.target), by=by))
+                notes=[clip(n, 2000) for n in outcome.notes], target=outcome.target,
+                evidence=outcome.evidence), by=by))
             if stage.approval:
                 events.append(record(ledger, chain, view, ApprovalRequested(stage=stage.name),
                                      by=by))
@@ -281,7 +289,7 @@ def record_verdict(ledger: Ledger, judgement: Judgement, *,
                 stage=stage.name, cell=cell, gate=stage.gate,
                 reasons=[clip(r) for r in outcome.reasons], failure_summary=summary,
                 commit=outcome.commit, tree=outcome.tree, checks=outcome.checks,
-                target=outcome.target), by=by))
+                target=outcome.target, evidence=outcome.evidence), by=by))
             target = stage
             if outcome.rework_to and outcome.rework_to != stage.name:
                 events.append(record(ledger, chain, view, Rework(

@@ -1,25 +1,21 @@
 """Evidence-bound gates: the verifier, not the builder, declares done.
 
-A gate turns a submitted handoff into a verdict using evidence the factory gathers itself:
+A gate turns a submitted handoff into a verdict using evidence the factory gathers itself
+(`evaluate.py` says which gate judges a stage). Here:
 
 - `contract`: the handoff validated against its contract (done at submit) — pass.
 - `patch`: the builder's commit exists in the artifact's target, descends from the base the
   stage started from, carries no ledger commit, the diff is non-empty and its changed files
-  are exactly the files the builder claims.
-- `evidence`: the factory checks out the builder's exact commit in a detached worktree of the
-  target, in the target's own environment (targets/envs.py), runs every verification
-  command (line config + the target's test commands + scout memo plan + the verifier's own)
-  with a time limit, records exit codes, durations, output tails, the tree id and the target,
-  and compares them with the verifier's report. A report that disagrees with what the
-  factory saw is rejected; failing checks send the artifact back to build with the failure
-  summary. A check that could not run at all (envcheck.classify_check), or an environment
-  whose set-up failed, is an environment failure (`GateOutcome.environment`): not a failed
-  build, so no rework.
+  are exactly the files the builder claims (`check_commit`, shared with the reproduce gate).
 - `package`: the release package was published somewhere real (a `published` event) and the
   verified commit is the built commit.
 - `outcome`: the outcome covers every named consumer and names a successor or terminal.
 
-`consistency_problems` holds the checks against the intake that run at submit time.
+The gates that run checks — `plan` (the validation contract fixed before the build),
+`reproduce`, `fix` and `evidence` (verify) — are in evidencegates.py. A check that could not
+run at all (envcheck.classify_check), or an environment whose set-up failed, is an
+environment failure (`GateOutcome.environment`, `environment_outcome`): not a failed build,
+so no rework. `consistency_problems` holds the checks against the intake that run at submit.
 """
 
 from __future__ import annotations
@@ -30,18 +26,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..envcheck import EnvironmentFailure, classify_check
+from ..envcheck import EnvironmentFailure
 from ..errors import InvalidRecord
-from ..ledger.config import StageConfig
-from ..ledger.contracts import BuilderPatch, Contract, VerifierReport
+from ..ledger.config import BUILD_GATES, StageConfig
+from ..ledger.contracts import BuilderPatch, Contract
 from ..ledger.gitstore import GitRepo
-from ..ledger.records import CheckResult, Intake, TargetRef, format_validation_error
+from ..ledger.records import (
+    CheckResult,
+    ContractCheck,
+    Evidence,
+    Intake,
+    TargetRef,
+    format_validation_error,
+)
 from ..ledger.store import Ledger
 from ..targets import envs
 from ..targets.checkouts import checkout, sweep
 from ..targets.registry import Target, of_intake
-from .checks import passed, run_check, tail
+from .checks import run_check
 from .replay import ArtifactView
+from .validation import of_view
 
 
 @dataclass
@@ -65,6 +69,10 @@ class GateOutcome:
     environment_command: str | None = None  # the check (or set-up command) that could not run
     # The repository commit and tree are in (None: the brain).
     target: TargetRef | None = None
+    # What the gate saw check by check, base and head (gates that run checks).
+    evidence: Evidence | None = None
+    # A planning gate that passes fixes this validation contract (recorded before the verdict).
+    contract: list[ContractCheck] | None = None
 
 
 def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> list[str]:
@@ -98,6 +106,16 @@ def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> 
 
     if base in ("scout_memo", "verifier_report"):
         covers("criteria")
+    if base == "scout_memo":
+        for i, item in enumerate(entries("verification_plan")):
+            tied = item.get("criteria")
+            for j, idx in enumerate(tied if isinstance(tied, list) else []):
+                if isinstance(idx, int) and not isinstance(idx, bool) and not 0 <= idx < n:
+                    problems.append(f"verification_plan.{i}.criteria.{j}: {idx} is out of "
+                                    f"range (0..{n - 1})")
+    elif base == "reproduction" and data.get("status", "success") == "success":
+        if not data.get("files_changed"):
+            problems.append("files_changed: a reproduction must list the files it changed")
     elif base == "builder_patch" and data.get("status", "success") == "success":
         covers("claims")
         if not data.get("files_changed"):
@@ -114,11 +132,18 @@ def consistency_problems(data: Mapping[str, Any], base: str, intake: Intake) -> 
     return problems
 
 
-def _stage_of_gate(view: ArtifactView, gate: str) -> StageConfig | None:
+def _stage_of_gate(view: ArtifactView, *gates: str) -> StageConfig | None:
+    """The last stage before the current one whose gate is one of `gates`."""
+    found = None
     for st in view.line.stages[: view.stage_index]:
-        if st.gate == gate:
-            return st
-    return None
+        if st.gate in gates:
+            found = st
+    return found
+
+
+def build_stage(view: ArtifactView) -> StageConfig | None:
+    """The stage before the current one that built the change (a patch or fix gate)."""
+    return _stage_of_gate(view, *BUILD_GATES)
 
 
 def _where(target: Target) -> str:
@@ -127,36 +152,50 @@ def _where(target: Target) -> str:
 
 def patch_gate(ledger: Ledger, view: ArtifactView, patch: BuilderPatch) -> GateOutcome:
     """Check a builder patch against git, in the artifact's target."""
+    return check_commit(ledger, view, what="builder", status=patch.status,
+                        summary=patch.summary, base=patch.base, head=patch.head,
+                        files_changed=patch.files_changed)
+
+
+def check_commit(ledger: Ledger, view: ArtifactView, *, what: str, status: str, summary: str,
+                 base: str, head: str, files_changed: Sequence[str]) -> GateOutcome:
+    """Check a handed-over commit range against git.
+
+    It exists in the target, descends from the stage's base, carries no ledger commit,
+    changes something and exactly the files claimed.
+    """
     target = of_intake(ledger, view.intake)
     repo, ref = target.repo, target.ref()
-    if patch.status != "success":
-        return GateOutcome(False, ["the builder reported status blocked"],
-                           f"builder blocked: {patch.summary}", target=ref)
-    head = repo.resolve_commit(patch.head)
-    base = repo.resolve_commit(patch.base)
+    if status != "success":
+        return GateOutcome(False, [f"the {what} reported status blocked"],
+                           f"{what} blocked: {summary}", target=ref)
+    head_c = repo.resolve_commit(head)
+    base_c = repo.resolve_commit(base)
     reasons: list[str] = []
-    if head is None:
-        reasons.append(f"head commit {patch.head!r} does not exist in {_where(target)}")
-    if base is None:
-        reasons.append(f"base commit {patch.base!r} does not exist in {_where(target)}")
+    if head_c is None:
+        reasons.append(f"head commit {head!r} does not exist in {_where(target)}")
+    if base_c is None:
+        reasons.append(f"base commit {base!r} does not exist in {_where(target)}")
     started = _started_base(view)
-    if base and started and base != started:
-        reasons.append(f"base {base[:12]} is not the commit the stage started from ({started[:12]})")
-    if reasons or head is None or base is None:
+    if base_c and started and base_c != started:
+        reasons.append(f"base {base_c[:12]} is not the commit the stage started from "
+                       f"({started[:12]})")
+    if reasons or head_c is None or base_c is None:
         return GateOutcome(False, reasons, "; ".join(reasons), target=ref)
-    if not repo.is_ancestor(base, head):
-        reasons.append(f"head {head[:12]} does not descend from base {base[:12]}")
+    if not repo.is_ancestor(base_c, head_c):
+        reasons.append(f"head {head_c[:12]} does not descend from base {base_c[:12]}")
         return GateOutcome(False, reasons, reasons[0], target=ref)
-    ledger_commits = repo.ledger_commits(base, head)
+    ledger_commits = repo.ledger_commits(base_c, head_c)
     if ledger_commits:
-        reasons.append(f"{base[:12]}..{head[:12]} carries {len(ledger_commits)} factory ledger "
-                       f"commit(s) ({ledger_commits[0][:12]}): build on the stage's base only, "
-                       "never on the brain's history")
+        reasons.append(f"{base_c[:12]}..{head_c[:12]} carries {len(ledger_commits)} factory "
+                       f"ledger commit(s) ({ledger_commits[0][:12]}): build on the stage's base "
+                       "only, never on the brain's history")
         return GateOutcome(False, reasons, reasons[0], target=ref)
-    actual = repo.changed_files(base, head)
+    actual = repo.changed_files(base_c, head_c)
     if not actual:
-        reasons.append(f"no diff between base {base[:12]} and head {head[:12]}: nothing was built")
-    claimed = sorted(set(patch.files_changed))
+        reasons.append(f"no diff between base {base_c[:12]} and head {head_c[:12]}: nothing "
+                       "was built")
+    claimed = sorted(set(files_changed))
     if actual and claimed != actual:
         extra = sorted(set(claimed) - set(actual))
         missing = sorted(set(actual) - set(claimed))
@@ -164,11 +203,12 @@ def patch_gate(ledger: Ledger, view: ArtifactView, patch: BuilderPatch) -> GateO
             reasons.append(f"files claimed but not changed: {', '.join(extra)}")
         if missing:
             reasons.append(f"files changed but not claimed: {', '.join(missing)}")
-    tree = repo.tree_of(head)
+    tree = repo.tree_of(head_c)
     if reasons:
-        return GateOutcome(False, reasons, "; ".join(reasons), commit=head, tree=tree, target=ref)
+        return GateOutcome(False, reasons, "; ".join(reasons), commit=head_c, tree=tree,
+                           target=ref)
     where = "" if target.is_brain else f" in target {target.name}"
-    return GateOutcome(True, commit=head, tree=tree, target=ref,
+    return GateOutcome(True, commit=head_c, tree=tree, target=ref,
                        notes=[f"{len(actual)} file(s) changed{where}"])
 
 
@@ -181,101 +221,9 @@ def _started_base(view: ArtifactView) -> str | None:
 
 def planned_checks(view: ArtifactView, stage: StageConfig,
                    required: Sequence[str] = ()) -> list[str]:
-    """The verification commands the factory runs: line config, the target's, the scout plan."""
-    commands = [*stage.checks, *required]
-    for earlier in view.line.stages[: view.stage_index]:
-        memo = view.handoffs.get(earlier.name) or {}
-        plan = memo.get("verification_plan")
-        for item in plan if isinstance(plan, list) else []:
-            if isinstance(item, dict) and isinstance(item.get("command"), str):
-                commands.append(item["command"])
-    return list(dict.fromkeys(commands))
-
-
-def evidence_gate(
-    ledger: Ledger, view: ArtifactView, stage: StageConfig, report: VerifierReport
-) -> GateOutcome:
-    """Run the checks on the built commit, in its target, and compare with the verifier's report."""
-    target = of_intake(ledger, view.intake)
-    repo, ref = target.repo, target.ref()
-    build = _stage_of_gate(view, "patch")
-    built = view.gates.get(build.name) if build else None
-    rework_to = build.name if build else None
-    commit = built.commit if built and built.commit else repo.resolve_commit(report.commit)
-    if commit is None:
-        return GateOutcome(False, [f"commit {report.commit!r} does not exist in {_where(target)}"],
-                           "the verified commit does not exist", target=ref)
-    reasons: list[str] = []
-    reported_commit = repo.resolve_commit(report.commit)
-    if reported_commit != commit:
-        reasons.append(f"the report covers {report.commit!r}, but the patch to verify is {commit[:12]}")
-    planned = planned_checks(view, stage, target.checks)
-    reported = {c.command: c for c in report.checks}
-    for cmd in planned:
-        if cmd not in reported:
-            reasons.append(f"the report does not include the planned check `{cmd}`")
-    commands = list(dict.fromkeys([*planned, *reported]))
-    if not planned:
-        reasons.append(
-            "no verification commands are planned (line checks, the target's checks or the "
-            "scout memo's verification_plan); the factory will not pass a gate on claims alone"
-        )
-    tree = repo.tree_of(commit)
-    try:
-        results, env = run_in_target(ledger, target, commit, commands, stage.check_timeout_s,
-                                     label=f"verify-{view.cell or 'gate'}")
-    except envs.SetupFailed as exc:
-        return _environment_outcome(exc.failure, exc.results[-1].command if exc.results else "",
-                                    exc.results, commit, tree, ref, setup=True)
-    failing = [r for r in results if not passed(r)]
-    for r in failing:
-        found = classify_check(r.command, r.exit_code, r.output_tail)
-        if found is not None:
-            return _environment_outcome(found, r.command, results, commit, tree, ref)
-    for r in results:
-        claim = reported.get(r.command)
-        if claim is None:
-            continue
-        observed = "timed out" if r.timed_out else f"exited {r.exit_code}"
-        if (claim.exit_code == 0) != passed(r):
-            reasons.append(
-                f"the verifier claims `{r.command}` exited {claim.exit_code}; the factory observed: {observed}"
-            )
-    if report.verdict == "pass" and failing:
-        reasons.append("the verifier claims pass, but checks fail: " +
-                       ", ".join(f"`{r.command}`" for r in failing))
-    if report.verdict == "fail" and not failing and not reasons:
-        reasons.append("the verifier reports fail, but every check passes: say what fails")
-    if report.verdict == "pass":
-        unsure = [c.criterion for c in report.criteria if c.verdict != "pass"]
-        if unsure:
-            reasons.append(f"verdict pass while criteria {unsure} are not pass")
-    if reasons:
-        # The report is wrong or incomplete: retry the verify stage, do not touch the patch.
-        summary = "verifier report rejected: " + "; ".join(reasons)
-        return GateOutcome(False, reasons, summary, results, commit, tree, target=ref)
-    if failing:
-        summary_lines = [report.failure_summary.strip() or "checks failed"]
-        for r in failing:
-            state = "timed out" if r.timed_out else f"exit {r.exit_code}"
-            summary_lines.append(f"$ {r.command}  ({state})\n{tail(r.output_tail, 15, 1500)}")
-        return GateOutcome(
-            False,
-            [f"`{r.command}` failed" for r in failing],
-            "\n".join(summary_lines),
-            results,
-            commit,
-            tree,
-            rework_to=rework_to,
-            target=ref,
-        )
-    where = "" if target.is_brain else f" of target {target.name}"
-    notes = [f"{len(results)} check(s) passed on tree {tree[:12]}{where}"]
-    if env.key:
-        how = (f"made now by {len(env.setup)} set-up command(s)" if env.made
-               else "reused: its set-up inputs are unchanged")
-        notes.append(f"in the target's environment {env.key} ({how})")
-    return GateOutcome(True, checks=results, commit=commit, tree=tree, target=ref, notes=notes)
+    """The commands of the validation contract: the line's, the target's, the scout's plan."""
+    del stage  # the contract takes the line's checks from its verify stage
+    return list(dict.fromkeys(c.command for c in of_view(view, required).checks))
 
 
 def run_in_target(ledger: Ledger, target: Target, commit: str, commands: Sequence[str],
@@ -293,9 +241,9 @@ def run_in_target(ledger: Ledger, target: Target, commit: str, commands: Sequenc
         return [run_check(c, path, timeout_s, variables) for c in commands], env
 
 
-def _environment_outcome(failure: EnvironmentFailure, command: str, results: list[CheckResult],
-                         commit: str, tree: str, ref: TargetRef | None, *,
-                         setup: bool = False) -> GateOutcome:
+def environment_outcome(failure: EnvironmentFailure, command: str, results: list[CheckResult],
+                        commit: str | None, tree: str | None, ref: TargetRef | None, *,
+                        setup: bool = False) -> GateOutcome:
     """Not a verdict on the build: the checks (or the target's set-up) could not run here."""
     what = f"the set-up `{command}`" if setup else f"`{command}`"
     return GateOutcome(False, [f"{what} could not run: {failure.cause}"], failure.summary(),
@@ -310,7 +258,7 @@ def _sweep_gate_worktrees(repo: GitRepo) -> None:
 
 def package_gate(view: ArtifactView) -> GateOutcome:
     """A package passes once published, and only for the commit that was verified."""
-    build = _stage_of_gate(view, "patch")
+    build = build_stage(view)
     verify = _stage_of_gate(view, "evidence")
     b = view.gates.get(build.name) if build else None
     v = view.gates.get(verify.name) if verify else None
@@ -325,22 +273,6 @@ def package_gate(view: ArtifactView) -> GateOutcome:
     where = view.published[-1].where
     return GateOutcome(True, commit=b.commit if b else None, notes=[f"published: {where}"],
                        target=b.target if b else None)
-
-
-def evaluate(
-    ledger: Ledger, view: ArtifactView, stage: StageConfig, handoff: Contract
-) -> GateOutcome:
-    """Run the stage's gate on its validated handoff."""
-    if stage.gate == "patch" and isinstance(handoff, BuilderPatch):
-        return patch_gate(ledger, view, handoff)
-    if stage.gate == "evidence" and isinstance(handoff, VerifierReport):
-        return evidence_gate(ledger, view, stage, handoff)
-    if stage.gate == "package":
-        return package_gate(view)
-    if stage.gate in ("patch", "evidence"):
-        return GateOutcome(False, [f"the {stage.gate} gate needs a {stage.gate} contract handoff"],
-                           f"wrong contract for the {stage.gate} gate")
-    return GateOutcome(True, notes=["handoff satisfies its contract"])
 
 
 def handoff_model(ledger: Ledger, stage: StageConfig, data: dict[str, Any]) -> Contract:

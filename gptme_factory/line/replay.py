@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import IllegalTransition
-from ..ledger.config import FINAL_STATES, LineConfig, StageConfig
+from ..ledger.config import COMMIT_GATES, FINAL_STATES, LineConfig, StageConfig
 from ..ledger.records import (
     Abandoned,
     ApprovalRequested,
@@ -24,6 +24,7 @@ from ..ledger.records import (
     CellSpawned,
     ClaimTakenOver,
     Closed,
+    ContractFixed,
     ContractViolation,
     EnvironmentFailed,
     ForkResolved,
@@ -93,6 +94,8 @@ class ArtifactView:
     handoffs: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: dict[str, CellView] = field(default_factory=dict)
     gates: dict[str, GatePassed] = field(default_factory=dict)
+    # The validation contract fixed by a planning gate (None: not fixed, or reworked away).
+    contract: ContractFixed | None = None
     published: list[Published] = field(default_factory=list)
     # True once the current stage's handoff has been published (a package gate needs that:
     # an older publication does not cover a newer package).
@@ -138,6 +141,18 @@ class ArtifactView:
             return f"fix the environment ({self.blocked_reason}), then {again}"
         return (f"decide on stage {stage.name} ({self.blocked_reason}): `gptme-factory start "
                 f"{aid} --force` to retry, or reject or abandon it")
+
+    def branch_commit(self, gates: tuple[str, ...] = COMMIT_GATES) -> str | None:
+        """The latest commit a passed gate of kind `gates` accepted, before the current stage.
+
+        The built one, else the reproduction.
+        """
+        found = None
+        for st in self.line.stages[: self.stage_index]:
+            gate = self.gates.get(st.name)
+            if st.gate in gates and gate is not None and gate.commit:
+                found = gate.commit
+        return found
 
     @property
     def cost_usd(self) -> float:
@@ -292,6 +307,11 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
             view.status = "awaiting_approval"
         else:
             _pass_stage(view, current, at)
+    elif isinstance(event, ContractFixed):
+        # Recorded with the planning gate's verdict, just before it: the handoff stands.
+        _require_gate_ready(view, event, event.stage)
+        _require_cell(view, event, event.cell)
+        view.contract = event
     elif isinstance(event, ApprovalRequested):
         _require_stage(view, event, event.stage, "awaiting_approval")
     elif isinstance(event, Reviewed):
@@ -299,8 +319,9 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         if event.decision == "approve":
             _pass_stage(view, current, at)
         elif event.decision == "request_changes":
-            # The stage is redone: its passed gate no longer stands.
+            # The stage is redone: its passed gate (and a contract it fixed) no longer stand.
             view.gates.pop(current.name, None)
+            _drop_contract(view, view.stage_index)
             view.status, view.retry_note = "pending", f"review by {event.reviewer}: {event.comments}"
             view.first_pass = False
         else:
@@ -324,6 +345,7 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         view.stage_since = at
         for st in view.line.stages[view.stage_index :]:
             view.gates.pop(st.name, None)
+        _drop_contract(view, view.stage_index)
     elif isinstance(event, AttemptsExhausted):
         _require_stage(view, event, event.stage, "pending")
         used = view.attempts.get(event.stage, 0)
@@ -356,6 +378,15 @@ def apply(view: ArtifactView, event: ArtifactEvent, at: datetime) -> None:
         raise _illegal(view, event, "unknown event kind")
     view.last_kind, view.last_at = event.kind, at
     view.events += 1
+
+
+def _drop_contract(view: ArtifactView, index: int) -> None:
+    """A contract fixed by the stage at `index` or later is redone with that stage."""
+    if view.contract is None:
+        return
+    names = [s.name for s in view.line.stages]
+    if view.contract.stage not in names or names.index(view.contract.stage) >= index:
+        view.contract = None
 
 
 def _pass_stage(view: ArtifactView, stage: StageConfig, at: datetime) -> None:

@@ -20,6 +20,7 @@ from ..ledger.records import (
     CellSpawned,
     ClaimTakenOver,
     Closed,
+    ContractFixed,
     ContractViolation,
     EnvironmentFailed,
     ForkResolved,
@@ -80,6 +81,9 @@ def describe(events: Sequence[StoredEvent]) -> str:
             verdicts.append(f"{e.stage} passed -> {e.state}{how}")
         elif isinstance(e, GateFailed):
             verdicts.append(f"{e.stage} failed: {_short(e.reasons[0])}")
+        elif isinstance(e, ContractFixed):
+            if e.stage not in judged:  # else implied by the verdict (and the subject is short)
+                phrases.append(f"contract fixed ({len(e.checks)} checks)")
         elif isinstance(e, Rework):
             verdicts.append(f"rework to {e.to_stage}")
         elif isinstance(e, AttemptsExhausted):

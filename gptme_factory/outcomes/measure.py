@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import FactoryError, IllegalTransition, InvalidRecord, UsageError
+from ..ledger.config import BUILD_GATES
 from ..ledger.records import format_validation_error
 from ..ledger.store import Ledger
 from ..line import engine
@@ -90,12 +91,8 @@ def parse_adoption(spec: str) -> tuple[str, str, str]:
 
 
 def built_commit(view: ArtifactView) -> str | None:
-    """The commit the artifact's passed patch gate accepted (what adoption is about)."""
-    for st in view.line.stages:
-        gate = view.gates.get(st.name)
-        if st.gate == "patch" and gate is not None and gate.commit:
-            return gate.commit
-    return None
+    """The commit the artifact's passed build gate accepted (what adoption is about)."""
+    return view.branch_commit(BUILD_GATES)
 
 
 def target_facts(view: ArtifactView, target: Target | None) -> Facts:

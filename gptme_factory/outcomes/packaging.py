@@ -46,7 +46,7 @@ from ..ledger.kinds import ArtifactChain, StoredEvent
 from ..ledger.records import GatePassed, HandoffSubmitted
 from ..ledger.store import Ledger
 from ..ledger.stream import Root
-from ..line import engine
+from ..line import engine, evidencetable
 from ..line.replay import ArtifactView
 from ..targets.detect import github_slug
 from ..targets.registry import Target, of_intake
@@ -198,7 +198,11 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
     demand = str(demand_ref) if demand_ref else intake.demand
     self_play = is_self_play(intake.consumers, ledger_self_names(ledger))
 
-    lines = [pkg.pr_description.rstrip(), "", "---", "",
+    fixes = (demand_ref is not None and project.slug is not None
+             and demand_ref.slug.lower() == project.slug.lower())
+    lines = [pkg.pr_description.rstrip(), "",
+             *([f"Fixes #{demand_ref.number}", ""] if fixes and demand_ref else []),
+             "---", "",
              f"**Factory ledger** for artifact `{artifact}` (line `{intake.line}`, "
              f"{intake.classification.replace('_', ' ')})", ""]
     if not project.is_brain:
@@ -234,6 +238,10 @@ def render(ledger: Ledger, artifact: str, remote: str = "origin") -> RenderedPac
         for c in gate_ev.checks:
             code = "timed out" if c.timed_out else f"exit {c.exit_code}"
             lines.append(f"  - `{c.command}` → {code} ({c.duration_s:.1f} s)")
+        if gate_ev.evidence is not None:
+            lines += ["", "**Evidence** (every check run by the factory in clean checkouts, "
+                      "at the base and at the verified commit):", "",
+                      *evidencetable.markdown(gate_ev.evidence), ""]
     if report:
         verdicts = report[1].handoff.get("criteria", [])
         lines.append("- **Criteria verdicts:** " + ", ".join(

@@ -7,8 +7,9 @@ from typing import Any
 
 from ..ledger import yamlio
 from ..ledger.kinds import ArtifactChain
-from ..ledger.records import GateFailed, GatePassed, Published
+from ..ledger.records import Evidence, GateFailed, GatePassed, Published
 from ..ledger.store import Ledger
+from ..line import evidencetable
 from ..line.transitions import replay_chain
 
 
@@ -61,6 +62,8 @@ def gate_evidence(chain: ArtifactChain) -> list[dict[str, Any]]:
                 "reasons": [] if isinstance(rec, GatePassed) else list(rec.reasons),
                 "notes": list(rec.notes) if isinstance(rec, GatePassed) else [],
                 "checks": [c.model_dump(mode="json") for c in rec.checks],
+                "table": (rec.evidence.model_dump(mode="json")
+                          if rec.evidence is not None else None),
             })
     return out
 
@@ -89,6 +92,11 @@ def render_artifact(record: dict[str, Any]) -> str:
         lines.append(f"  handoff [{stage}]:")
         body = yamlio.dumps(handoff).decode().rstrip("\n")
         lines += [f"    {ln}" for ln in body.splitlines()]
+    for gate in record["evidence"]:
+        if gate.get("table"):
+            verdict = "passed" if gate["passed"] else "FAILED"
+            lines.append(f"  evidence [{gate['stage']}, gate {gate['gate']} {verdict}]:")
+            lines += evidencetable.text(Evidence.model_validate(gate["table"]))
     for p in record["problems"]:
         lines.append(f"  ! {p}")
     return "\n".join(lines)
