@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ledgergen  # bench/, beside this file
 import yaml
 
 from gptme_factory.ledger.config import TargetConfig
@@ -63,12 +64,7 @@ def git(cwd: Path, *args: str) -> str:
 
 def setup(work: Path, fix: dict[str, Any]) -> tuple[Ledger, str, str, list[str]]:
     """A brain and the target; an artifact built, its verifier report submitted."""
-    brain = work / "brain"
-    brain.mkdir()
-    git(brain, "init", "-q", "-b", "master")
-    (brain / "README.md").write_text("# brain\n")
-    git(brain, "add", "README.md")
-    git(brain, "commit", "-q", "-m", "init")
+    brain = ledgergen.init_brain(work / "brain")
     clone = work / "more-itertools"
     git(work, "clone", "-q", str(DATA / "more-itertools.bundle"), str(clone))
     git(clone, "remote", "remove", "origin")

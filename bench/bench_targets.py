@@ -40,12 +40,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import ledgergen  # noqa: E402 - bench/, beside this file
+
 from gptme_factory.cells import worktrees  # noqa: E402
 from gptme_factory.demo.run import create_sample_target  # noqa: E402
 from gptme_factory.demo.sample import CHECK_COMMAND, DEMAND, FIXED_SOURCE  # noqa: E402
 from gptme_factory.ledger.config import TargetConfig  # noqa: E402
 from gptme_factory.ledger.store import Ledger  # noqa: E402
-from gptme_factory.line import engine  # noqa: E402
+from gptme_factory.line import engine, gates  # noqa: E402
 from gptme_factory.line.intake import intake  # noqa: E402
 from gptme_factory.targets import bases, registry  # noqa: E402
 
@@ -65,12 +67,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def setup(work: Path, files: int) -> tuple[Ledger, str, Path, str]:
     """Brain + target with `files` extra files; an artifact with a submitted verify handoff."""
-    brain = work / "brain"
-    brain.mkdir()
-    git(brain, "init", "-q", "-b", "master")
-    (brain / "README.md").write_text("# brain\n")
-    git(brain, "add", "README.md")
-    git(brain, "commit", "-q", "-m", "init")
+    brain = ledgergen.init_brain(work / "brain")
     clone, upstream = work / "project", work / "upstream.git"
     create_sample_target(clone, upstream)
     for i in range(files):
@@ -89,8 +86,11 @@ def setup(work: Path, files: int) -> tuple[Ledger, str, Path, str]:
     from tests.targets_helpers import full_report, through_build  # the tests' real builder
 
     head = through_build(ledger, aid, FIXED_SOURCE)
+    _, view = engine.load(ledger, aid)
+    planned = gates.planned_checks(view, ledger.config.stage(view.intake.line, "verify"),
+                                   [CHECK_COMMAND])  # the contract fixed at the scout gate
     v = engine.start_stage(ledger, aid)
-    engine.submit(ledger, v.cell, full_report(aid, head, [CHECK_COMMAND]))
+    engine.submit(ledger, v.cell, full_report(aid, head, planned))
     res = engine.judge(ledger, aid)  # makes the environment once
     assert res.outcome.passed, res.outcome.reasons
     return ledger, aid, clone, head

@@ -230,3 +230,13 @@ def build(root: Path, artifacts: int, mean_events: int, jobs: int | None = None)
     git(root, "add", "factory", "tasks")
     git(root, "commit", "-q", "-m", f"bench: {artifacts} artifacts and tasks")
     return {"files": sum(r[0] for r in results), "bytes": sum(r[1] for r in results)}
+
+
+def init_brain(repo: Path) -> Path:
+    """Make `repo` an empty brain repo on branch master with one commit (README)."""
+    repo.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "-b", "master"], cwd=repo, check=True)
+    (repo / "README.md").write_text("# brain\n")
+    subprocess.run(["git", "add", "README.md"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    return repo

@@ -48,16 +48,20 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.fixture
-def brain(tmp_path: Path) -> Path:
-    """An empty brain repo on branch master with one commit (README)."""
-    repo = tmp_path / "brain"
-    repo.mkdir()
+def init_brain(repo: Path) -> Path:
+    """Make `repo` an empty brain repo on branch master with one commit (README)."""
+    repo.mkdir(parents=True, exist_ok=True)
     git(repo, "init", "-q", "-b", "master")
     (repo / "README.md").write_text("# brain\n")
     git(repo, "add", "README.md")
     git(repo, "commit", "-q", "-m", "init brain")
     return repo
+
+
+@pytest.fixture
+def brain(tmp_path: Path) -> Path:
+    """An empty brain repo on branch master with one commit (README)."""
+    return init_brain(tmp_path / "brain")
 
 
 @pytest.fixture

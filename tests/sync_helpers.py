@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptme_factory.ledger.store import Ledger
-from tests.conftest import git
+from tests.conftest import git, init_brain
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +54,7 @@ def shared_clones(tmp_path: Path, n: int = 2, *, lease_s: float | None = None,
     """A shared brain pushed to a bare remote, and `n` clones of it (the first is the origin)."""
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "master", str(remote))
-    first = tmp_path / "clone-0"
-    first.mkdir()
-    git(first, "init", "-q", "-b", "master")
-    (first / "README.md").write_text("# brain\n")
-    git(first, "add", "README.md")
-    git(first, "commit", "-q", "-m", "init brain")
+    first = init_brain(tmp_path / "clone-0")
     Ledger.init(first)
     config = first / "factory" / "factory.yaml"
     config.write_text(config.read_text() + sync_section(lease_s, extra))
