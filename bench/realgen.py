@@ -59,11 +59,16 @@ from gptme_factory.ledger.records import (
     CellSpawned,
     CheckResult,
     Closed,
+    ContractCheck,
+    ContractFixed,
     EventHeader,
+    Evidence,
+    EvidenceRow,
     GateFailed,
     GatePassed,
     HandoffSubmitted,
     Intake,
+    Observation,
     Published,
     Rework,
     StageStarted,
@@ -234,6 +239,7 @@ class _Life:
         self.briefs = 0
         self.prompts: dict[str, bytes] = {}
         self.head = _hex(rng, 40)  # the build under consideration (a builder's last commit)
+        self.base = _hex(rng, 40)  # the current stage's base commit
 
     def tick(self, lo: int, hi: int) -> None:
         self.now += timedelta(seconds=self.rng.randint(lo, hi))
@@ -256,7 +262,7 @@ class _Life:
         assert stage is not None
         attempt = self.view.attempts.get(stage.name, 0) + 1
         cell = f"{aid}.{stage.name}.{_hex(rng, 4)}"
-        base = _hex(rng, 40)
+        base = self.base = _hex(rng, 40)
         retry = self.view.retry_note
         self.emit(StageStarted(stage=stage.name, role=stage.role, cell=cell, attempt=attempt,
                                retry_note=retry, base_commit=base))
@@ -323,6 +329,39 @@ class _Life:
         return [CheckResult(command="python -m pytest -q", exit_code=1 if failed else 0,
                             duration_s=round(self.rng.uniform(1, 30), 3), output_tail=tail)]
 
+    CONTRACT = (("plan-1", "python -m pytest -q tests/test_x.py::test_fixed", [0],
+                 "the reported case works"),
+                ("plan-2", "python -m pytest -q", [1], "the old tests still pass"))
+
+    def contract(self) -> list[ContractCheck]:
+        """The validation contract the scout gate fixes (the engine's plan gate)."""
+        return [ContractCheck(id=i, command=c, timeout_s=600.0, source="plan", criteria=k,
+                              proves=what) for i, c, k, what in self.CONTRACT]
+
+    def observed(self, codes: list[int]) -> Observation:
+        tail = "E   AssertionError: the reported case" if codes[0] else ""
+        return Observation(exit_codes=codes, duration_s=round(self.rng.uniform(1, 30), 3),
+                           output_tail=tail)
+
+    def evidence(self, *, head: bool, failed: bool = False) -> Evidence:
+        """The gate's evidence table: the base side, and at the build the head side too."""
+        rng = self.rng
+        rows = [EvidenceRow(check="plan-1", command=self.CONTRACT[0][1], source="plan",
+                            criteria=[0], base=self.observed([1, 1]),
+                            head=(self.observed([1]) if failed else self.observed([0, 0]))
+                            if head else None,
+                            verdict=("fail-to-fail" if failed else "fail-to-pass")
+                            if head else "fails"),
+                EvidenceRow(check="plan-2", command=self.CONTRACT[1][1], source="plan",
+                            criteria=[1], base=self.observed([0]),
+                            head=(self.observed([1]) if failed else self.observed([0]))
+                            if head else None,
+                            verdict=("pass-to-fail" if failed else "pass-to-pass")
+                            if head else "passes")]
+        return Evidence(mode="fail-to-pass", base_commit=self.base, base_tree=_hex(rng, 40),
+                        head_commit=self.head if head else None,
+                        head_tree=_hex(rng, 40) if head else None, rows=rows)
+
     def reap(self, fail: bool) -> None:
         """The foreman's reap: the gate's verdict, the cell's end, a publication (no commit)."""
         stage, rng, cell = self.view.stage, self.rng, self.cell
@@ -331,7 +370,8 @@ class _Life:
             summary = "tests/test_x.py::test_fast: took 2.4 s, the limit is 2 s"
             self.emit(GateFailed(stage=stage.name, cell=self.cell, gate=stage.gate,
                                  reasons=["python -m pytest -q exited 1"], failure_summary=summary,
-                                 commit=self.head, tree=_hex(rng, 40), checks=self.checks(True)))
+                                 commit=self.head, tree=_hex(rng, 40), checks=self.checks(True),
+                                 evidence=self.evidence(head=True, failed=True)))
             self.emit(Rework(from_stage=stage.name, to_stage="build", retry_note=summary))
             self.emit(self.finished(cell))
             return
@@ -346,6 +386,18 @@ class _Life:
                                  state=stage.produces, commit=self.head, checks=[],
                                  notes=[f"published: {where}"]))
             return
+        if stage.gate == "plan":  # the contract, fixed with the verdict, tried at the base
+            self.emit(ContractFixed(stage=stage.name, cell=cell, evidence="fail-to-pass",
+                                    checks=self.contract(), base_commit=self.base))
+            self.emit(GatePassed(
+                stage=stage.name, cell=cell, gate=stage.gate, state=stage.produces,
+                commit=self.base, tree=_hex(rng, 40), checks=self.checks(True)[:1] + self.checks(False),
+                notes=[f"contract fixed: 2 check(s), tried at base {self.base[:12]}",
+                       f"fail-to-pass candidates: `{self.CONTRACT[0][1]}` (criteria 0) fails at "
+                       f"base {self.base[:12]}"],
+                evidence=self.evidence(head=False)))
+            self.emit(self.finished(cell))
+            return
         built = stage.gate in ("patch", "evidence")
         checks = self.checks(False) if stage.gate == "evidence" else []
         notes = (["2 file(s) changed"] if stage.gate == "patch" else
@@ -353,7 +405,9 @@ class _Life:
                  if stage.gate == "evidence" else ["handoff satisfies its contract"])
         self.emit(GatePassed(stage=stage.name, cell=cell, gate=stage.gate,
                              state=stage.produces, commit=self.head if built else None,
-                             tree=_hex(rng, 40) if built else None, checks=checks, notes=notes))
+                             tree=_hex(rng, 40) if built else None, checks=checks, notes=notes,
+                             evidence=self.evidence(head=True) if stage.gate == "evidence"
+                             else None))
         self.emit(self.finished(cell))
 
 
