@@ -255,3 +255,14 @@ def test_history_by_trailer_finds_what_a_full_walk_finds(ledger: Ledger) -> None
     both = [e.commit for e in ledger.history([a, c])]
     assert both == git(root, "log", "--reverse", "--format=%H", "--", ledger.artifact_rel(a),
                        ledger.artifact_rel(c)).split()
+
+
+def test_untracked_of_names_the_files_the_index_does_not_hold(brain: Path) -> None:
+    repo = GitRepo.discover(brain)
+    (brain / "kept.txt").write_text("a\n")
+    git(brain, "add", "kept.txt")
+    (brain / "loose.txt").write_text("b\n")
+    (brain / "odd name: with colon.txt").write_text("c\n")
+    asked = ["kept.txt", "loose.txt", "odd name: with colon.txt", "gone.txt"]
+    assert repo.untracked_of(asked) == ["loose.txt", "odd name: with colon.txt", "gone.txt"]
+    assert repo.untracked_of([]) == []

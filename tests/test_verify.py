@@ -316,3 +316,53 @@ def test_a_config_change_makes_the_next_verify_full(ledger: Ledger) -> None:
     assert found.since is None and found.problems == []
     assert any("config or the factory's code changed" in n for n in found.notes)
     assert verify(ledger).since == ledger.repo.head()
+
+
+def test_incremental_verify_reads_an_untracked_record_in_an_old_folder(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ledger_helpers import reads
+
+    old, other = new_artifact(ledger, "Old"), new_artifact(ledger, "Other")
+    assert verify(ledger, full=True).problems == []
+    # a record nobody committed, in a folder nothing else changed: git's stat check does not
+    # look at it, the folder's entries did change
+    path = forge(ledger, old, 2, "stage_started", {**header(ledger, old, "stage_started"),
+                                                   "stage": "nope"})
+    seen = reads(monkeypatch)
+    found = verify(ledger)
+    assert found.checked == 1 and set(seen) == {old} and other not in seen
+    assert found.problems and {p.where for p in found.problems} == {path}
+
+
+def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    assert verify(ledger, full=True).problems == []
+    new = append_next(ledger, aid)
+    # the record stays on disk, untracked: the ledger's history no longer has it
+    git(ledger.repo.root, "rm", "-q", "--cached", new.path)
+    git(ledger.repo.root, "commit", "-q", "-m", "untrack it")
+    assert verify(ledger).problems == []
+    assert verify(ledger).checked == 0  # nothing moved since
+    record = ledger.repo.root / new.path
+    folder_stat = record.parent.stat()
+    with open(record, "r+b") as fh:  # in place: the folder's entries and mtime stay as they were
+        fh.seek(0, 2)
+        fh.write(b"# appended\n")
+    assert record.parent.stat().st_mtime_ns == folder_stat.st_mtime_ns
+    found = verify(ledger)
+    assert found.checked == 1
+    assert [p.where for p in found.problems] == [new.path]
+    assert "does not match the hash in its name" in found.problems[0].message
+
+
+def test_incremental_verify_reports_a_new_folder_without_an_intake(ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    assert verify(ledger, full=True).problems == []
+    bucket_dir = ledger.artifact_dir(aid).parent
+    stray = bucket_dir / f"ghost-{aid[-2:]}"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("no intake here\n")
+    found = verify(ledger)
+    assert found.since is not None  # incremental
+    assert any(p.where == f"factory/artifacts/{aid[-2:]}/ghost-{aid[-2:]}"
+               and "no intake.yaml" in p.message for p in found.problems), found.problems

@@ -19,10 +19,13 @@ def command(full: bool, repo: str, as_json: bool) -> None:
     Checks what changed since the last clean verify (remembered by its commit; a rewritten
     history is noticed and checked in full); --full checks everything.
     """
-    from ..line.verify import verify
+    from ..line.verifystate import start
 
     ledger = open_ledger(repo)
-    found = verify(ledger, full=full)
+    started = start(ledger, full=full)  # git works while the record models load
+    from ..line.verify import verify
+
+    found = verify(ledger, full=full, started=started)
     problems, count = found.problems, found.artifacts
     if as_json:
         echo_json({"ok": not problems, "artifacts": count, "checked": found.checked,

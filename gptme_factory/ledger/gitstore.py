@@ -298,6 +298,11 @@ def _check_relpath(rel: str) -> None:
         raise GitError(f"refusing to commit {rel!r}: not a plain path inside the repo")
 
 
+def _paths(out: bytes) -> list[str]:
+    """The paths of git's NUL-separated (`-z`) output."""
+    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
 def _git_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
@@ -918,41 +923,70 @@ class GitRepo:
                                   subject=fields[3], trailers=trailers))
         return found
 
+    def _start(self, *args: str) -> Callable[[], bytes]:
+        """Start a git command that only reads; the function returned waits for its output.
+
+        It never takes index.lock (GIT_OPTIONAL_LOCKS=0), so it cannot stand in a writer's way.
+        """
+        env = _git_env()
+        env["GIT_OPTIONAL_LOCKS"] = "0"
+        proc = subprocess.Popen(["git", *args], cwd=self.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+
+        done: list[tuple[bytes, bytes]] = []
+
+        def wait() -> bytes:  # may be called again: the answer is kept
+            if not done:
+                done.append(proc.communicate())
+            out, err = done[0]
+            if proc.returncode != 0:
+                msg = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+                raise GitError(f"git {args[0]} failed: {msg}")
+            return out
+
+        return wait
+
     def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
         """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
-        out = self.git("diff-index", "--name-status", "--no-renames", "-z", "HEAD", "--", *paths)
-        fields = out.decode("utf-8", "surrogateescape").split("\0")
-        words = {"M": "modified", "D": "deleted"}
-        return [(path, words[code]) for code, path in zip(fields[0::2], fields[1::2], strict=False)
-                if code in words]
+        return self.start_changed_against_head(paths)()
+
+    def start_changed_against_head(self, paths: list[str], head: str = "HEAD"
+                                   ) -> Callable[[], list[tuple[str, str]]]:
+        """Start `changed_against_head` (against commit `head`) in the background.
+
+        The function returned waits for it.
+        """
+        wait = self._start("diff-index", "--name-status", "--no-renames", "-z", head, "--",
+                           *paths)
+
+        def result() -> list[tuple[str, str]]:
+            fields = wait().decode("utf-8", "surrogateescape").split("\0")
+            words = {"M": "modified", "D": "deleted"}
+            return [(path, words[code]) for code, path
+                    in zip(fields[0::2], fields[1::2], strict=False) if code in words]
+
+        return result
 
     def modified_in_history(self, paths: list[str], since: str | None = None
                             ) -> dict[str, list[str]]:
         """Files under `paths` that a commit in HEAD's history (after `since`) modified."""
         return self.start_modified_in_history(paths, since)()
 
-    def start_modified_in_history(self, paths: list[str], since: str | None = None
-                                  ) -> Callable[[], dict[str, list[str]]]:
+    def start_modified_in_history(self, paths: list[str], since: str | None = None,
+                                  head: str = "HEAD") -> Callable[[], dict[str, list[str]]]:
         """Start `modified_in_history` in the background; the function returned waits for it.
 
-        A `git log --diff-filter=M` over HEAD's history (or the commits after `since`): git
+        A `git log --diff-filter=M` over `head`'s history (or the commits after `since`): git
         diffs each commit's trees in C while the caller reads records meanwhile.
         """
-        rev = f"{since}..HEAD" if since else "HEAD"
-        proc = subprocess.Popen(
-            ["git", "log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
-             "--format=%x01%H", rev, "--", *paths],
-            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_git_env(),
-        )
+        rev = f"{since}..{head}" if since else head
+        wait = self._start("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+                           "--format=%x01%H", rev, "--", *paths)
 
-        def wait() -> dict[str, list[str]]:
-            log, err = proc.communicate()
-            if proc.returncode != 0:
-                msg = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
-                raise GitError(f"git log failed: {msg}")
+        def result() -> dict[str, list[str]]:
             out: dict[str, list[str]] = {}
             commit = ""
-            for item in log.decode("utf-8", "surrogateescape").split("\0"):
+            for item in wait().decode("utf-8", "surrogateescape").split("\0"):
                 for part in item.split("\n"):
                     if part.startswith("\x01"):
                         commit = part[1:]
@@ -960,13 +994,18 @@ class GitRepo:
                         out.setdefault(part, []).append(commit)
             return out
 
-        return wait
+        return result
 
     def changed_between(self, old: str, new: str, paths: list[str]) -> list[str]:
         """Paths under `paths` that differ between two commits' trees (added, changed, gone)."""
-        out = self.git("diff-tree", "-r", "--name-only", "--no-renames", "-z", old, new, "--",
-                       *paths)
-        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+        return self.start_changed_between(old, new, paths)()
+
+    def start_changed_between(self, old: str, new: str, paths: list[str]
+                              ) -> Callable[[], list[str]]:
+        """Start `changed_between` in the background; the function returned waits for it."""
+        wait = self._start("diff-tree", "-r", "--name-only", "--no-renames", "-z", old, new,
+                           "--", *paths)
+        return lambda: _paths(wait())
 
     def untracked(self, paths: list[str]) -> list[str]:
         """Files under `paths` that git does not track, ignored ones included."""
@@ -974,19 +1013,26 @@ class GitRepo:
 
     def start_untracked(self, paths: list[str]) -> Callable[[], list[str]]:
         """Start `untracked` in the background; the function returned waits for it."""
-        env = _git_env()
-        env["GIT_OPTIONAL_LOCKS"] = "0"
-        proc = subprocess.Popen(["git", "ls-files", "-z", "--others", "--", *paths],
-                                cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env)
+        wait = self._start("ls-files", "-z", "--others", "--", *paths)
+        return lambda: _paths(wait())
 
-        def wait() -> list[str]:
-            out, err = proc.communicate()
-            if proc.returncode != 0:
-                raise GitError(f"git ls-files failed: {err.decode('utf-8', 'replace')}")
-            return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+    def untracked_of(self, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` (repo-relative files) that git's index does not hold.
 
-        return wait
+        One `git cat-file --batch-check` looks each up in the index (`:path`): the index is
+        read once and each path is a lookup, where `ls-files --others` with one pathspec per
+        folder would match every folder it walks against every pathspec. A name git's batch
+        input cannot carry (a newline in it) counts as untracked.
+        """
+        asked = [p for p in paths if "\n" not in p]
+        odd = [p for p in paths if "\n" in p]
+        if not asked:
+            return odd
+        text = "".join(f":{p}\n" for p in asked).encode("utf-8", "surrogateescape")
+        out = self.git("cat-file", "--batch-check=%(objecttype)", input=text).splitlines()
+        if len(out) != len(asked):
+            raise GitError(f"git cat-file answered {len(out)} of {len(asked)} paths")
+        return [p for p, line in zip(asked, out, strict=True) if line.endswith(b" missing")] + odd
 
     def blob_id(self, rev: str, path: str) -> str | None:
         """The id of `path`'s blob at `rev` (None if it is not there)."""
@@ -1064,7 +1110,7 @@ class GitRepo:
     def changed_files(self, base: str, head: str) -> list[str]:
         """Paths that differ between two commits."""
         out = self.git("diff", "--name-only", "-z", "--no-renames", base, head)
-        return sorted(p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p)
+        return sorted(_paths(out))
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         """True if `ancestor` is reachable from `commit`."""

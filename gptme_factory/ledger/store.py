@@ -198,6 +198,11 @@ class Ledger:
         return self.dir / "lines"
 
     @property
+    def stream_folders(self) -> list[str]:
+        """The repo-relative folders of every stream: factory/artifacts, factory/lines."""
+        return [f"{self.rel}/artifacts", f"{self.rel}/lines"]
+
+    @property
     def runtime_dir(self) -> Path:
         """factory/.runtime: gitignored caches and progress notes."""
         return self.dir / RUNTIME_DIR

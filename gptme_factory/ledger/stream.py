@@ -31,7 +31,7 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -461,16 +461,21 @@ def new_event(kind: StreamKind[P], prefix: str, sid: str, header: EventHeader,
     return Stored(f"{prefix}/{name}", digest, header, event), raw
 
 
-def stream_ids(kind: StreamKind[P], base: Path, prefix: str) -> tuple[list[str], list[Problem]]:
+def stream_ids(kind: StreamKind[P], base: Path, prefix: str, *,
+               listing: layout.Listing | None = None,
+               only: Container[str] | None = None) -> tuple[list[str], list[Problem]]:
     """The streams of a kind under `base` (its folder), and every entry that is not one.
 
-    A fanned-out kind (artifacts) is listed in both layouts (layout.py); an id with a flat
-    and a fanned-out folder is a problem until `migrate` joins them.
+    A fanned-out kind (artifacts) is listed in both layouts (layout.py), or taken from
+    `listing` if the caller has scanned already; an id with a flat and a fanned-out folder is
+    a problem until `migrate` joins them. With `only`, a folder whose id is not in it is
+    taken by its name alone (its root file is not looked for): for a caller that knows
+    nothing in it changed since it was last checked.
     """
     ids: list[str] = []
     problems: list[Problem] = []
     if kind.fanout:
-        listing = layout.scan(base)
+        listing = listing if listing is not None else layout.scan(base)
         problems += [Problem(f"{prefix}/{rel}", what if what.startswith("directory in")
                              else f"unexpected {what} in {kind.folder}/")
                      for rel, what in listing.strays]
@@ -501,7 +506,8 @@ def stream_ids(kind: StreamKind[P], base: Path, prefix: str) -> tuple[list[str],
         except ValueError as exc:
             problems.append(Problem(where, f"not a {kind.name} name: {exc}"))
             continue
-        if root_file and not os.path.isfile(os.path.join(base, rel, root_file)):
+        if root_file and (only is None or name in only) \
+                and not os.path.isfile(os.path.join(base, rel, root_file)):
             article = "an" if kind.name[0] in "aeiou" else "a"
             problems.append(Problem(
                 where, f"no {root_file}: not {article} {kind.name} (unexpected directory)"))

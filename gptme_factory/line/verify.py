@@ -16,21 +16,18 @@ only what came after it (see `verify`); `verify_ledger` always checks everything
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import FactoryError, IllegalTransition, InvalidRecord
+from ..ledger import dirmarks
 from ..ledger.kinds import ARTIFACTS, LINES
 from ..ledger.records import HandoffSubmitted, format_validation_error
-from ..ledger.store import CONFIG_FILE, Ledger
+from ..ledger.store import Ledger
 from ..ledger.stream import Problem, Stream, stream_ids
+from . import verifystate
 from .lifecycle import LineState
 from .lifecycle import apply as apply_line
 from .replay import ArtifactView, apply
@@ -127,28 +124,32 @@ class Verification:
     since: str | None = None  # the commit of the last clean verify (incremental), or None (full)
 
 
-def verify(ledger: Ledger, *, full: bool = False) -> Verification:
+def verify(ledger: Ledger, *, full: bool = False,
+           started: verifystate.Started | None = None) -> Verification:
     """Check the ledger: what changed since the last clean verify, or with `full` everything.
 
-    A clean result is remembered outside git (factory/.runtime/verify-state.json) by HEAD's
-    commit id, with the config's bytes and the verifying code. The next run checks only what
-    is new relative to that commit: the artifacts whose folders differ between it and HEAD
-    (`git diff-tree`, which skips unchanged subtrees), or differ in the index or the working
-    tree, or hold untracked files; the commits after it, for edited records; the line streams
+    What the last clean run saw is kept outside git (verifystate.py). This run checks only
+    what is new relative to it: the artifacts whose folders differ between its commit and
+    HEAD (`git diff-tree`, which skips unchanged subtrees), or differ from HEAD in the index
+    or the working tree (`git diff-index`, git's stat check of every tracked file), or have a
+    directory whose entries changed or an untracked file that was edited (the snapshot of
+    directories, ledger/dirmarks.py: one `lstat` per directory, and `git ls-files` asked
+    about the changed ones only); the commits after it, for edited records; the line streams
     and the folders' stray entries (cheap, always). When that commit is no longer in HEAD's
     history (a rebase, a reset, an amend rewrote it) or the config or code changed,
-    everything is checked, and a note says why.
+    everything is checked, and a note says why. `started` is `verifystate.start(ledger,
+    full=full)` if the caller set git to work already.
     """
-    notes: list[str] = []
-    base = _last_clean(ledger, notes) if not full else None
-    if base is None:
-        problems = verify_ledger(ledger, notes)
-        count = len(ledger.artifact_ids())
-        return Verification(problems, notes, count, count)
-    problems, count, checked = _verify_since(ledger, base, notes)
-    if not problems:
-        _remember(ledger)
-    return Verification(problems, notes, count, checked, base)
+    run = started if started is not None else verifystate.start(ledger, full=full)
+    try:
+        if run.since is None or run.snapshot is None:
+            problems = _verify_all(ledger, run, run.notes)
+            count = len(ledger.artifact_ids())
+            return Verification(problems, run.notes, count, count)
+        problems, count, checked = _verify_since(ledger, run, run.since, run.snapshot)
+        return Verification(problems, run.notes, count, checked, run.since)
+    finally:
+        run.finish()
 
 
 def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Problem]:
@@ -159,84 +160,93 @@ def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Proble
     discarded branch. The history check (a `git log` over every commit) runs in the
     background while the records are read.
     """
+    run = verifystate.start(ledger, full=True)
+    try:
+        return _verify_all(ledger, run, notes)
+    finally:
+        run.finish()
+
+
+# Records sit in the folders two levels below the stream folders (artifacts/<bucket>/<id>; a
+# line's folder, or an artifact's from before the fan-out, is one level down): deeper
+# directories (a cell's briefs/) are never read as records, so the snapshot does not look.
+_DEPTH = 2
+
+
+def _verify_all(ledger: Ledger, run: verifystate.Started, notes: list[str] | None
+                ) -> list[Problem]:
     problems: list[Problem] = []
     try:
         ledger.__dict__.pop("config", None)
         ledger.config  # noqa: B018 - validates factory.yaml
     except FactoryError as exc:
         return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))]
-    history = _start_history(ledger, None)
-    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, f"{ledger.rel}/{ARTIFACTS.folder}")
+    # What the next run compares with, taken before anything is read.
+    root, scratch, folders = str(ledger.repo.root), str(ledger.runtime_dir), ledger.stream_folders
+    snap = dirmarks.take(root, folders, scratch, _DEPTH)
+    if run.head is not None:
+        dirmarks.add_files(root, snap, ledger.repo.untracked(folders), scratch)
+    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0])
     problems += bad
     for artifact in artifacts:
         problems += verify_artifact(ledger, artifact, notes)
     problems += verify_lines(ledger, notes)
     named = {p.where for p in problems}
-    problems += [p for p in _git_problems(ledger, notes, history) if p.where not in named]
+    problems += [p for p in _git_problems(ledger, notes, run) if p.where not in named]
     if not problems:
-        _remember(ledger)
+        verifystate.remember(ledger, run.head, snap)
     return problems
 
 
-def _verify_since(ledger: Ledger, since: str, notes: list[str]) -> tuple[list[Problem], int, int]:
+def _verify_since(ledger: Ledger, run: verifystate.Started, since: str,
+                  old: dirmarks.Snapshot) -> tuple[list[Problem], int, int]:
     """(problems, artifacts, artifacts read) of what changed after clean commit `since`."""
     repo = ledger.repo
+    root, scratch, folders = str(repo.root), str(ledger.runtime_dir), ledger.stream_folders
     problems: list[Problem] = []
     try:
         ledger.config  # noqa: B018 - validates factory.yaml
     except FactoryError as exc:
         return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))], 0, 0
-    history = _start_history(ledger, since)
-    folders = _folders(ledger)
-    untracked = repo.start_untracked(folders)  # git walks the folders while diff-index runs
-    touched = set(repo.changed_between(since, "HEAD", folders)) if repo.head() != since else set()
-    against = repo.changed_against_head(folders) if repo.head() is not None else []
-    touched.update(p for p, _ in against)
-    touched.update(untracked())
+    # git looks at history and at every tracked file (started already), while this process
+    # looks at the directories (one lstat each) and asks git about the files of the changed
+    # ones only: those it does not track are kept in the snapshot, to see them edited.
+    moved = dirmarks.changes(root, old, folders, scratch, _DEPTH)
+    new_files = repo.untracked_of(moved.listed)
+    dirmarks.add_files(root, moved.now, new_files, scratch)
     listing = ledger.artifact_listing()
+    touched = moved.dirs | moved.files | set(new_files) | set(run.between())
+    touched.update(p for p, _ in run.against())
     cut = len(folders[0]) + 1
     changed = {aid for p in touched if p.startswith(folders[0] + "/")
                and (aid := listing.owner(p[cut:])) is not None}
-    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0])
+    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0], listing=listing,
+                                only=changed)
     problems += bad
     for artifact in artifacts:
         if artifact in changed:
-            problems += verify_artifact(ledger, artifact, notes)
-    problems += verify_lines(ledger, notes)
+            problems += verify_artifact(ledger, artifact, run.notes)
+    problems += verify_lines(ledger, run.notes)
     named = {p.where for p in problems}
-    problems += [p for p in _git_problems(ledger, notes, history, against)
-                 if p.where not in named]
+    problems += [p for p in _git_problems(ledger, run.notes, run) if p.where not in named]
+    if not problems:
+        verifystate.remember(ledger, run.head, moved.now)
     return problems, len(artifacts), len(changed & set(artifacts))
 
 
-def _folders(ledger: Ledger) -> list[str]:
-    return [f"{ledger.rel}/{ARTIFACTS.folder}", f"{ledger.rel}/{LINES.folder}"]
-
-
-def _start_history(ledger: Ledger, since: str | None) -> Callable[[], dict[str, list[str]]]:
-    """Start git's history check (records modified by a commit after `since`) in the background."""
-    if ledger.repo.head() is None:
-        return dict
-    return ledger.repo.start_modified_in_history(_folders(ledger), since)
-
-
 def _git_problems(ledger: Ledger, notes: list[str] | None,
-                  history: Callable[[], dict[str, list[str]]],
-                  against: list[tuple[str, str]] | None = None) -> list[Problem]:
+                  run: verifystate.Started) -> list[Problem]:
     """Records changed against git: in the working tree, or by a commit after they were added.
 
-    `against` is `changed_against_head` of the ledger's folders if the caller has it already.
     A record a commit edited and a later one restored to its first bytes (a revert) is not a
     problem any more: its chain verifies, and `notes` names the commits.
     """
     repo = ledger.repo
-    modified = history()
-    if repo.head() is None:
+    modified = run.history()
+    if run.head is None:
         return []
-    if against is None:
-        against = repo.changed_against_head(_folders(ledger))
     out: dict[str, Problem] = {}
-    for path, change in against:
+    for path, change in run.against():
         out[path] = Problem(path, f"{change} since it was committed (records are append-only)")
     for path, commits in modified.items():
         if path in out or not (repo.root / path).exists():
@@ -250,66 +260,3 @@ def _git_problems(ledger: Ledger, notes: list[str] | None,
         out[path] = Problem(path, "modified by a commit after it was recorded "
                                   "(records are append-only: `git log -p` shows who)")
     return sorted(out.values(), key=lambda p: p.where)
-
-
-# -- what the last clean verify saw ---------------------------------------------------------
-
-STATE_FILE = "verify-state.json"
-STATE_VERSION = 1
-# The modules whose code decides what verify reports: editing one makes the next run full.
-_CODE = ("ledger", "line/replay.py", "line/lifecycle.py", "line/verify.py")
-
-
-def _key(ledger: Ledger) -> str:
-    parts = [str(STATE_VERSION), ledger.rel]
-    try:
-        parts.append(hashlib.sha256((ledger.dir / CONFIG_FILE).read_bytes()).hexdigest())
-    except OSError:
-        parts.append("-")
-    here = Path(__file__).parent.parent
-    for name in _CODE:
-        for path in sorted((here / name).glob("*.py")) if (here / name).is_dir() else [here / name]:
-            try:
-                st = path.stat()
-                parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
-            except OSError:
-                parts.append(f"{path.name}:-")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def _remember(ledger: Ledger) -> None:
-    """Keep HEAD as the last clean commit (nothing is kept without a commit)."""
-    head = ledger.repo.head()
-    if head is None:
-        return
-    path = ledger.runtime_dir / STATE_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": _key(ledger), "commit": head}))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only checkout verifies in full every time
-
-
-def _last_clean(ledger: Ledger, notes: list[str]) -> str | None:
-    """The commit of the last clean verify, if HEAD descends from it (else None: verify all)."""
-    try:
-        data = json.loads((ledger.runtime_dir / STATE_FILE).read_text("utf-8"))
-        commit, key = data["commit"], data["key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(commit, str) or key != _key(ledger):
-        if isinstance(commit, str):
-            notes.append("the config or the factory's code changed since the last clean "
-                         "verify: checked everything")
-        return None
-    head = ledger.repo.head()
-    if head is None:
-        return None
-    if commit != head and not ledger.repo.is_ancestor(commit, head):
-        notes.append(f"the last clean verify was at {commit[:12]}, which is no longer in "
-                     "HEAD's history (it was rewritten: rebase, reset or amend): checked "
-                     "everything")
-        return None
-    return commit
