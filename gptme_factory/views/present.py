@@ -109,16 +109,19 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str 
 
     The last column is left unpadded (titles, notes) when `last_wide`.
     """
-    body = [[str(c) for c in r] for r in rows]
-    widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
-        if last_wide:
-            padded[-1] = cells[-1]
-        return (indent + "  ".join(padded)).rstrip()
-
-    return [line([h.upper() for h in headers]), *(line(r) for r in body)]
+    body = [list(map(str, r)) for r in rows]
+    n = len(headers)
+    if any(len(r) != n for r in body):
+        raise ValueError(f"every row of the table needs {n} cells")
+    columns = list(zip(*body, strict=True)) if body else [()] * n
+    widths = [max([len(h), *map(len, column)]) for h, column in zip(headers, columns, strict=True)]
+    # One format string pads every cell (in C: `status` prints a row per artifact).
+    cells = [f"{{:<{w}}}" for w in widths]
+    if last_wide:
+        cells[-1] = "{}"
+    fmt = indent + "  ".join(cells)
+    return [fmt.format(*(h.upper() for h in headers)).rstrip(),
+            *(fmt.format(*r).rstrip() for r in body)]
 
 
 def exit_text(exit_code: int | None, timed_out: bool) -> str:

@@ -269,16 +269,21 @@ class Pass:
         build, check = kind.restore, kind.check
         for b, aids in by_bucket.items() if self.snap else ():
             entries, groups = shards[b]
+            same_group: dict[str, bool] = {}  # group -> its tree in HEAD is the one stored
             for aid in aids:
                 entry = entries.get(aid)
                 # [tree id of the folder read, tree id == HEAD's?, folder mark, row]
                 if entry.__class__ is not list or len(entry) != 4:
                     continue
-                if not self._same_folder(aid, entry[2], stats[aid], entry[0]):
+                mark, st = entry[2], stats[aid]
+                if not (mark.__class__ is list and mark == st) \
+                        and not self._same_folder(aid, mark, st, entry[0]):
                     continue
                 group = self.folders[aid].rpartition("/")[0]
-                if not (entry[1] is True and groups.get(group, 0) == self.group_tree(group)
-                        or entry[0] == self.head_of(aid)):
+                same = same_group.get(group)
+                if same is None:
+                    same = same_group[group] = groups.get(group, 0) == self.group_tree(group)
+                if not (entry[1] is True and same or entry[0] == self.head_of(aid)):
                     continue
                 if not restore:
                     found[aid] = entry[3]
