@@ -133,8 +133,8 @@ def verify(ledger: Ledger, *, full: bool = False,
     HEAD (`git diff-tree`, which skips unchanged subtrees), or differ from HEAD in the index
     or the working tree (`git diff-index`, git's stat check of every tracked file), or have a
     directory whose entries changed or an untracked file that was edited (the snapshot of
-    directories, ledger/dirmarks.py: one `lstat` per directory, and `git ls-files` asked
-    about the changed ones only); the commits after it, for edited records; the line streams
+    directories, ledger/dirmarks.py: one `lstat` per directory; git's index is asked about
+    the files of the changed ones only); the commits after it, for edited records; the line streams
     and the folders' stray entries (cheap, always). When that commit is no longer in HEAD's
     history (a rebase, a reset, an amend rewrote it) or the config or code changed,
     everything is checked, and a note says why. `started` is `verifystate.start(ledger,
