@@ -117,3 +117,7 @@ def test_the_snapshot_survives_json_and_rejects_other_data(tree: Path) -> None:
     assert back is not None and back.dirs == snap.dirs and back.files == snap.files
     assert dirmarks.Snapshot.from_json({"dirs": []}) is None
     assert dirmarks.Snapshot.from_json("nope") is None
+    # a damaged mark makes the whole snapshot unusable (verify then checks everything)
+    for bad in (7, [1, 2], ["1", 2, 3], [1, 2, 3.5], {"a": 1}):
+        assert dirmarks.Snapshot.from_json({"dirs": {"top": bad}, "files": {}}) is None
+    assert dirmarks.Snapshot.from_json({"dirs": {"top": None}, "files": {"f": [1, 2, 3, 4]}})

@@ -366,3 +366,17 @@ def test_incremental_verify_reports_a_new_folder_without_an_intake(ledger: Ledge
     assert found.since is not None  # incremental
     assert any(p.where == f"factory/artifacts/{aid[-2:]}/ghost-{aid[-2:]}"
                and "no intake.yaml" in p.message for p in found.problems), found.problems
+
+
+def test_a_damaged_verify_state_means_a_full_check(ledger: Ledger) -> None:
+    new_artifact(ledger)
+    assert verify(ledger).problems == []
+    state = ledger.runtime_dir / "verify-state.json"
+    data = json.loads(state.read_text())
+    data["marks"]["dirs"] = {k: 7 for k in data["marks"]["dirs"]}
+    state.write_text(json.dumps(data))
+    found = verify(ledger)
+    assert found.since is None and found.problems == [] and found.checked == 1
+    assert found.notes == ["what the last clean verify saw (factory/.runtime/verify-state.json) "
+                           "is damaged: checked everything"]
+    assert verify(ledger).since == ledger.repo.head()  # remembered again, whole

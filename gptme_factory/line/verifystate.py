@@ -113,10 +113,15 @@ def _last_clean(ledger: Ledger, head: str, notes: list[str]
         snap = dirmarks.Snapshot.from_json(data.get("marks"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(commit, str) or key != _key(ledger) or snap is None:
-        if isinstance(commit, str):
-            notes.append("the config or the factory's code changed since the last clean "
-                         "verify: checked everything")
+    if not isinstance(commit, str):
+        return None
+    if key != _key(ledger):
+        notes.append("the config or the factory's code changed since the last clean "
+                     "verify: checked everything")
+        return None
+    if snap is None:
+        notes.append(f"what the last clean verify saw ({ledger.rel}/.runtime/{STATE_FILE}) "
+                     "is damaged: checked everything")
         return None
     if commit != head and not ledger.repo.is_ancestor(commit, head):
         notes.append(f"the last clean verify was at {commit[:12]}, which is no longer in "
