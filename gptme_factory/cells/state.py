@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..ledger.runtime import write_json
+
 CELLS_DIR = "cells"
 
 
@@ -69,10 +71,7 @@ def save(runtime_dir: Path, rec: CellRecord) -> None:
     """Write a record atomically."""
     d = cells_dir(runtime_dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{rec.cell}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rec.to_json(), indent=1))
-    os.replace(tmp, path)
+    write_json(d / f"{rec.cell}.json", rec.to_json(), indent=1)
 
 
 def load(runtime_dir: Path, cell: str) -> CellRecord | None:

@@ -176,6 +176,7 @@ def changes(root: str, old: Snapshot, tops: Sequence[str], scratch: str, depth: 
     now = Snapshot()
     changed: set[str] = set()
     listed: list[str] = []
+    moved: dict[str, os.stat_result] = {}  # changed directories that are still directories
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for rel, mark in old.dirs.items():
@@ -184,21 +185,18 @@ def changes(root: str, old: Snapshot, tops: Sequence[str], scratch: str, depth: 
             except OSError:
                 changed.add(rel)  # gone
                 continue
+            is_dir = stat.S_ISDIR(st.st_mode)
             if mark is not None and st.st_mtime_ns == mark[1] and st.st_ctime_ns == mark[2] \
-                    and st.st_ino == mark[0] and stat.S_ISDIR(st.st_mode):
+                    and st.st_ino == mark[0] and is_dir:
                 now.dirs[rel] = mark
                 continue
             changed.add(rel)
+            if is_dir:
+                moved[rel] = st
     finally:
         os.close(fd)
-    for rel in sorted(changed):
-        try:
-            st = os.lstat(os.path.join(root, rel))
-        except OSError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            continue
-        now.dirs[rel] = _mark(st, racy_after)
+    for rel in sorted(moved):
+        now.dirs[rel] = _mark(moved[rel], racy_after)
         try:
             subs, others = _list(os.path.join(root, rel))
         except OSError:

@@ -22,10 +22,17 @@ def _path(ledger: Ledger, kind: str, cell: str) -> Path:
     return ledger.runtime_dir / kind / f"{cell}.json"
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: Any, *, indent: int | None = None,
+               compact: bool = False) -> None:
+    """Write `data` as JSON to `path` atomically (a temp file beside it, then a rename).
+
+    A reader sees the old file or the new one, never half of one. Raises OSError (a
+    read-only checkout); callers for whom the file is only a cache ignore it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
+    tmp.write_text(json.dumps(data, indent=indent,
+                              separators=(",", ":") if compact else None))
     os.replace(tmp, path)
 
 
@@ -43,7 +50,7 @@ def record_progress(ledger: Ledger, cell: str, note: str, now: datetime | None =
     at = (now or datetime.now(timezone.utc)).isoformat()
     path = _path(ledger, "progress", cell)
     old = _read(path) or {}
-    _write(path, {"note": note, "at": at, "count": int(old.get("count", 0)) + 1})
+    write_json(path, {"note": note, "at": at, "count": int(old.get("count", 0)) + 1})
 
 
 def last_progress(ledger: Ledger, cell: str) -> tuple[str, str] | None:
@@ -58,7 +65,7 @@ def bump_repairs(ledger: Ledger, cell: str) -> int:
     """Count one more invalid handoff from `cell`; returns the new count."""
     path = _path(ledger, "repairs", cell)
     count = int((_read(path) or {}).get("count", 0)) + 1
-    _write(path, {"count": count})
+    write_json(path, {"count": count})
     return count
 
 
@@ -69,7 +76,7 @@ def repairs(ledger: Ledger, cell: str) -> int:
 
 def write_state(ledger: Ledger, name: str, data: dict[str, Any]) -> None:
     """Keep a small JSON record `name` under factory/.runtime/ (atomic)."""
-    _write(ledger.runtime_dir / f"{name}.json", data)
+    write_json(ledger.runtime_dir / f"{name}.json", data)
 
 
 def read_state(ledger: Ledger, name: str) -> dict[str, Any] | None:

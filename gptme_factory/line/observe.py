@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from ..envcheck import EnvironmentFailure, classify_check
 from ..errors import FactoryError
 from ..ledger.records import CheckResult, ContractCheck
+from ..ledger.runtime import write_json
 from ..ledger.store import Ledger
 from ..targets import envs
 from ..targets.checkouts import checkout
@@ -88,11 +88,8 @@ class Bench:
         runs = self._load(check)
         runs.append({"exit_code": result.exit_code, "duration_s": result.duration_s,
                      "timeout_s": timeout_s, "output_tail": result.output_tail})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"command": check.command, "cwd": check.cwd,
-                                   "env": self.env_key, "tree": self.tree, "runs": runs}))
-        os.replace(tmp, path)
+        write_json(path, {"command": check.command, "cwd": check.cwd, "env": self.env_key,
+                          "tree": self.tree, "runs": runs})
 
     def runs(self, check: ContractCheck, timeout_s: float) -> list[CheckResult]:
         """The cached runs that still hold under `timeout_s`."""

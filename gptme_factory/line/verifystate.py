@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GitError
 from ..ledger import dirmarks
+from ..ledger.runtime import write_json
 from ..ledger.store import CONFIG_FILE, Ledger
 
 STATE_FILE = "verify-state.json"
@@ -93,13 +93,9 @@ def remember(ledger: Ledger, head: str | None, snap: dirmarks.Snapshot) -> None:
     """Keep `head` (HEAD when the clean run began) and the directories as it saw them."""
     if head is None:
         return  # nothing is kept without a commit
-    path = ledger.runtime_dir / STATE_FILE
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": _key(ledger), "commit": head,
-                                   "marks": snap.to_json()}, separators=(",", ":")))
-        os.replace(tmp, path)
+        write_json(ledger.runtime_dir / STATE_FILE,
+                   {"key": _key(ledger), "commit": head, "marks": snap.to_json()}, compact=True)
     except OSError:
         pass  # a read-only checkout verifies in full every time
 

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import FactoryError
 from ..ledger.gitstore import TreeReader, dir_tree_id
 from ..ledger.layout import bucket
+from ..ledger.runtime import write_json
 from ..ledger.store import CONFIG_FILE, Ledger
 from .summary import ArtifactSummary, summarize_artifact
 
@@ -603,9 +604,6 @@ def _drop_shards(folder: Path, keep: set[str]) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")))
-        os.replace(tmp, path)
+        write_json(path, data, compact=True)
     except OSError:
         pass  # a read-only checkout still gets a correct (uncached) status

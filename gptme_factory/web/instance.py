@@ -20,6 +20,7 @@ from typing import Any
 
 from ..cells import proctree
 from ..errors import BoardError
+from ..ledger.runtime import write_json
 from ..ledger.store import Ledger
 
 RECORD = "board.json"
@@ -35,11 +36,7 @@ def record(ledger: Ledger, url: str, started_at: datetime) -> None:
     pid = os.getpid()
     data = {"url": url, "pid": pid, "pid_start": proctree.start_ticks(pid),
             "started_at": started_at.isoformat()}
-    path = _path(ledger)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{pid}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_json(_path(ledger), data)
 
 
 def forget(ledger: Ledger) -> None:
