@@ -266,3 +266,20 @@ def test_untracked_of_names_the_files_the_index_does_not_hold(brain: Path) -> No
     asked = ["kept.txt", "loose.txt", "odd name: with colon.txt", "gone.txt"]
     assert repo.untracked_of(asked) == ["loose.txt", "odd name: with colon.txt", "gone.txt"]
     assert repo.untracked_of([]) == []
+
+
+@pytest.mark.parametrize("leave_a_core", [False, True])
+def test_changed_against_head_sees_an_edit_in_place_and_a_deletion(
+        brain: Path, leave_a_core: bool) -> None:
+    # leave_a_core only changes how many threads git lstat()s with, never what it finds
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (brain / "d" / name).parent.mkdir(exist_ok=True)
+        (brain / "d" / name).write_text(f"{name}\n")
+    git(brain, "add", "d")
+    git(brain, "commit", "-q", "-m", "three files")
+    repo = GitRepo.discover(brain)
+    (brain / "d/a.txt").write_text("A.TXT\n")  # same size, new bytes
+    (brain / "d/c.txt").unlink()
+    (brain / "d/new.txt").write_text("untracked\n")
+    got = repo.start_changed_against_head(["d"], leave_a_core=leave_a_core)()
+    assert sorted(got) == [("d/a.txt", "modified"), ("d/c.txt", "deleted")]

@@ -65,7 +65,7 @@ def start(ledger: Ledger, *, full: bool = False) -> Started:
     if head is None:
         return run
     folders = ledger.stream_folders
-    run.against = repo.start_changed_against_head(folders, head)
+    run.against = repo.start_changed_against_head(folders, head, leave_a_core=True)
     run.history = repo.start_modified_in_history(folders, since, head)
     if since is not None and since != head:
         run.between = repo.start_changed_between(since, head, folders)
