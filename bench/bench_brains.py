@@ -26,7 +26,11 @@ packages have them), median of --reps, except the parse floor (in this process):
 - `metrics`, warm (its per-artifact fact cache filled by an earlier run);
 - the peak resident memory of every command run (the largest process of its tree, wait4),
   of all of them and of the factory's own (the goal is the factory's: `gptodo list` is the
-  largest process of all at 10,000 artifacts and more).
+  largest process of all at 10,000 artifacts and more). Each command is started by a small
+  launcher process (`LAUNCH`), which times it and reads its peak: a process started straight
+  from this one would report *this* process's peak (Linux keeps the old memory's high-water
+  mark across the `exec`), and this one has built and parsed the brain. The launcher's own
+  size is the floor of every peak (`launch_floor_mb`, printed).
 
 Then it states each of issue 16's goals as met or not, for both brains at the largest size,
 and the growth from the smallest size to the largest. Nothing here is a test: the numbers
@@ -63,6 +67,25 @@ from bench_ledger import isolate_env, run, tool
 KINDS = ("synthetic", "realistic")
 
 
+# Runs argv[1:] and prints its wall seconds, peak RSS (KB, its tree's largest process) and
+# exit code as JSON on the last line of stdout; its stderr is passed on. Run with -S: no site.
+LAUNCH = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t
+print(json.dumps([wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def launch_floor_kb() -> int:
+    """The peak RSS a launched command cannot read below: a launched `true`'s."""
+    out = subprocess.run([sys.executable, "-S", "-c", LAUNCH, "true"], check=True,
+                         capture_output=True).stdout
+    return int(json.loads(out.decode().splitlines()[-1])[1])
+
+
 class Runner:
     """Runs CLI commands in one brain, timing them and keeping the peak memory of each."""
 
@@ -71,21 +94,20 @@ class Runner:
         self.peak_kb: dict[str, int] = {}
 
     def cli(self, *args: str, check: bool = True) -> float:
-        """Run `args` in the brain; return the wall time (s) and remember its peak RSS."""
-        t = time.perf_counter()
-        proc = subprocess.Popen(list(args), cwd=self.root, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if check and proc.returncode != 0:
-            raise SystemExit(f"{' '.join(args)} failed in {self.root} ({proc.returncode}):\n"
-                             f"{err.decode(errors='replace')[-2000:]}")
+        """Run `args` in the brain (through LAUNCH); return its wall time (s), keep its peak."""
+        proc = subprocess.run([sys.executable, "-S", "-c", LAUNCH, *args], cwd=self.root,
+                              capture_output=True, check=False)
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"the launcher failed for {' '.join(args)} ({proc.returncode}):\n"
+                             f"{proc.stderr.decode(errors='replace')[-2000:]}")
+        elapsed, peak, code = json.loads(lines[-1])
+        if check and code != 0:
+            raise SystemExit(f"{' '.join(args)} failed in {self.root} ({code}):\n"
+                             f"{proc.stderr.decode(errors='replace')[-2000:]}")
         name = " ".join(Path(args[0]).name.split() + [a for a in args[1:2]])
-        self.peak_kb[name] = max(self.peak_kb.get(name, 0), usage.ru_maxrss)
-        return elapsed
+        self.peak_kb[name] = max(self.peak_kb.get(name, 0), int(peak))
+        return float(elapsed)
 
     def median(self, reps: int, *args: str) -> float:
         return statistics.median(self.cli(*args) for _ in range(reps))
@@ -302,8 +324,8 @@ def report(results: dict[int, dict[str, dict[str, Any]]], argv: list[str], load:
         f"Command: `python bench/bench_brains.py {' '.join(argv)}`".replace("  ", " "),
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {git_version}, PyYAML {yaml.__version__}; load average "
-        f"{load}. Medians; CLI timings include Python start-up. The largest process per "
-        f"brain: {peaks}.",
+        f"{load}. Medians; CLI timings include Python start-up. Peaks cannot read below the "
+        f"launcher's {launch_floor_kb() / 1024:.0f} MB. The largest process per brain: {peaks}.",
     ]
     return "\n".join(lines) + "\n"
 
