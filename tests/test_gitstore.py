@@ -284,13 +284,3 @@ def test_changed_against_head_sees_an_edit_in_place_and_a_deletion(
     got = repo.start_changed_against_head(["d"], leave_a_core=leave_a_core)()
     assert sorted(got) == [("d/a.txt", "modified"), ("d/c.txt", "deleted")]
 
-
-def test_index_entries_reads_the_count_from_the_index_header(brain: Path) -> None:
-    repo = GitRepo.discover(brain)
-    tracked = git(brain, "ls-files", "-z").count("\0")
-    assert repo.index_entries() == tracked
-    (brain / "one more.txt").write_text("x\n")
-    git(brain, "add", "one more.txt")
-    assert repo.index_entries() == tracked + 1
-    (repo.git_dir / "index").write_bytes(b"not an index")
-    assert repo.index_entries() is None

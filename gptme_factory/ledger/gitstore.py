@@ -52,8 +52,6 @@ _LOCKFILE = "factory.lock"
 _TMPDIR = "factory-tmp"
 LOCK_TIMEOUT_S = 120.0
 INDEX_LOCK_WAIT_S = 30.0
-# up to this many index entries, a caller that asks git to leave it a core gets one (start_changed_against_head)
-SHARE_A_CORE_FILES = 150_000
 
 
 def lock_timeout() -> float:
@@ -955,17 +953,6 @@ class GitRepo:
 
         return wait
 
-    def index_entries(self) -> int | None:
-        """How many entries git's index holds (from its header), or None if unreadable."""
-        try:
-            with open(self.git_dir / "index", "rb") as f:
-                head = f.read(12)
-        except OSError:
-            return None
-        if len(head) != 12 or head[:4] != b"DIRC":
-            return None
-        return int.from_bytes(head[8:12], "big")
-
     def changed_against_head(self, paths: list[str]) -> list[tuple[str, str]]:
         """(path, "modified"|"deleted") of tracked files under `paths` that differ from HEAD."""
         return self.start_changed_against_head(paths)()
@@ -979,13 +966,10 @@ class GitRepo:
         fewer git `lstat()`s the files on one thread (`core.preloadIndex=false`) instead of on
         every core, so a caller with CPU work of its own to do meanwhile is not starved:
         `verify` loads its record models while git looks (0.87x the wall time at 10,000
-        artifacts, ~93,000 files, on two cores, measured side by side). With many more files
-        git's one thread becomes the longer of the two (at 30,000 artifacts, ~281,000 files,
-        verify took 2.66 s against 2.00 s with every core, in two bench runs), so above
-        SHARE_A_CORE_FILES index entries (between those two sizes) git keeps every core.
+        artifacts, ~93,000 files, on two cores, measured side by side; at 30,000 artifacts,
+        ~281,000 files, 2.66 s on one thread and 2.58 s on both, in two bench runs).
         """
-        one_thread = leave_a_core and (os.cpu_count() or 1) <= 2 \
-            and (self.index_entries() or 0) <= SHARE_A_CORE_FILES
+        one_thread = leave_a_core and (os.cpu_count() or 1) <= 2
         wait = self._start("diff-index", "--name-status", "--no-renames", "-z", head, "--",
                            *paths, config=("core.preloadIndex=false",) if one_thread else ())
 
