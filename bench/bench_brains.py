@@ -30,7 +30,7 @@ packages have them), median of --reps, except the parse floor (in this process):
   launcher process (`LAUNCH`), which times it and reads its peak: a process started straight
   from this one would report *this* process's peak (Linux keeps the old memory's high-water
   mark across the `exec`), and this one has built and parsed the brain. The launcher's own
-  size is the floor of every peak (`launch_floor_mb`, printed).
+  size is the floor of every peak (a launched `true`'s peak, printed with the results).
 
 Then it states each of issue 16's goals as met or not, for both brains at the largest size,
 and the growth from the smallest size to the largest. Nothing here is a test: the numbers

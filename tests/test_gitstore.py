@@ -283,4 +283,3 @@ def test_changed_against_head_sees_an_edit_in_place_and_a_deletion(
     (brain / "d/new.txt").write_text("untracked\n")
     got = repo.start_changed_against_head(["d"], leave_a_core=leave_a_core)()
     assert sorted(got) == [("d/a.txt", "modified"), ("d/c.txt", "deleted")]
-
