@@ -303,6 +303,14 @@ _LEAN_READ = ("core.packedGitLimit=64m", "core.packedGitWindowSize=8m",
               "core.deltaBaseCacheLimit=16m")
 
 
+def _usable_cores() -> int:
+    """The processors this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _paths(out: bytes) -> list[str]:
     """The paths of git's NUL-separated (`-z`) output."""
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
@@ -962,14 +970,15 @@ class GitRepo:
                                    ) -> Callable[[], list[tuple[str, str]]]:
         """Start `changed_against_head` (against commit `head`) in the background.
 
-        The function returned waits for it. With `leave_a_core`, on a machine of two cores or
-        fewer git `lstat()`s the files on one thread (`core.preloadIndex=false`) instead of on
-        every core, so a caller with CPU work of its own to do meanwhile is not starved:
+        The function returned waits for it. With `leave_a_core`, when this process may run on
+        two cores or fewer, git `lstat()`s the files on one thread (`core.preloadIndex=false`)
+        instead of on every core, so a caller with CPU work of its own to do meanwhile is not
+        starved:
         `verify` loads its record models while git looks (0.87x the wall time at 10,000
         artifacts, ~93,000 files, on two cores, measured side by side; at 30,000 artifacts,
         ~281,000 files, 2.66 s on one thread and 2.58 s on both, in two bench runs).
         """
-        one_thread = leave_a_core and (os.cpu_count() or 1) <= 2
+        one_thread = leave_a_core and _usable_cores() <= 2
         wait = self._start("diff-index", "--name-status", "--no-renames", "-z", head, "--",
                            *paths, config=("core.preloadIndex=false",) if one_thread else ())
 
