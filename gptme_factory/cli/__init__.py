@@ -127,7 +127,23 @@ def main(offline: bool) -> None:
 
     Start with `gptme-factory init` in a brain repo, then `intake` an artifact and `run` it.
     """
+    _freeze_at_exit()
     if offline:
         import os
 
         os.environ["GPTME_FACTORY_OFFLINE"] = "1"
+
+
+def _freeze_at_exit() -> None:
+    """At exit, hand every object to the permanent generation before Python tears down.
+
+    Tearing down runs the cycle collector over everything still alive (the record models,
+    every module), which took ~0.1 s of a 0.9 s `verify`; the process is ending, so nothing
+    is lost by not looking (memory is freed by refcounts and then by the OS). Registered once.
+    """
+    import atexit
+    import gc
+
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
