@@ -246,3 +246,33 @@ def test_summaries_come_in_id_order_when_artifacts_share_a_bucket(
         got = [s.artifact for s in load_summaries(Ledger.open(ledger.repo.root))]
         assert got == sorted(aids)
     status(ledger)
+
+
+def test_a_change_in_a_shared_bucket_rereads_only_its_artifact(
+        ledger: Ledger, settled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket found whole is taken at once; one change in it sends only its artifact back."""
+    import secrets
+
+    from tests.ledger_helpers import reads
+
+    with monkeypatch.context() as patch:  # (undo() would end `settled` too)
+        patch.setattr(secrets, "token_hex", lambda n: "0000aa")
+        aids = [new_artifact(ledger, title) for title in ("One", "Two", "Six")]
+    assert {a[-2:] for a in aids} == {"aa"}
+    load_summaries(Ledger.open(ledger.repo.root))
+    seen = reads(monkeypatch)
+    load_summaries(Ledger.open(ledger.repo.root))
+    assert seen == []  # the whole bucket, as stored
+    # an in-place edit that keeps size and mtime: only git's stat check sees it
+    rewrite_in_place(ledger.artifact_dir(aids[0]) / "intake.yaml", b"One", b"Uno",
+                     keep_mtime=True)
+    got = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert seen == [aids[0]] and got[aids[0]].title == "Uno"
+    assert got[aids[1]].title == "Two" and got[aids[2]].title == "Six"
+    # a file joining another folder of the bucket: its folder's mark moved
+    seen.clear()
+    (ledger.artifact_dir(aids[2]) / "0001-abandoned-0123456789ab.yaml").write_text("kind: [\n")
+    got = {s.artifact: s for s in load_summaries(Ledger.open(ledger.repo.root))}
+    assert sorted(seen) == sorted([aids[0], aids[2]])  # the edit is uncommitted: read again
+    assert got[aids[2]].state == "broken" and got[aids[1]].state == "idea"
+    status(ledger)

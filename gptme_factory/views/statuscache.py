@@ -268,8 +268,15 @@ class Pass:
         shards = {b: _load_shard(folder / f"{b}.json", key) for b in by_bucket}
         found: dict[str, Any] = {}
         build, check = kind.restore, kind.check
+        whole: set[str] = set()  # buckets found entire, as stored
         for b, aids in by_bucket.items() if self.snap else ():
             entries, groups = shards[b]
+            bulk = self._whole_bucket(b, aids, entries, groups, build if restore else None,
+                                      check)
+            if bulk is not None:
+                found.update(zip(aids, bulk, strict=True))
+                whole.add(b)
+                continue
             same_group: dict[str, bool] = {}  # group -> its tree in HEAD is the one stored
             for aid in aids:
                 entry = entries.get(aid)
@@ -300,13 +307,18 @@ class Pass:
             found = {}  # git could not say what changed: trust nothing
         else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
             for aid in dirty:
-                found.pop(aid, None)
+                if found.pop(aid, None) is not None:
+                    whole.discard(bucket(aid))
 
         index = self._index(kind)
         out: dict[str, Any] = {}  # filled bucket by bucket, returned in id order
         oids = self._oids
         for b, aids in by_bucket.items():
             entries, groups = shards[b]
+            if b in whole:  # as stored: nothing to derive, nothing to write
+                out.update((aid, found[aid]) for aid in aids)
+                oids.update((aid, entry[0]) for aid, entry in entries.items())
+                continue
             new: dict[str, list[Any]] = {}
             changed = False
             for aid in aids:
@@ -338,6 +350,33 @@ class Pass:
                             {"key": key, "groups": current, "artifacts": new})
         _drop_shards(folder, set(by_bucket))
         return [out[aid] for aid in ids]
+
+    def _whole_bucket(self, b: str, aids: list[str], entries: dict[str, Any],
+                      groups: dict[str, Any], build: Callable[[list[Any]], Any] | None,
+                      check: Callable[[Any, str], bool]) -> list[Any] | None:
+        """The values of bucket `b` if every artifact in it is as its shard stored it, else None.
+
+        The checks `values` makes one artifact at a time, made for the whole bucket at once
+        (the common case: nothing in it moved since it was stored): the same artifacts, each
+        folder's mark unchanged and not racy, each tree id HEAD's when stored and the bucket's
+        tree in HEAD unchanged since. Anything else (None): the bucket is checked one by one.
+        Without `build`, the stored rows themselves.
+        """
+        if self.listing.flat or list(entries) != aids or groups != {b: self.group_tree(b)}:
+            return None  # (a flat folder's group is the top, not its bucket: one by one)
+        stats = self.stats
+        if not all(entry.__class__ is list and len(entry) == 4 and entry[1] is True
+                   and entry[2].__class__ is list and entry[2] == stats[aid]
+                   for aid, entry in entries.items()):
+            return None
+        rows = [entry[3] for entry in entries.values()]
+        if build is None:
+            return rows
+        try:
+            values = list(map(build, rows))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return None  # a damaged entry: one by one finds it
+        return values if all(map(check, values, aids)) else None
 
     def _index(self, kind: Kind) -> int:
         """The kind's place in this pass (one kind per cache folder)."""
