@@ -200,3 +200,18 @@ def test_json_errors_are_json_on_stdout(ledger: Ledger) -> None:
     data = json.loads(result.stdout)
     assert data["ok"] is False and data["exit_code"] == 2 and "no artifact matches" in data["error"]
     assert "error: no artifact matches" in result.stderr
+
+
+def test_a_cli_run_freezes_the_collector_before_python_tears_down(tmp_path: Path) -> None:
+    """The command group registers gc.freeze at exit once; a plain import does not."""
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+             "from gptme_factory.cli import main\n"
+             "if sys.argv[1] == 'run':\n"
+             "    main(['verify', '--help'], standalone_mode=False)\n"
+             "    main(['status', '--help'], standalone_mode=False)\n")
+    for arg, want in (("run", "frozen True"), ("import", "frozen False")):
+        proc = subprocess.run([sys.executable, "-c", probe, arg], capture_output=True,
+                              text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1] == want

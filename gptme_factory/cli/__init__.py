@@ -138,12 +138,12 @@ def _freeze_at_exit() -> None:
     """At exit, hand every object to the permanent generation before Python tears down.
 
     Tearing down runs the cycle collector over everything still alive (the record models,
-    every module), which took ~0.1 s of a 0.9 s `verify`; the process is ending, so nothing
-    is lost by not looking (memory is freed by refcounts and then by the OS). Registered once.
+    every module): skipping it made a `verify` with nothing to check 0.88x as long, side by
+    side. The process is ending, so nothing is lost by not looking (memory is freed by
+    refcounts and then by the OS). Registered once, however often the group runs.
     """
     import atexit
     import gc
 
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
-
