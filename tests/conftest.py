@@ -35,6 +35,9 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("GIT_COMMITTER_DATE", FIXED_DATE)
     monkeypatch.setenv("GPTME_FACTORY_ACTOR", "tester")
     monkeypatch.setenv("GPTME_TIKTOKEN_TIMEOUT", "0")
+    # No filesystem watcher unless a test asks for one (tests/test_watcher.py, test_verify.py):
+    # the watchman daemon is shared by everything on the machine.
+    monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "0")
     for var in ("GPTME_FACTORY_REPO", "GPTME_FACTORY_DIR", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
                 "GPTME_FACTORY_OFFLINE", "GPTME_FACTORY_HOST", "GPTME_FACTORY_LOCK_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
