@@ -244,8 +244,18 @@ def test_edits_only_git_can_see(ledger: Ledger) -> None:
 
 
 # -- incremental verify: what changed since the last clean one ------------------------------
+# Each runs twice: with the file watcher (watchman) and with the snapshot of directories.
 
 
+@pytest.fixture(params=["watchman", "snapshot"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How an incremental verify finds what changed on disk (conftest turns watchman off)."""
+    if request.param == "watchman":
+        request.getfixturevalue("watching")
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_reads_only_what_changed(ledger: Ledger,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.ledger_helpers import reads
@@ -264,6 +274,7 @@ def test_incremental_verify_reads_only_what_changed(ledger: Ledger,
     assert verify(ledger).checked == 0 and seen == []  # clean again, remembered at the new HEAD
 
 
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_notices_a_damaged_new_event(
         three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, aid, _ = three
@@ -288,6 +299,7 @@ def test_incremental_verify_notices_a_damaged_new_event(
         f"{ledger.artifact_rel(aid)}/notes.txt: not a ledger record (unexpected file)"]
 
 
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_notices_a_rewritten_history(
         three: tuple[Ledger, str, list[StoredEvent]]) -> None:
     ledger, aid, events = three
@@ -306,6 +318,7 @@ def test_incremental_verify_notices_a_rewritten_history(
                for p in found.problems)
 
 
+@pytest.mark.usefixtures("mode")
 def test_a_config_change_makes_the_next_verify_full(ledger: Ledger) -> None:
     new_artifact(ledger)
     assert verify(ledger).problems == []
@@ -318,6 +331,7 @@ def test_a_config_change_makes_the_next_verify_full(ledger: Ledger) -> None:
     assert verify(ledger).since == ledger.repo.head()
 
 
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_reads_an_untracked_record_in_an_old_folder(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.ledger_helpers import reads
@@ -334,6 +348,7 @@ def test_incremental_verify_reads_an_untracked_record_in_an_old_folder(
     assert found.problems and {p.where for p in found.problems} == {path}
 
 
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     assert verify(ledger, full=True).problems == []
@@ -355,6 +370,7 @@ def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Led
     assert "does not match the hash in its name" in found.problems[0].message
 
 
+@pytest.mark.usefixtures("mode")
 def test_incremental_verify_reports_a_new_folder_without_an_intake(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     assert verify(ledger, full=True).problems == []
@@ -380,3 +396,96 @@ def test_a_damaged_verify_state_means_a_full_check(ledger: Ledger) -> None:
     assert found.notes == ["what the last clean verify saw (factory/.runtime/verify-state.json) "
                            "is damaged: checked everything"]
     assert verify(ledger).since == ledger.repo.head()  # remembered again, whole
+
+
+# -- with the file watcher: what it changes, and when it cannot be trusted ------------------
+
+
+def watched(ledger: Ledger) -> bool:
+    """True if the last clean verify was kept by the watcher's clock alone (a watched run)."""
+    data = json.loads((ledger.runtime_dir / "verify-state.json").read_text())
+    return data["watch"] is not None and data["marks"] is None
+
+
+@pytest.fixture
+def watching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify with the file watcher (what `mode` gives its first run)."""
+    if shutil.which("watchman") is None:
+        pytest.fail("watchman is not installed: `apt-get install -y watchman` (.ci/run does)")
+    monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "1")
+
+
+@pytest.mark.usefixtures("watching")
+def test_a_watched_verify_sees_what_only_git_can_see(ledger: Ledger) -> None:
+    lone, aid, staged = (new_artifact(ledger, t) for t in ("Lonely", "Dropped", "Staged"))
+    last = abandon(ledger, aid, "dropped")
+    assert verify(ledger, full=True).problems == []
+    assert verify(ledger).problems == [] and watched(ledger)
+    intake = ledger.artifact_dir(lone) / "intake.yaml"
+    intake.write_bytes(intake.read_bytes().replace(b"- erik", b"- mallory"))  # in place
+    (ledger.repo.root / last.path).unlink()  # the tip: the chain left is a valid one
+    staged_intake = f"{ledger.artifact_rel(staged)}/intake.yaml"
+    git(ledger.repo.root, "rm", "-q", "--cached", staged_intake)  # the index only, not the disk
+    found = verify(ledger)
+    assert found.since is not None and found.checked == 2 and found.artifacts == 3
+    assert sorted(str(p) for p in found.problems) == sorted([
+        f"{last.path}: deleted since it was committed (records are append-only)",
+        f"{ledger.artifact_rel(lone)}/intake.yaml: modified since it was committed "
+        "(records are append-only)",
+        f"{staged_intake}: deleted since it was committed (records are append-only)",
+    ])
+
+
+@pytest.mark.usefixtures("watching")
+def test_a_watched_verify_counts_every_artifact(ledger: Ledger) -> None:
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(5)]
+    assert verify(ledger, full=True).problems == []
+    assert verify(ledger).artifacts == 5 and watched(ledger)
+    new_artifact(ledger, "Late")
+    found = verify(ledger)
+    assert (found.problems, found.checked, found.artifacts) == ([], 1, 6)
+    git(ledger.repo.root, "rm", "-q", "-r", ledger.artifact_rel(aids[0]))
+    git(ledger.repo.root, "commit", "-q", "-m", "drop one")
+    found = verify(ledger)
+    assert (found.problems, found.since is not None, found.artifacts) == ([], True, 5)
+    assert verify(ledger, full=True).artifacts == 5
+
+
+@pytest.mark.usefixtures("watching")
+def test_a_watcher_that_lost_track_means_a_full_check(ledger: Ledger,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    new_artifact(ledger)
+    assert verify(ledger, full=True).problems == []
+    assert verify(ledger).problems == [] and watched(ledger)
+    subprocess.run(["watchman", "watch-del", str(ledger.repo.root)], check=True,
+                   capture_output=True)
+    found = verify(ledger)
+    assert (found.since, found.checked, found.problems) == (None, 1, [])
+    assert found.notes == ["the file watcher (watchman) cannot say what changed since the last "
+                           "clean verify (it restarted or lost track): checked everything"]
+    assert verify(ledger).since == ledger.repo.head() and watched(ledger)  # watched again
+    monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "0")  # the watcher is gone now
+    found = verify(ledger)
+    assert (found.since, found.checked, found.problems) == (None, 1, [])
+    assert found.notes == ["the last clean verify relied on the file watcher (watchman), which "
+                           "is not available now: checked everything"]
+    assert verify(ledger).since == ledger.repo.head() and not watched(ledger)
+
+
+def test_what_a_changed_path_touches_follows_its_shape() -> None:
+    from gptme_factory.line.verify import _touched
+
+    arts, lines = "factory/artifacts", "factory/lines"
+    ids, buckets, places = _touched([arts, lines], [
+        f"{arts}/2a/fix-8c1f2a/intake.yaml", f"{arts}/2a/fix-8c1f2a/briefs/b.md",
+        f"{arts}/old-flat-77/0001-x.yaml",  # a flat folder from before the fan-out
+        f"{arts}/9b",  # a bucket whose entries changed
+        f"{arts}/9b/ghost-cd/notes.txt",  # a folder in the wrong bucket: a stray in 9b
+        f"{lines}/default/0001-line_parked-abc.yaml", "factory/factory.yaml", "README.md",
+    ])
+    assert ids == {"fix-8c1f2a", "old-flat-77", "9b"}
+    assert buckets == {"2a", "77", "9b"}
+    assert places == {f"{arts}/2a/fix-8c1f2a", f"{arts}/old-flat-77", f"{arts}/9b",
+                      f"{lines}/default"}

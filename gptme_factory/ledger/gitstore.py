@@ -14,8 +14,8 @@ changed directories (and the index, which `update-index` rewrites), not the numb
 For the status cache, `tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
 give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
 whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
-commits by their trailers; `start_modified_in_history`, `changed_between` and `untracked`
-serve `verify`.
+commits by their trailers; `start_modified_in_history`, `changed_between`, `untracked`,
+`start_staged_against_head` and `worktree_against` serve `verify`.
 
 Writers are serialized by a `flock` on a file in the git directory; a small journal, written
 before `HEAD` moves, makes a writer killed half-way recoverable: the next writer (or the next
@@ -34,6 +34,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -187,6 +188,13 @@ def _parse_trailers(text: str) -> dict[str, list[str]]:
     return trailers
 
 
+def blob_id_of(data: bytes, algo: str = "sha1") -> str:
+    """The git id of a blob of `data` (`algo`: the repo's object format), without git."""
+    blob = hashlib.new(algo, b"blob %d\0" % len(data))
+    blob.update(data)
+    return blob.hexdigest()
+
+
 def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
     """The git id of a tree that holds exactly `files` (name -> bytes) as regular files.
 
@@ -314,6 +322,14 @@ def _usable_cores() -> int:
 def _paths(out: bytes) -> list[str]:
     """The paths of git's NUL-separated (`-z`) output."""
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
+def _name_status(out: bytes) -> list[tuple[str, str]]:
+    """(path, "modified"|"deleted") of `diff-index --name-status -z` output (others dropped)."""
+    fields = out.decode("utf-8", "surrogateescape").split("\0")
+    words = {"M": "modified", "D": "deleted"}
+    return [(path, words[code]) for code, path
+            in zip(fields[0::2], fields[1::2], strict=False) if code in words]
 
 
 def _git_env() -> dict[str, str]:
@@ -982,13 +998,59 @@ class GitRepo:
         wait = self._start("diff-index", "--name-status", "--no-renames", "-z", head, "--",
                            *paths, config=("core.preloadIndex=false",) if one_thread else ())
 
-        def result() -> list[tuple[str, str]]:
-            fields = wait().decode("utf-8", "surrogateescape").split("\0")
-            words = {"M": "modified", "D": "deleted"}
-            return [(path, words[code]) for code, path
-                    in zip(fields[0::2], fields[1::2], strict=False) if code in words]
+        return lambda: _name_status(wait())
 
-        return result
+    def start_staged_against_head(self, paths: list[str], head: str = "HEAD"
+                                  ) -> Callable[[], list[tuple[str, str]]]:
+        """Start listing the index entries under `paths` that differ from commit `head`.
+
+        (path, "modified"|"deleted"); the function returned waits for it. `git diff-index
+        --cached`: the index against the commit, no file is looked at. With
+        `worktree_against` it finds what `start_changed_against_head` does, for a caller that
+        knows which files changed on disk.
+        """
+        wait = self._start("diff-index", "--cached", "--name-status", "--no-renames", "-z",
+                           head, "--", *paths)
+        return lambda: _name_status(wait())
+
+    def worktree_against(self, head: str, folders: Sequence[str]) -> list[tuple[str, str]]:
+        """(path, "modified"|"deleted") of `head`'s files under `folders` that differ on disk.
+
+        One `ls-tree` of just those folders; each file there is hashed as a blob of its bytes
+        (the ledger writes its blobs unfiltered, `hash-object --no-filters`) and compared
+        with its id in `head`. A file gone, or no longer a plain file, is deleted or modified.
+        """
+        if not folders:
+            return []
+        out: list[tuple[str, str]] = []
+        for path, (mode, oid) in sorted(self.entries_at(head, list(folders)).items()):
+            if mode == "160000":
+                continue  # a submodule: not a file of this tree
+            full = os.path.join(self.root, path)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                out.append((path, "deleted"))
+                continue
+            except OSError:
+                out.append((path, "modified"))
+                continue
+            algo = "sha1" if len(oid) == 40 else "sha256"
+            if mode == "120000":
+                same = stat.S_ISLNK(st.st_mode) and blob_id_of(
+                    os.readlink(full).encode("utf-8", "surrogateescape"), algo) == oid
+            elif not stat.S_ISREG(st.st_mode) \
+                    or (mode == "100755") != bool(st.st_mode & 0o100):
+                same = False  # no longer a plain file, or its executable bit moved
+            else:
+                try:
+                    with open(full, "rb") as fh:
+                        same = blob_id_of(fh.read(), algo) == oid
+                except OSError:
+                    same = False
+            if not same:
+                out.append((path, "modified"))
+        return out
 
     def modified_in_history(self, paths: list[str], since: str | None = None
                             ) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ folder (`artifact_dir`, `artifact_rel`). Plain os only: a warm `status` uses it.
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,12 +93,14 @@ def entry_kind(entry: os.DirEntry[str]) -> str:
     return "file" if entry.is_file(follow_symlinks=False) else "special file"
 
 
-def scan(base: Path | str) -> Listing:
+def scan(base: Path | str, buckets: Container[str] | None = None) -> Listing:
     """Every artifact folder in both layouts (dot entries are skipped), sorted by id.
 
     A folder counts by its place and its name only (a fanned-out one in the bucket its id
     names, a directory); whether it holds a valid intake is for the reader and `verify`.
-    Anything else is a stray: `verify` reports it, everyone else ignores it.
+    Anything else is a stray: `verify` reports it, everyone else ignores it. With `buckets`,
+    only those buckets are read (every entry beside them still is): for a caller that knows
+    nothing changed in the others.
     """
     out = Listing()
     fan: dict[str, str] = {}
@@ -115,6 +118,8 @@ def scan(base: Path | str) -> Listing:
             out.strays.append((name, entry_kind(entry)))
             continue
         if is_bucket_name(name) and not os.path.lexists(os.path.join(entry.path, ROOT_FILE)):
+            if buckets is not None and name not in buckets:
+                continue
             try:
                 with os.scandir(entry.path) as it:
                     inner = sorted(it, key=lambda e: e.name)

@@ -32,7 +32,7 @@ import getpass
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -182,9 +182,12 @@ class Ledger:
         """The repo-relative POSIX path of an artifact's folder (for git and messages)."""
         return f"{self.rel}/artifacts/{self.artifact_folder(artifact)}"
 
-    def artifact_listing(self) -> layout.Listing:
-        """Every artifact folder (both layouts) and the stray entries beside them."""
-        return layout.scan(self.artifacts_dir)
+    def artifact_listing(self, buckets: Container[str] | None = None) -> layout.Listing:
+        """Every artifact folder (both layouts) and the stray entries beside them.
+
+        With `buckets`, the fanned-out folders of those buckets only (layout.scan).
+        """
+        return layout.scan(self.artifacts_dir, buckets)
 
     def stream_rel(self, kind: StreamKind[Any], sid: str) -> str:
         """The repo-relative folder of stream `sid` of `kind` (fanned out if the kind is)."""

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import FactoryError, IllegalTransition, InvalidRecord
-from ..ledger import dirmarks
+from ..ledger import dirmarks, layout, watcher
 from ..ledger.kinds import ARTIFACTS, LINES
 from ..ledger.records import HandoffSubmitted, format_validation_error
 from ..ledger.store import Ledger
@@ -130,23 +130,33 @@ def verify(ledger: Ledger, *, full: bool = False,
 
     What the last clean run saw is kept outside git (verifystate.py). This run checks only
     what is new relative to it: the artifacts whose folders differ between its commit and
-    HEAD (`git diff-tree`, which skips unchanged subtrees), or differ from HEAD in the index
-    or the working tree (`git diff-index`, git's stat check of every tracked file), or have a
-    directory whose entries changed or an untracked file that was edited (the snapshot of
-    directories, ledger/dirmarks.py: one `lstat` per directory; git's index is asked about
-    the files of the changed ones only); the commits after it, for edited records; the line streams
-    and the folders' stray entries (cheap, always). When that commit is no longer in HEAD's
-    history (a rebase, a reset, an amend rewrote it) or the config or code changed,
-    everything is checked, and a note says why. `started` is `verifystate.start(ledger,
-    full=full)` if the caller set git to work already.
+    HEAD (`git diff-tree`, which skips unchanged subtrees), or changed on disk since; the
+    commits after it, for edited records; the line streams and the folders' stray entries.
+    What changed on disk is, when watchman runs here (ledger/watcher.py), what the watcher
+    saw since that run began: only those folders are read, listed and compared with HEAD,
+    and git compares the index with HEAD without looking at any file (`_verify_watched`).
+    Without a watcher it is what differs from HEAD in the index or the working tree (`git
+    diff-index`, git's stat check of every tracked file), or a directory whose entries
+    changed or an untracked file that was edited (the snapshot of directories,
+    ledger/dirmarks.py: one `lstat` per directory; git's index is asked about the files of
+    the changed ones only). When that commit is no longer in HEAD's history (a rebase, a
+    reset, an amend rewrote it), the config or code changed, or the watcher cannot say what
+    changed since its clock, everything is checked, and a note says why. `started` is
+    `verifystate.start(ledger, full=full)` if the caller set git to work already.
     """
     run = started if started is not None else verifystate.start(ledger, full=full)
     try:
-        if run.since is None or run.snapshot is None:
-            problems = _verify_all(ledger, run, run.notes)
-            count = len(ledger.artifact_ids())
+        changed = run.watched() if run.watched is not None else None
+        if run.watched is not None and changed is None:
+            run.full(ledger, "the file watcher (watchman) cannot say what changed since the "
+                             "last clean verify (it restarted or lost track): checked everything")
+        if run.since is not None and changed is not None and run.counts is not None:
+            problems, count, checked = _verify_watched(ledger, run, changed, run.counts)
+        elif run.since is not None and run.snapshot is not None:
+            problems, count, checked = _verify_since(ledger, run, run.since, run.snapshot)
+        else:
+            problems, count = _verify_all(ledger, run, run.notes)
             return Verification(problems, run.notes, count, count)
-        problems, count, checked = _verify_since(ledger, run, run.since, run.snapshot)
         return Verification(problems, run.notes, count, checked, run.since)
     finally:
         run.finish()
@@ -162,7 +172,7 @@ def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Proble
     """
     run = verifystate.start(ledger, full=True)
     try:
-        return _verify_all(ledger, run, notes)
+        return _verify_all(ledger, run, notes)[0]
     finally:
         run.finish()
 
@@ -174,28 +184,32 @@ _DEPTH = 2
 
 
 def _verify_all(ledger: Ledger, run: verifystate.Started, notes: list[str] | None
-                ) -> list[Problem]:
+                ) -> tuple[list[Problem], int]:
+    """(problems, artifacts) of the whole ledger."""
     problems: list[Problem] = []
     try:
         ledger.__dict__.pop("config", None)
         ledger.config  # noqa: B018 - validates factory.yaml
     except FactoryError as exc:
-        return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))]
+        return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))], 0
     # What the next run compares with, taken before anything is read.
     root, scratch, folders = str(ledger.repo.root), str(ledger.runtime_dir), ledger.stream_folders
+    watch = run.clock()
     snap = dirmarks.take(root, folders, scratch, _DEPTH)
     if run.head is not None:
         dirmarks.add_files(root, snap, ledger.repo.untracked(folders), scratch)
-    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0])
+    listing = ledger.artifact_listing()
+    artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0], listing=listing)
     problems += bad
     for artifact in artifacts:
         problems += verify_artifact(ledger, artifact, notes)
     problems += verify_lines(ledger, notes)
     named = {p.where for p in problems}
-    problems += [p for p in _git_problems(ledger, notes, run) if p.where not in named]
+    problems += [p for p in _git_problems(ledger, notes, run, run.against())
+                 if p.where not in named]
     if not problems:
-        verifystate.remember(ledger, run.head, snap)
-    return problems
+        verifystate.remember(ledger, run.head, snap, watch, _counts(listing))
+    return problems, len(listing.folders)
 
 
 def _verify_since(ledger: Ledger, run: verifystate.Started, since: str,
@@ -211,6 +225,7 @@ def _verify_since(ledger: Ledger, run: verifystate.Started, since: str,
     # git looks at history and at every tracked file (started already), while this process
     # looks at the directories (one lstat each) and asks git about the files of the changed
     # ones only: those it does not track are kept in the snapshot, to see them edited.
+    watch = run.clock()  # the watcher's, if one runs now: for the next run, before any read
     moved = dirmarks.changes(root, old, folders, scratch, _DEPTH)
     new_files = repo.untracked_of(moved.listed)
     dirmarks.add_files(root, moved.now, new_files, scratch)
@@ -228,14 +243,94 @@ def _verify_since(ledger: Ledger, run: verifystate.Started, since: str,
             problems += verify_artifact(ledger, artifact, run.notes)
     problems += verify_lines(ledger, run.notes)
     named = {p.where for p in problems}
-    problems += [p for p in _git_problems(ledger, run.notes, run) if p.where not in named]
+    problems += [p for p in _git_problems(ledger, run.notes, run, run.against())
+                 if p.where not in named]
     if not problems:
-        verifystate.remember(ledger, run.head, moved.now)
+        verifystate.remember(ledger, run.head, moved.now, watch, _counts(listing))
     return problems, len(artifacts), len(changed & set(artifacts))
 
 
-def _git_problems(ledger: Ledger, notes: list[str] | None,
-                  run: verifystate.Started) -> list[Problem]:
+def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Changed,
+                    counts: verifystate.Counts) -> tuple[list[Problem], int, int]:
+    """(problems, artifacts, artifacts read) of what changed since the last clean verify.
+
+    The watcher says which paths changed on disk since its clock (taken when that verify
+    began), the tree diff which changed in commits since its commit: only their folders are
+    read, only their buckets listed, only their files compared with HEAD (`worktree_against`;
+    git compares the index with HEAD meanwhile, without looking at any file). The buckets not
+    listed keep the number of artifacts they had.
+    """
+    repo, folders = ledger.repo, ledger.stream_folders
+    assert run.head is not None
+    try:
+        ledger.config  # noqa: B018 - validates factory.yaml
+    except FactoryError as exc:
+        return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))], 0, 0
+    ids, buckets, places = _touched(folders, [*seen.paths, *run.between()])
+    listing = ledger.artifact_listing(buckets)
+    artifacts, problems = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0],
+                                     listing=listing, only=ids)
+    for artifact in artifacts:
+        if artifact in ids:
+            problems += verify_artifact(ledger, artifact, run.notes)
+    problems += verify_lines(ledger, run.notes)
+    against = run.against() + repo.worktree_against(run.head, sorted(places))
+    named = {p.where for p in problems}
+    problems += [p for p in _git_problems(ledger, run.notes, run, against)
+                 if p.where not in named]
+    now = {b: n for b, n in counts.items() if b not in buckets} | _counts(listing)
+    if not problems:
+        verifystate.remember(ledger, run.head, None, seen.watch, now)
+    flat = sum(1 for folder in listing.folders.values() if "/" not in folder)
+    return problems, sum(now.values()) + flat, len(ids & set(artifacts))
+
+
+def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """(ids, buckets, folders) that `paths` (repo-relative) may touch, by their shape alone.
+
+    ids: of the artifact folders holding a path, or that a path is; buckets: to list again
+    (where a folder joined or left, and the bucket of a flat folder's id, for an id in both
+    layouts); folders: the repo-relative artifact and line folders to compare with HEAD.
+    """
+    arts, lines = folders
+    ids: set[str] = set()
+    buckets: set[str] = set()
+    places: set[str] = set()
+    for path in paths:
+        if path.startswith(lines + "/"):
+            places.add(f"{lines}/{path[len(lines) + 1:].partition('/')[0]}")
+            continue
+        if not path.startswith(arts + "/"):
+            continue
+        parts = path[len(arts) + 1:].split("/")
+        if len(parts) >= 2 and layout.is_bucket_name(parts[0]) \
+                and layout.bucket(parts[1]) == parts[0]:
+            ids.add(parts[1])
+            buckets.add(parts[0])
+            places.add(f"{arts}/{parts[0]}/{parts[1]}")
+            continue
+        name = parts[0]  # a flat folder, a bucket, or a stray beside them
+        ids.add(name)
+        buckets.add(layout.bucket(name))
+        if layout.is_bucket_name(name):
+            buckets.add(name)
+        if len(parts) >= 2 or not layout.is_bucket_name(name):
+            places.add(f"{arts}/{name}")
+    return ids, buckets, places
+
+
+def _counts(listing: layout.Listing) -> verifystate.Counts:
+    """How many fanned-out artifact folders each bucket of `listing` holds."""
+    out: verifystate.Counts = {}
+    for folder in listing.folders.values():
+        head, sep, _ = folder.partition("/")
+        if sep:
+            out[head] = out.get(head, 0) + 1
+    return out
+
+
+def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Started,
+                  against: list[tuple[str, str]]) -> list[Problem]:
     """Records changed against git: in the working tree, or by a commit after they were added.
 
     A record a commit edited and a later one restored to its first bytes (a revert) is not a
@@ -246,7 +341,7 @@ def _git_problems(ledger: Ledger, notes: list[str] | None,
     if run.head is None:
         return []
     out: dict[str, Problem] = {}
-    for path, change in run.against():
+    for path, change in against:
         out[path] = Problem(path, f"{change} since it was committed (records are append-only)")
     for path, commits in modified.items():
         if path in out or not (repo.root / path).exists():
