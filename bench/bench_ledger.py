@@ -98,6 +98,8 @@ def isolate_env(tmp: Path) -> None:
         "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@factory.invalid",
         "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@factory.invalid",
         "GPTME_FACTORY_ACTOR": "bench", "GPTME_TIKTOKEN_TIMEOUT": "0",
+        # no filesystem watcher but where a bench asks for one (bench_brains' watched rows)
+        "GPTME_FACTORY_WATCHMAN": "0",
     })
     for var in ("GPTME_FACTORY_REPO", "GPTME_FACTORY_DIR", "GIT_DIR", "GIT_WORK_TREE",
                 "GIT_INDEX_FILE", "GPTODO_TASKS_DIR", "TASKS_REPO_ROOT"):
