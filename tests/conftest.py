@@ -6,6 +6,7 @@ there), a fixed git identity, and GIT_*_DATE pinned so commit ids are reproducib
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -42,6 +43,19 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
                 "GPTME_FACTORY_OFFLINE", "GPTME_FACTORY_HOST", "GPTME_FACTORY_LOCK_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     yield home
+
+
+def unwatch_under(base: Path) -> None:
+    """Drop watchman's watches of the trees under `base` (a test's), leaving every other."""
+    out = subprocess.run(["watchman", "watch-list"], capture_output=True, text=True,
+                         check=False).stdout
+    try:
+        roots = json.loads(out).get("roots", [])
+    except ValueError:
+        return
+    for root in roots:
+        if Path(root).is_relative_to(base):
+            subprocess.run(["watchman", "watch-del", root], capture_output=True, check=False)
 
 
 def git(repo: Path, *args: str) -> str:

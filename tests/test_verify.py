@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
 from gptme_factory.line.verify import Problem, verify, verify_ledger
-from tests.conftest import git
+from tests.conftest import git, unwatch_under
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
@@ -408,11 +409,17 @@ def watched(ledger: Ledger) -> bool:
 
 
 @pytest.fixture
-def watching(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Verify with the file watcher (what `mode` gives its first run)."""
+def watching(monkeypatch: pytest.MonkeyPatch,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Verify with the file watcher (what `mode` gives its first run).
+
+    This session's trees are unwatched after the test: the daemon is the machine's.
+    """
     if shutil.which("watchman") is None:
         pytest.fail("watchman is not installed: `apt-get install -y watchman` (.ci/run does)")
     monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "1")
+    yield
+    unwatch_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.mark.usefixtures("watching")
@@ -489,3 +496,22 @@ def test_what_a_changed_path_touches_follows_its_shape() -> None:
     assert buckets == {"2a", "77", "9b"}
     assert places == {f"{arts}/2a/fix-8c1f2a", f"{arts}/old-flat-77", f"{arts}/9b",
                       f"{lines}/default"}
+
+
+@pytest.mark.usefixtures("watching")
+def test_a_watcher_that_lost_track_after_a_full_check_goes_by_the_snapshot(
+        ledger: Ledger) -> None:
+    import subprocess
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(3)]
+    assert verify(ledger, full=True).problems == []  # keeps the snapshot and the clock
+    subprocess.run(["watchman", "watch-del", str(ledger.repo.root)], check=True,
+                   capture_output=True)
+    append_next(ledger, aids[1])
+    found = verify(ledger)
+    assert (found.since is not None, found.checked, found.problems) == (True, 1, [])
+    assert found.notes == ["the file watcher (watchman) cannot say what changed since the last "
+                           "clean verify (it restarted or lost track): looked at every file "
+                           "instead"]
+    assert not watched(ledger)  # the snapshot and a new clock: the next run is watched
+    assert verify(ledger).notes == [] and watched(ledger)

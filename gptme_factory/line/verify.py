@@ -141,15 +141,15 @@ def verify(ledger: Ledger, *, full: bool = False,
     ledger/dirmarks.py: one `lstat` per directory; git's index is asked about the files of
     the changed ones only). When that commit is no longer in HEAD's history (a rebase, a
     reset, an amend rewrote it), the config or code changed, or the watcher cannot say what
-    changed since its clock, everything is checked, and a note says why. `started` is
+    changed since its clock and the state has no snapshot to go by, everything is checked,
+    and a note says why. `started` is
     `verifystate.start(ledger, full=full)` if the caller set git to work already.
     """
     run = started if started is not None else verifystate.start(ledger, full=full)
     try:
         changed = run.watched() if run.watched is not None else None
         if run.watched is not None and changed is None:
-            run.full(ledger, "the file watcher (watchman) cannot say what changed since the "
-                             "last clean verify (it restarted or lost track): checked everything")
+            run.unwatched(ledger)
         if run.since is not None and changed is not None and run.counts is not None:
             problems, count, checked = _verify_watched(ledger, run, changed, run.counts)
         elif run.since is not None and run.snapshot is not None:

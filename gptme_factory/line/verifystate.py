@@ -63,12 +63,21 @@ class Started:
             except GitError:
                 pass  # the run that asked has its answer or its error already
 
-    def full(self, ledger: Ledger, note: str) -> None:
-        """Turn this run into a full one (the watcher could not say what changed), saying why."""
+    def unwatched(self, ledger: Ledger) -> None:
+        """The watcher cannot say what changed: go by the snapshot, or check everything.
+
+        With a snapshot in the state (a full run keeps one), git looks at every file as it
+        does without a watcher; a note says which it is.
+        """
         self.finish()
-        self.notes.append(note)
-        self.since = self.snapshot = self.counts = self.watched = None
-        self.between = list
+        self.watched, self.counts, self.between = None, None, list
+        lost = ("the file watcher (watchman) cannot say what changed since the last clean "
+                "verify (it restarted or lost track): ")
+        if self.snapshot is None:
+            self.since = None
+            self.notes.append(lost + "checked everything")
+        else:
+            self.notes.append(lost + "looked at every file instead")
         _start_checks(ledger, self)
 
 
@@ -100,7 +109,7 @@ def _start_checks(ledger: Ledger, run: Started) -> None:
     else:
         run.against = repo.start_changed_against_head(folders, head, leave_a_core=True)
         if watcher.available():
-            run.clock = watcher.start_now(str(repo.root))  # what the next run asks from
+            run.clock = watcher.start_now(str(repo.root), folders[0])  # for the next run
     run.history = repo.start_modified_in_history(folders, run.since, head)
     if run.since is not None and run.since != head:
         run.between = repo.start_changed_between(run.since, head, folders)
@@ -132,13 +141,13 @@ def remember(ledger: Ledger, head: str | None, snap: dirmarks.Snapshot | None,
     """
     if head is None:
         return  # nothing is kept without a commit
-    kept = watch is not None and counts is not None
+    kept = watch if counts is not None else None  # a clock is of no use without the counts
     try:
         write_json(ledger.runtime_dir / STATE_FILE,
                    {"key": _key(ledger), "commit": head,
                     "marks": snap.to_json() if snap is not None else None,
-                    "watch": watch.to_json() if kept and watch else None,
-                    "counts": counts if kept else None}, compact=True)
+                    "watch": kept.to_json() if kept is not None else None,
+                    "counts": counts if kept is not None else None}, compact=True)
     except OSError:
         pass  # a read-only checkout verifies in full every time
 
