@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gptme_factory.ledger import watcher
+from tests.conftest import unwatch_under
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (root / "factory" / "artifacts" / "2a" / "fix-2a" / "intake.yaml").write_text("a: 1\n")
     (root / "other").mkdir()
     yield root
-    subprocess.run(["watchman", "watch-del", str(root)], capture_output=True, check=False)
+    unwatch_under(tmp_path)
 
 
 def test_it_is_asked_only_when_on_path_and_not_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +38,7 @@ def test_it_is_asked_only_when_on_path_and_not_turned_off(monkeypatch: pytest.Mo
 
 
 def test_changes_since_a_clock_under_the_folders_asked(tree: Path) -> None:
-    start = watcher.now(str(tree))
+    start = watcher.now(str(tree), "factory/artifacts")
     assert start is not None and start.rel == ""
     quiet = watcher.since(start, ["factory/artifacts"])
     assert quiet is not None and quiet.paths == []
@@ -59,9 +60,9 @@ def test_changes_since_a_clock_under_the_folders_asked(tree: Path) -> None:
 
 
 def test_a_tree_inside_a_watched_one_is_asked_by_its_relative_path(tree: Path) -> None:
-    outer = watcher.now(str(tree))
+    outer = watcher.now(str(tree), "factory/artifacts")
     assert outer is not None
-    inner = watcher.now(str(tree / "factory"))
+    inner = watcher.now(str(tree / "factory"), "artifacts")
     assert inner is not None and (inner.root, inner.rel) == (str(tree), "factory")
     (tree / "factory" / "artifacts" / "2a" / "fix-2a" / "0002-y.yaml").write_text("y\n")
     got = watcher.since(inner, ["artifacts"])
@@ -70,7 +71,7 @@ def test_a_tree_inside_a_watched_one_is_asked_by_its_relative_path(tree: Path) -
 
 
 def test_a_clock_it_cannot_answer_for_is_none(tree: Path) -> None:
-    start = watcher.now(str(tree))
+    start = watcher.now(str(tree), "factory/artifacts")
     assert start is not None
     forged = watcher.Watch(start.root, "", "c:1:1:1:1")  # another daemon instance's clock
     assert watcher.since(forged, ["factory"]) is None
@@ -78,3 +79,10 @@ def test_a_clock_it_cannot_answer_for_is_none(tree: Path) -> None:
     assert watcher.since(start, ["factory"]) is None  # not watched any more
     assert watcher.Watch.from_json(start.to_json()) == start
     assert watcher.Watch.from_json({"root": 1, "rel": "", "clock": "c"}) is None
+
+
+def test_a_tree_whose_folder_the_watcher_ignores_gets_no_clock(tree: Path) -> None:
+    (tree / ".watchmanconfig").write_text('{"ignore_dirs": ["factory"]}')
+    assert watcher.now(str(tree), "factory/artifacts") is None
+    assert watcher.now(str(tree), "other") is not None  # the rest of the tree is watched
+    assert not any(p.name.startswith(".watch-probe") for p in tree.rglob("*"))

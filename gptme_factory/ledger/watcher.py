@@ -10,8 +10,9 @@ artifacts); with one, the cost is that of what changed.
 
 Used only when the `watchman` binary is on PATH and $GPTME_FACTORY_WATCHMAN is not `0`;
 anything that goes wrong (no daemon, a failed command, a clock from a daemon that restarted
-or lost track, which watchman calls a fresh instance) answers None, and the caller falls back
-to looking at everything. Plain subprocess and json only, no git.
+or lost track, which watchman calls a fresh instance, a folder a watchman config ignores —
+`now` makes a probe file to see) answers None, and the caller falls back to looking at
+everything. Plain subprocess and json, no git.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TypeVar
 T = TypeVar("T")
 ENV = "GPTME_FACTORY_WATCHMAN"  # "0": never ask watchman
 TIMEOUT_S = 60.0  # a first watch of a big tree crawls it (~5 s at 93,000 files)
+QUERY_TIMEOUT_S = 10.0  # a query of a watched tree answers from memory (~15 ms)
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,11 @@ def available() -> bool:
     return os.environ.get(ENV, "") != "0" and shutil.which("watchman") is not None
 
 
-def _ask(command: list[object]) -> dict[str, object] | None:
+def _ask(command: list[object], timeout: float = TIMEOUT_S) -> dict[str, object] | None:
     """One watchman command's answer, or None (no watchman, an error, no answer in time)."""
     try:
         proc = subprocess.run(["watchman", "-j", "--no-pretty"], input=json.dumps(command).encode(),
-                              capture_output=True, timeout=TIMEOUT_S, check=False)
+                              capture_output=True, timeout=timeout, check=False)
         answer = json.loads(proc.stdout.decode("utf-8", "surrogateescape"))
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
@@ -96,8 +98,14 @@ def _in_background(work: Callable[[], T]) -> Callable[[], T]:
     return wait
 
 
-def now(repo: str) -> Watch | None:
-    """Watch `repo` (a no-op if watched already) and read its clock, synced to this instant."""
+def now(repo: str, probe: str) -> Watch | None:
+    """Watch `repo` (a no-op if watched already) and read its clock, synced to this instant.
+
+    `probe` is a folder of `repo` (repo-relative) whose changes must be seen: a file is made
+    and removed there, and unless the watcher reports it (a watchman config may ignore
+    directories) the answer is None. The clock returned is the one after that report: later
+    than the probe, earlier than anything the caller reads next.
+    """
     watched = _ask(["watch-project", repo])
     if watched is None or not isinstance(watched.get("watch"), str):
         return None
@@ -107,12 +115,21 @@ def now(repo: str) -> Watch | None:
     clock = _ask(["clock", root, {"sync_timeout": int(TIMEOUT_S * 1000)}])
     if clock is None or not isinstance(clock.get("clock"), str):
         return None
-    return Watch(root, rel, str(clock["clock"]))
+    watch = Watch(root, rel, str(clock["clock"]))
+    name = f"{probe}/.watch-probe.{os.getpid()}.{threading.get_ident()}"
+    try:
+        with open(os.path.join(repo, name), "x"):
+            pass
+        os.unlink(os.path.join(repo, name))
+    except OSError:
+        return None
+    seen = since(watch, [probe])
+    return seen.watch if seen is not None and name in seen.paths else None
 
 
-def start_now(repo: str) -> Callable[[], Watch | None]:
+def start_now(repo: str, probe: str) -> Callable[[], Watch | None]:
     """Start `now` in the background; the function returned waits for it."""
-    return _in_background(lambda: now(repo))
+    return _in_background(lambda: now(repo, probe))
 
 
 def since(watch: Watch, under: Sequence[str]) -> Changed | None:
@@ -124,13 +141,13 @@ def since(watch: Watch, under: Sequence[str]) -> Changed | None:
     """
     query: dict[str, object] = {
         "since": watch.clock, "fields": ["name"], "empty_on_fresh_instance": True,
-        "sync_timeout": int(TIMEOUT_S * 1000),
+        "sync_timeout": int(QUERY_TIMEOUT_S * 1000),
         "expression": ["anyof", *(t for f in under for t in (["dirname", f],
                                                              ["name", f, "wholename"]))],
     }
     if watch.rel:
         query["relative_root"] = watch.rel
-    answer = _ask(["query", watch.root, query])
+    answer = _ask(["query", watch.root, query], QUERY_TIMEOUT_S + 5)
     if answer is None or answer.get("is_fresh_instance") is not False:
         return None
     files, clock = answer.get("files"), answer.get("clock")
