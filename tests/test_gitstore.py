@@ -283,3 +283,36 @@ def test_changed_against_head_sees_an_edit_in_place_and_a_deletion(
     (brain / "d/new.txt").write_text("untracked\n")
     got = repo.start_changed_against_head(["d"], leave_a_core=leave_a_core)()
     assert sorted(got) == [("d/a.txt", "modified"), ("d/c.txt", "deleted")]
+
+
+def test_worktree_and_index_against_head_find_what_diff_index_does(brain: Path) -> None:
+    """Only the folders asked about are looked at; with the index check, diff-index's answer."""
+    for i in range(620):  # more folders than one ls-tree command line takes
+        (brain / "d" / f"f{i:03d}").mkdir(parents=True)
+        (brain / "d" / f"f{i:03d}" / "r.txt").write_text(f"{i}\n")
+    (brain / "d/f000/tool.sh").write_text("#!/bin/sh\n")
+    (brain / "d/f000/tool.sh").chmod(0o755)
+    git(brain, "add", "d")
+    git(brain, "commit", "-q", "-m", "many folders")
+    repo = GitRepo.discover(brain)
+    folders = [f"d/f{i:03d}" for i in range(620)]
+    assert repo.worktree_against("HEAD", folders) == []
+    (brain / "d/f001/r.txt").write_text("1!\n")  # same size, new bytes
+    (brain / "d/f002/r.txt").unlink()
+    (brain / "d/f003/r.txt").unlink()
+    (brain / "d/f003/r.txt").symlink_to("elsewhere")  # no longer a plain file
+    (brain / "d/f000/tool.sh").chmod(0o644)  # its executable bit moved
+    (brain / "d/f610/new.txt").write_text("untracked\n")  # not HEAD's: not reported here
+    git(brain, "rm", "-q", "--cached", "d/f005/r.txt")  # the index only, the file stays
+    (brain / "d/f619/r.txt").write_text("619 staged\n")
+    git(brain, "add", "d/f619/r.txt")
+    disk = repo.worktree_against("HEAD", folders)
+    assert disk == [("d/f000/tool.sh", "modified"), ("d/f001/r.txt", "modified"),
+                    ("d/f002/r.txt", "deleted"), ("d/f003/r.txt", "modified"),
+                    ("d/f619/r.txt", "modified")]
+    assert repo.worktree_against("HEAD", ["d/f001"]) == [("d/f001/r.txt", "modified")]
+    staged = repo.start_staged_against_head(["d"])()
+    assert sorted(staged) == [("d/f005/r.txt", "deleted"), ("d/f619/r.txt", "modified")]
+    both = sorted(set(disk) | set(staged))
+    diff_index = sorted(repo.start_changed_against_head(["d"])())
+    assert both == diff_index

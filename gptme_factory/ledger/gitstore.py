@@ -325,9 +325,12 @@ def _paths(out: bytes) -> list[str]:
 
 
 def _name_status(out: bytes) -> list[tuple[str, str]]:
-    """(path, "modified"|"deleted") of `diff-index --name-status -z` output (others dropped)."""
+    """(path, "modified"|"deleted") of `diff-index --name-status -z` output (others dropped).
+
+    A type change (`T`: a file became a symlink) is a modification too.
+    """
     fields = out.decode("utf-8", "surrogateescape").split("\0")
-    words = {"M": "modified", "D": "deleted"}
+    words = {"M": "modified", "T": "modified", "D": "deleted"}
     return [(path, words[code]) for code, path
             in zip(fields[0::2], fields[1::2], strict=False) if code in words]
 
@@ -1020,10 +1023,11 @@ class GitRepo:
         (the ledger writes its blobs unfiltered, `hash-object --no-filters`) and compared
         with its id in `head`. A file gone, or no longer a plain file, is deleted or modified.
         """
-        if not folders:
-            return []
+        heads: dict[str, tuple[str, str]] = {}
+        for at in range(0, len(folders), 500):  # a command line holds a few hundred paths
+            heads.update(self.entries_at(head, list(folders[at:at + 500])))
         out: list[tuple[str, str]] = []
-        for path, (mode, oid) in sorted(self.entries_at(head, list(folders)).items()):
+        for path, (mode, oid) in sorted(heads.items()):
             if mode == "160000":
                 continue  # a submodule: not a file of this tree
             full = os.path.join(self.root, path)
