@@ -17,6 +17,7 @@ everything. Plain subprocess and json, no git.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -102,9 +103,9 @@ def now(repo: str, probe: str) -> Watch | None:
     """Watch `repo` (a no-op if watched already) and read its clock, synced to this instant.
 
     `probe` is a folder of `repo` (repo-relative) whose changes must be seen: a file is made
-    and removed there, and unless the watcher reports it (a watchman config may ignore
-    directories) the answer is None. The clock returned is the one after that report: later
-    than the probe, earlier than anything the caller reads next.
+    there, and unless the watcher reports it (a watchman config may ignore directories) the
+    answer is None. The clock returned is read after the file is removed again: later than
+    the probe, earlier than anything the caller reads next.
     """
     watched = _ask(["watch-project", repo])
     if watched is None or not isinstance(watched.get("watch"), str):
@@ -112,19 +113,31 @@ def now(repo: str, probe: str) -> Watch | None:
     root = str(watched["watch"])
     rel = watched.get("relative_path")
     rel = rel if isinstance(rel, str) else ""
-    clock = _ask(["clock", root, {"sync_timeout": int(TIMEOUT_S * 1000)}])
-    if clock is None or not isinstance(clock.get("clock"), str):
+    before = _clock(root)
+    if before is None:
         return None
-    watch = Watch(root, rel, str(clock["clock"]))
     name = f"{probe}/.watch-probe.{os.getpid()}.{threading.get_ident()}"
     try:
         with open(os.path.join(repo, name), "x"):
             pass
-        os.unlink(os.path.join(repo, name))
     except OSError:
         return None
-    seen = since(watch, [probe])
-    return seen.watch if seen is not None and name in seen.paths else None
+    try:
+        seen = since(Watch(root, rel, before), [probe])
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(repo, name))
+    after = _clock(root)
+    if seen is None or name not in seen.paths or after is None:
+        return None
+    return Watch(root, rel, after)
+
+
+def _clock(root: str) -> str | None:
+    """The watch's clock now, synced (every change made before it is behind it)."""
+    answer = _ask(["clock", root, {"sync_timeout": int(TIMEOUT_S * 1000)}])
+    clock = None if answer is None else answer.get("clock")
+    return clock if isinstance(clock, str) else None
 
 
 def start_now(repo: str, probe: str) -> Callable[[], Watch | None]:
