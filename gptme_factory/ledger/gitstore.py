@@ -1019,9 +1019,10 @@ class GitRepo:
     def worktree_against(self, head: str, folders: Sequence[str]) -> list[tuple[str, str]]:
         """(path, "modified"|"deleted") of `head`'s files under `folders` that differ on disk.
 
-        One `ls-tree` of just those folders; each file there is hashed as a blob of its bytes
-        (the ledger writes its blobs unfiltered, `hash-object --no-filters`) and compared
-        with its id in `head`. A file gone, or no longer a plain file, is deleted or modified.
+        `ls-tree` of just those folders (a few hundred a call); each file there is hashed as
+        a blob of its bytes (the ledger writes its blobs unfiltered, `hash-object
+        --no-filters`) and compared with its id in `head`. A file gone, or no longer a plain
+        file (or its executable bit moved), is deleted or modified.
         """
         heads: dict[str, tuple[str, str]] = {}
         for at in range(0, len(folders), 500):  # a command line holds a few hundred paths

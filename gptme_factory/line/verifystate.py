@@ -6,7 +6,8 @@ needs to find what changed on disk since: a clock of the filesystem watcher when
 runs here (ledger/watcher.py), with the number of artifacts in each bucket, or else a snapshot
 of the ledger's directories (ledger/dirmarks.py). The next `verify` checks only what is new
 relative to it; a commit no longer in HEAD's history, a changed key, or a watcher that cannot
-say what changed since its clock means a full check.
+say what changed since its clock (unless the state also has a snapshot to go by) means a full
+check.
 
 `start` reads that state and sets git (and watchman) to work at once, in the background:
 without a watcher, git's stat check of every tracked ledger file (`diff-index`); with one, the
