@@ -249,7 +249,7 @@ def test_edits_only_git_can_see(ledger: Ledger) -> None:
 
 
 @pytest.fixture(params=["watchman", "snapshot"])
-def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def mode(request: pytest.FixtureRequest) -> str:
     """How an incremental verify finds what changed on disk (conftest turns watchman off)."""
     if request.param == "watchman":
         request.getfixturevalue("watching")

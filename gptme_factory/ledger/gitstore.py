@@ -188,11 +188,16 @@ def _parse_trailers(text: str) -> dict[str, list[str]]:
     return trailers
 
 
-def blob_id_of(data: bytes, algo: str = "sha1") -> str:
-    """The git id of a blob of `data` (`algo`: the repo's object format), without git."""
+def _blob(data: bytes, algo: str) -> hashlib._Hash:
+    """Git's hash of a blob of `data` (`algo`: the repo's object format)."""
     blob = hashlib.new(algo, b"blob %d\0" % len(data))
     blob.update(data)
-    return blob.hexdigest()
+    return blob
+
+
+def blob_id_of(data: bytes, algo: str = "sha1") -> str:
+    """The git id of a blob of `data` (`algo`: the repo's object format), without git."""
+    return _blob(data, algo).hexdigest()
 
 
 def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
@@ -205,10 +210,8 @@ def tree_id(files: Mapping[str, bytes], algo: str = "sha1") -> str:
     # Git orders tree entries by name bytes (a subtree sorts as if its name ended in "/";
     # there are none here).
     for name in sorted(files, key=lambda n: n.encode("utf-8", "surrogateescape")):
-        data = files[name]
-        blob = hashlib.new(algo, b"blob %d\0" % len(data))
-        blob.update(data)
-        body += b"100644 " + name.encode("utf-8", "surrogateescape") + b"\0" + blob.digest()
+        body += (b"100644 " + name.encode("utf-8", "surrogateescape") + b"\0"
+                 + _blob(files[name], algo).digest())
     tree = hashlib.new(algo, b"tree %d\0" % len(body))
     tree.update(body)
     return tree.hexdigest()
@@ -253,9 +256,7 @@ def dir_tree_id(path: str, known: Mapping[str, bytes], algo: str = "sha1"
             mode = b"100755" if entry.stat(follow_symlinks=False).st_mode & 0o100 else b"100644"
         except OSError:
             return None
-        blob = hashlib.new(algo, b"blob %d\0" % len(data))
-        blob.update(data)
-        body.append((raw_name, mode + b" " + raw_name + b"\0" + blob.digest()))
+        body.append((raw_name, mode + b" " + raw_name + b"\0" + _blob(data, algo).digest()))
     content = b"".join(e for _, e in sorted(body))
     tree = hashlib.new(algo, b"tree %d\0" % len(content))
     tree.update(content)
