@@ -1,4 +1,4 @@
-"""Fanned-out artifact folders, the old flat ones, `migrate`, and what one commit writes."""
+"""Artifact folders in shelves, the older flat and shallow ones, `migrate`, and what a commit writes."""
 
 from __future__ import annotations
 
@@ -20,13 +20,20 @@ from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
-def flatten(ledger: Ledger) -> None:
-    """Make the ledger look like one written before the fan-out: factory/artifacts/<id>/."""
+def relayout(ledger: Ledger, where: str) -> None:
+    """Make the ledger look like an older one: `flat` factory/artifacts/<id>/ (before the
+    fan-out) or `shallow` factory/artifacts/<bucket>/<id>/ (before the shelves)."""
     root = ledger.repo.root
     for aid in ledger.artifact_ids():
-        git(root, "mv", ledger.artifact_rel(aid), f"{ledger.rel}/artifacts/{aid}")
-    git(root, "commit", "-q", "-m", "an old ledger: flat folders")
-    assert ledger.artifact_listing().flat == ledger.artifact_ids()
+        target = aid if where == "flat" else layout.shallow(aid)
+        (ledger.artifacts_dir / target).parent.mkdir(parents=True, exist_ok=True)
+        git(root, "mv", ledger.artifact_rel(aid), f"{ledger.rel}/artifacts/{target}")
+    git(root, "commit", "-q", "-m", f"an old ledger: {where} folders")
+    assert getattr(ledger.artifact_listing(), where) == ledger.artifact_ids()
+
+
+def flatten(ledger: Ledger) -> None:
+    relayout(ledger, "flat")
 
 
 def tree_of(root: Path, rev: str) -> dict[str, str]:
@@ -49,12 +56,31 @@ def new_objects(root: Path) -> dict[str, tuple[str, int]]:
 def test_new_artifacts_are_fanned_out_by_the_end_of_their_id(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     assert layout.bucket(aid) == aid[-2:] and layout.bucket("x") == "0x"
-    assert ledger.artifact_rel(aid) == f"factory/artifacts/{aid[-2:]}/{aid}"
+    assert layout.shelf(aid) == aid[-3] and layout.shelf("x") == layout.shelf("ab") == "0"
+    assert layout.fanned("fix-8c1f2a") == "2a/f/fix-8c1f2a"
+    assert ledger.artifact_rel(aid) == f"factory/artifacts/{aid[-2:]}/{aid[-3]}/{aid}"
     assert (ledger.repo.root / ledger.artifact_rel(aid) / "intake.yaml").is_file()
     listing = ledger.artifact_listing()
-    assert listing.folders == {aid: f"{aid[-2:]}/{aid}"} and listing.flat == []
-    assert listing.owner(f"{aid[-2:]}/{aid}/briefs/x.md") == aid
+    assert listing.folders == {aid: f"{aid[-2:]}/{aid[-3]}/{aid}"}
+    assert listing.flat == listing.shallow == listing.both == [] and listing.older == {}
+    assert listing.owner(f"{aid[-2:]}/{aid[-3]}/{aid}/briefs/x.md") == aid
+    assert listing.owner(f"{aid[-2:]}/{aid[-3]}/other-{aid}") is None
     assert ledger.resolve(aid[:8]) == aid
+
+
+def test_a_one_character_id_and_its_shelf_are_told_apart(ledger: Ledger) -> None:
+    base = ledger.artifacts_dir
+    for rel in ("0f/f", "0f/f/abc-f0f", "0f/0/f"):  # a shallow 1-char id beside shelves
+        (base / rel).mkdir(parents=True, exist_ok=True)
+    (base / "0f/f/intake.yaml").write_text("x\n")
+    (base / "0f/0/f/intake.yaml").write_text("x\n")
+    (base / "0f/e").mkdir()  # a shelf holding a folder of another shelf's id: a stray
+    (base / "0f/e/abc-f0f").mkdir()
+    listing = layout.scan(base)
+    assert listing.folders == {"f": "0f/0/f"} and listing.both == ["f"]
+    assert listing.older == {"f": ["0f/f"]}
+    assert ("0f/e/abc-f0f", "directory in the wrong shelf (its id belongs in 0f/f/)") in \
+        listing.strays
 
 
 def test_a_commit_writes_only_the_small_trees_on_its_path(ledger: Ledger) -> None:
@@ -63,14 +89,19 @@ def test_a_commit_writes_only_the_small_trees_on_its_path(ledger: Ledger) -> Non
     append_next(ledger, aids[5])
     made = new_objects(root)
     trees = sorted(size for kind, size in made.values() if kind == "tree")
-    # the root, factory/, factory/artifacts/ (one entry per bucket), the bucket, the folder
-    assert len(trees) == 5 and sum(k == "blob" for k, _ in made.values()) == 1
+    # the root, factory/, factory/artifacts/ (one entry per bucket), the bucket (one per
+    # shelf), the shelf, the folder
+    assert len(trees) == 6 and sum(k == "blob" for k, _ in made.values()) == 1
     buckets = {layout.bucket(a) for a in aids}
     top = git(root, "ls-tree", "HEAD:factory/artifacts").splitlines()
     assert sorted(line.split("\t")[1] for line in top) == sorted(buckets)
-    mine = git(root, "ls-tree", f"HEAD:factory/artifacts/{layout.bucket(aids[5])}")
+    b, s = layout.bucket(aids[5]), layout.shelf(aids[5])
+    mine = git(root, "ls-tree", f"HEAD:factory/artifacts/{b}")
     assert {line.split("\t")[1] for line in mine.splitlines()} == {
-        a for a in aids if layout.bucket(a) == layout.bucket(aids[5])}
+        layout.shelf(a) for a in aids if layout.bucket(a) == b}
+    shelf = git(root, "ls-tree", f"HEAD:factory/artifacts/{b}/{s}")
+    assert {line.split("\t")[1] for line in shelf.splitlines()} == {
+        a for a in aids if layout.fanned(a).startswith(f"{b}/{s}/")}
     # the same event in the old flat layout rewrites a tree of every artifact
     flatten(ledger)
     append_next(ledger, aids[5])
@@ -78,6 +109,32 @@ def test_a_commit_writes_only_the_small_trees_on_its_path(ledger: Ledger) -> Non
     assert len(flat_trees) == 4
     listed = git(root, "ls-tree", "HEAD:factory/artifacts").splitlines()
     assert len(listed) == len(aids)  # every artifact, in the one tree each commit rewrites
+
+
+def test_a_commit_in_a_shelf_writes_a_bucket_of_shelves_not_of_ids(ledger: Ledger) -> None:
+    # 40 ids in one bucket, as 10,000 artifacts put there: a shallow bucket lists all 40, a
+    # bucket of shelves at most 16 (the entries of a tree are what a commit writes again)
+    aids = [new_artifact(ledger, f"Same bucket {i}") for i in range(3)]
+    b = layout.bucket(aids[0])
+    root = ledger.repo.root
+    base = ledger.artifacts_dir
+    for i in range(40):
+        sid = f"filler-{i:03d}{'0123456789abcdef'[i % 16]}{b}"
+        folder = base / layout.fanned(sid)
+        folder.mkdir(parents=True)
+        (folder / "keep.txt").write_text(f"{i}\n")
+    git(root, "add", "-A", "factory")
+    git(root, "commit", "-q", "-m", "fillers")
+
+    def bucket_tree_entries() -> int:
+        append_next(ledger, aids[0])
+        trees = {oid for oid, (kind, _) in new_objects(root).items() if kind == "tree"}
+        assert git(root, "rev-parse", f"HEAD:factory/artifacts/{b}").strip() in trees
+        return len(git(root, "ls-tree", f"HEAD:factory/artifacts/{b}").splitlines())
+
+    assert 0 < bucket_tree_entries() <= 16
+    relayout(ledger, "shallow")  # the fillers have no intake: they stay where they are
+    assert bucket_tree_entries() >= 3 + 16  # the ids of the bucket, beside its shelves
 
 
 def test_an_old_flat_ledger_keeps_working(ledger: Ledger) -> None:
@@ -96,7 +153,23 @@ def test_an_old_flat_ledger_keeps_working(ledger: Ledger) -> None:
     assert [e.trailers["Factory-Event"] for e in ledger.history([old])] == [
         ["intake"], ["stage_started"], ["cell_finished"]]
     check = check_ledger(str(ledger.repo.root))
-    assert not check.ok and "flat layout" in check.detail and "migrate" in check.fix
+    assert not check.ok and "older layout (flat;" in check.detail and "migrate" in check.fix
+
+
+def test_a_shallow_ledger_keeps_working(ledger: Ledger) -> None:
+    old = new_artifact(ledger, "Old one")
+    relayout(ledger, "shallow")
+    ledger = Ledger.open(ledger.repo.root)
+    assert ledger.artifact_rel(old) == f"factory/artifacts/{layout.shallow(old)}"
+    event = append_next(ledger, old)
+    assert event.path.startswith(f"factory/artifacts/{layout.shallow(old)}/")
+    fresh = new_artifact(ledger, "New one")
+    assert ledger.artifact_rel(fresh) == f"factory/artifacts/{layout.fanned(fresh)}"
+    assert verify_ledger(ledger) == []
+    rows = {s.artifact: s for s in load_summaries(ledger)}
+    assert rows[old].events == 1 and rows[fresh].events == 0
+    check = check_ledger(str(ledger.repo.root))
+    assert not check.ok and "older layout (shallow;" in check.detail
 
 
 def test_migrate_moves_every_folder_in_one_commit_and_changes_no_file(ledger: Ledger) -> None:
@@ -105,6 +178,11 @@ def test_migrate_moves_every_folder_in_one_commit_and_changes_no_file(ledger: Le
     abandon(ledger, aids[1], "dropped")
     flatten(ledger)
     root = ledger.repo.root
+    layout_dir = ledger.artifacts_dir / layout.bucket(aids[2])
+    layout_dir.mkdir(exist_ok=True)  # one folder from the layout between: in a bucket
+    git(root, "mv", f"factory/artifacts/{aids[2]}", f"factory/artifacts/{layout.shallow(aids[2])}")
+    git(root, "commit", "-q", "-m", "an older layout still")
+    assert ledger.artifact_listing().shallow == [aids[2]]
     before = tree_of(root, "HEAD")
     history = {a: [e.commit for e in ledger.history([a])] for a in aids}
     summaries = [s.to_json() for s in load_summaries(Ledger.open(root), use_cache=False)]
@@ -114,14 +192,22 @@ def test_migrate_moves_every_folder_in_one_commit_and_changes_no_file(ledger: Le
     assert result.exit_code == 0, result.output
     assert "moved 3 folder(s) in commit" in result.output
     ledger = Ledger.open(root)
-    assert ledger.artifact_listing().flat == []
+    assert ledger.artifact_listing().older == {}
     after = tree_of(root, "HEAD")
-    moved = {f"factory/artifacts/{layout.fanned(p.split('/')[2])}/{p.split('/', 3)[3]}": oid
-             for p, oid in before.items() if p.startswith("factory/artifacts/")}
+    moved = {}
+    for p, oid in before.items():
+        rel = p.removeprefix("factory/artifacts/")
+        folder = layout.folder_of(rel) if rel != p else None
+        if folder:
+            moved[f"factory/artifacts/{layout.fanned(folder.rpartition('/')[2])}"
+                  f"{rel[len(folder):]}"] = oid
+    assert len(moved) == 5  # three intakes, two events
     assert {p: o for p, o in after.items() if p.startswith("factory/artifacts/")} == moved
     for aid in aids:  # each folder keeps its tree id: git sees a pure move
-        assert git(root, "rev-parse", f"HEAD~1:factory/artifacts/{aid}") == \
+        old = aid if aid != aids[2] else layout.shallow(aid)
+        assert git(root, "rev-parse", f"HEAD~1:factory/artifacts/{old}") == \
             git(root, "rev-parse", f"HEAD:factory/artifacts/{layout.fanned(aid)}")
+    assert not (ledger.artifacts_dir / aids[2]).exists()
     assert git(root, "diff", "--cached", "--name-only") == "notes.md\n"  # still staged
     assert git(root, "status", "--porcelain", "--", "factory") == ""
     assert verify_ledger(ledger) == []
@@ -158,14 +244,21 @@ def test_migrate_joins_an_id_with_both_layouts_and_refuses_uncommitted_work(
     assert git(root, "status", "--porcelain") == ""
 
 
-def test_a_paths_folder_is_known_by_its_shape_in_either_layout(ledger: Ledger) -> None:
+def test_a_paths_folder_is_known_by_its_shape_in_every_layout(ledger: Ledger) -> None:
     from gptme_factory.ledger.sync import stream_folder
 
+    assert layout.folder_of("2a/f/fix-login-8c1f2a/0001-x.yaml") == "2a/f/fix-login-8c1f2a"
+    assert layout.folder_of("2a/f/fix-login-8c1f2a/briefs/c.md") == "2a/f/fix-login-8c1f2a"
+    assert layout.folder_of("0f/0/f/intake.yaml") == "0f/0/f"
+    assert layout.folder_of("0f/f/intake.yaml") == "0f/f"  # a shallow 1-char id
+    assert layout.folder_of("2a/e/fix-login-8c1f2a/x.yaml") == "2a"  # a stray, as in a bucket
     assert layout.folder_of("2a/fix-login-8c1f2a/0001-x.yaml") == "2a/fix-login-8c1f2a"
     assert layout.folder_of("2a/fix-login-8c1f2a/briefs/c.md") == "2a/fix-login-8c1f2a"
     assert layout.folder_of("fix-login-8c1f2a/intake.yaml") == "fix-login-8c1f2a"  # flat
     assert layout.folder_of("fix-login-8c1f2a/briefs/c.md") == "fix-login-8c1f2a"
     assert layout.folder_of("README.md") is None
+    assert stream_folder(ledger, "factory/artifacts/2a/f/fix-login-8c1f2a/intake.yaml") == \
+        "factory/artifacts/2a/f/fix-login-8c1f2a"
     assert stream_folder(ledger, "factory/artifacts/2a/fix-login-8c1f2a/intake.yaml") == \
         "factory/artifacts/2a/fix-login-8c1f2a"
     assert stream_folder(ledger, "factory/artifacts/fix-login-8c1f2a/intake.yaml") == \

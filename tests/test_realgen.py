@@ -79,7 +79,7 @@ def shape(message: str, files: dict[str, bytes], aid: str) -> tuple[list[str], l
     """What a commit holds, ids and hashes aside: its events' kinds and its other files."""
     kinds = re.findall(r"^Factory-Event: (\S+)$", message, re.M)
     other = sorted(re.sub(rf"{re.escape(aid)}(\.[a-z]+\.[0-9a-f]{{4}})?", "ID",
-                          re.sub(r"/[0-9a-f]{2}/", "/B/", p))
+                          re.sub(r"/[0-9a-f]{2}/[0-9a-z-]/", "/B/S/", p))
                    for p in files if not p.endswith(".yaml"))
     return kinds, [re.sub(r"ID\.[a-z]+\.md$", "ID.TYPE.md", p) for p in other]
 

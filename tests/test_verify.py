@@ -375,13 +375,13 @@ def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Led
 def test_incremental_verify_reports_a_new_folder_without_an_intake(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     assert verify(ledger, full=True).problems == []
-    bucket_dir = ledger.artifact_dir(aid).parent
-    stray = bucket_dir / f"ghost-{aid[-2:]}"
+    shelf_dir = ledger.artifact_dir(aid).parent
+    stray = shelf_dir / f"ghost-{aid[-3:]}"
     stray.mkdir()
     (stray / "notes.txt").write_text("no intake here\n")
     found = verify(ledger)
     assert found.since is not None  # incremental
-    assert any(p.where == f"factory/artifacts/{aid[-2:]}/ghost-{aid[-2:]}"
+    assert any(p.where == f"factory/artifacts/{aid[-2:]}/{aid[-3]}/ghost-{aid[-3:]}"
                and "no intake.yaml" in p.message for p in found.problems), found.problems
 
 
@@ -486,16 +486,21 @@ def test_what_a_changed_path_touches_follows_its_shape() -> None:
 
     arts, lines = "factory/artifacts", "factory/lines"
     ids, buckets, places = _touched([arts, lines], [
-        f"{arts}/2a/fix-8c1f2a/intake.yaml", f"{arts}/2a/fix-8c1f2a/briefs/b.md",
+        f"{arts}/2a/f/fix-8c1f2a/intake.yaml", f"{arts}/2a/f/fix-8c1f2a/briefs/b.md",
+        f"{arts}/4d/old-shallow-4d/0001-x.yaml",  # a folder from before the shelves
         f"{arts}/old-flat-77/0001-x.yaml",  # a flat folder from before the fan-out
         f"{arts}/9b",  # a bucket whose entries changed
         f"{arts}/9b/ghost-cd/notes.txt",  # a folder in the wrong bucket: a stray in 9b
+        f"{arts}/3c/e",  # a shelf whose entries changed
+        f"{arts}/3c/e/ghost-d3c/notes.txt",  # a folder in the wrong shelf: a stray in 3c/e
+        f"{arts}/0f/f/intake.yaml",  # a 1-char id's shallow folder, or a stray in shelf f
         f"{lines}/default/0001-line_parked-abc.yaml", "factory/factory.yaml", "README.md",
     ])
-    assert ids == {"fix-8c1f2a", "old-flat-77", "9b"}
-    assert buckets == {"2a", "77", "9b"}
-    assert places == {f"{arts}/2a/fix-8c1f2a", f"{arts}/old-flat-77", f"{arts}/9b",
-                      f"{lines}/default"}
+    assert ids == {"fix-8c1f2a", "old-shallow-4d", "old-flat-77", "9b", "f"}
+    assert buckets == {"2a", "4d", "77", "9b", "3c", "0f"}
+    assert places == {f"{arts}/2a/f/fix-8c1f2a", f"{arts}/4d/old-shallow-4d",
+                      f"{arts}/old-flat-77", f"{arts}/9b", f"{arts}/3c/e/ghost-d3c",
+                      f"{arts}/0f/f", f"{arts}/0f/f/intake.yaml", f"{lines}/default"}
 
 
 @pytest.mark.usefixtures("watching")

@@ -165,6 +165,68 @@ def _git(
     return proc
 
 
+_Entries = dict[bytes, tuple[bytes, bytes]]
+
+
+class _TreeEdit:
+    """A tree being edited in memory: folders taken out and put in at any depth (commit_moves)."""
+
+    def __init__(self, entries: _Entries, read: Callable[[bytes], _Entries]) -> None:
+        self.entries = dict(entries)
+        self.read = read
+        self.subs: dict[bytes, _TreeEdit] = {}  # the folders edited below this one
+
+    def _sub(self, name: bytes, where: str, create: bool) -> _TreeEdit:
+        sub = self.subs.get(name)
+        if sub is None:
+            have = self.entries.get(name)
+            if have is not None and have[0] != b"40000":
+                raise GitError(f"{where} is a file, not a folder")
+            if have is None and not create:
+                raise GitError(f"{where} is not a committed folder: commit it first")
+            sub = self.subs[name] = _TreeEdit(self.read(have[1]) if have else {}, self.read)
+        return sub
+
+    def pop(self, rel: str, base: str) -> bytes:
+        """Take folder `rel` out; its tree id."""
+        *dirs, leaf = [p.encode("utf-8", "surrogateescape") for p in rel.split("/")]
+        node, where = self, base
+        for part in dirs:
+            where = f"{where}/{part.decode('utf-8', 'surrogateescape')}"
+            node = node._sub(part, where, create=False)
+        entry = node.entries.pop(leaf, None)
+        if entry is None or entry[0] != b"40000" or leaf in node.subs:
+            raise GitError(f"{base}/{rel} is not a committed folder: commit it first")
+        return entry[1]
+
+    def put(self, rel: str, oid: bytes, join: Callable[[bytes, bytes, str], bytes],
+            base: str) -> None:
+        """Put tree `oid` in as folder `rel`, joined with one already there."""
+        *dirs, leaf = [p.encode("utf-8", "surrogateescape") for p in rel.split("/")]
+        node, where = self, base
+        for part in dirs:
+            where = f"{where}/{part.decode('utf-8', 'surrogateescape')}"
+            node = node._sub(part, where, create=True)
+        if leaf in node.subs:
+            raise GitError(f"refusing to move a folder onto {base}/{rel}: it has folders "
+                           "moving in and out of it")
+        there = node.entries.get(leaf)
+        if there is not None and there[0] != b"40000":
+            raise GitError(f"{base}/{rel} is a file, not a folder")
+        node.entries[leaf] = (b"40000", join(there[1], oid, f"{base}/{rel}")
+                              if there is not None else oid)
+
+    def write(self, put: Callable[[_Entries], bytes]) -> bytes:
+        """Store this tree and the edited ones below it (a folder left empty goes); its id."""
+        for name, sub in self.subs.items():
+            oid = sub.write(put)
+            if sub.entries:
+                self.entries[name] = (b"40000", oid)
+            else:
+                self.entries.pop(name, None)
+        return put(self.entries)
+
+
 def _rmdir_if_empty(path: Path) -> None:
     try:
         path.rmdir()
@@ -699,15 +761,15 @@ class GitRepo:
             delay = min(delay * 2, 0.2)
 
     def commit_moves(self, base: str, moves: Mapping[str, str], message: str) -> str | None:
-        """Move folders under tree path `base` (name -> new relative path) in one commit.
+        """Move folders under tree path `base` (old relative path -> new one) in one commit.
 
         Must be called holding `exclusive()`, with the folders committed and clean. Only
         trees are written: every moved folder keeps its tree id (its files' names and bytes
         do not change), a folder moved onto one that exists is joined with it entry by entry
-        (GitError if one name holds two different contents). Then the working tree folders
-        are renamed and the index learns the new paths, the user's other work untouched; a
-        journal makes a killed mover finish on the next write. Returns the new commit, or
-        None when there is nothing to move.
+        (GitError if one name holds two different contents), and a folder left empty goes.
+        Then the working tree folders are renamed and the index learns the new paths, the
+        user's other work untouched; a journal makes a killed mover finish on the next write.
+        Returns the new commit, or None when there is nothing to move.
         """
         if not moves:
             return None
@@ -762,29 +824,11 @@ class GitRepo:
                 if entry is None or entry[0] != b"40000":
                     raise GitError(f"nothing to move: HEAD has no {base}/")
                 path_trees.append(read(entry[1]))
-            top = dict(path_trees[-1])
-            groups: dict[bytes, dict[bytes, tuple[bytes, bytes]]] = {}
+            top = _TreeEdit(path_trees[-1], read)
+            taken = {name: top.pop(name, base) for name in moves}  # every source, then targets
             for name, target in moves.items():
-                key = name.encode("utf-8", "surrogateescape")
-                entry = top.pop(key, None)
-                if entry is None or entry[0] != b"40000":
-                    raise GitError(f"{base}/{name} is not a committed folder: commit it first")
-                group, _, leaf = target.partition("/")
-                if not leaf or "/" in leaf:
-                    raise GitError(f"refusing to move {name} to {target!r}: not group/name")
-                g = group.encode("utf-8", "surrogateescape")
-                if g not in groups:
-                    have = top.get(g)
-                    if have is not None and have[0] != b"40000":
-                        raise GitError(f"{base}/{group} is a file, not a folder")
-                    groups[g] = read(have[1]) if have is not None else {}
-                lk = leaf.encode("utf-8", "surrogateescape")
-                there = groups[g].get(lk)
-                groups[g][lk] = (b"40000", join(there[1], entry[1], f"{base}/{target}")
-                                 if there is not None else entry[1])
-            for g, entries in groups.items():
-                top[g] = (b"40000", put(entries))
-            oid = put(top)
+                top.put(target, taken[name], join, base)
+            oid = top.write(put)
             for part, parent in zip(reversed(parts), reversed(path_trees[:-1]), strict=True):
                 updated = dict(parent)
                 updated[part] = (b"40000", oid)

@@ -1,7 +1,8 @@
 """The kinds of stream the ledger holds, each an instance of the one stream (stream.py).
 
-- `ARTIFACTS`: `factory/artifacts/<bucket>/<id>/` (fanned out, layout.py), rooted at `intake.yaml`; events are
-  `records.ArtifactEvent`; a cell's committed brief may sit in its `briefs/` folder.
+- `ARTIFACTS`: `factory/artifacts/<bucket>/<shelf>/<id>/` (fanned out, layout.py), rooted at
+  `intake.yaml`; events are `records.ArtifactEvent`; a cell's committed brief may sit in its
+  `briefs/` folder.
 - `LINES`: `factory/lines/<line>/`, no root (the first event's parent is the line's genesis
   hash); events are `records.LineEvent` (park, unpark, archive).
 

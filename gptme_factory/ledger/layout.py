@@ -1,17 +1,22 @@
-"""Where an artifact's folder lives: fanned out by the last two characters of its id.
+"""Where an artifact's folder lives: fanned out by the last three characters of its id.
 
-    factory/artifacts/<b>/<id>/        b = the id's last two characters (`2a` for `fix-...-8c1f2a`)
+    factory/artifacts/<b>/<s>/<id>/    b = the id's last two characters, s = the one before
+                                       (`2a/f/` for `fix-...-8c1f2a`)
 
-Ids end in random hex digits, so the 256 folders `00`..`ff` fill evenly, as git's own
-`objects/xx/` do. A commit rewrites the trees on the changed paths only: with one flat folder
-of 10,000 artifacts every ledger commit wrote a new 0.6 MB `artifacts` tree; fanned out it
-writes a 256-entry tree and a bucket of ~40. Ids, file names, bytes and hashes are the same
-in both layouts, so chains and merges do not care where a folder sits.
+Ids end in random hex digits, so the 256 buckets `00`..`ff` and the 16 shelves in each fill
+evenly, as git's own `objects/xx/` do. A commit rewrites the trees on the changed path only:
+the 256-entry `artifacts` tree, a bucket of at most 16 shelves and a shelf of the ids that
+share those three characters (~2 at 10,000 artifacts, ~7 at 30,000, ~24 at 100,000) — so what
+one event writes hardly grows with the ledger. With one bucket level (`<b>/<id>/`, the layout
+before this one) the bucket grew with it: ~117 entries at 30,000 artifacts. Ids, file names,
+bytes and hashes are the same in every layout, so chains and merges do not care where a folder
+sits.
 
-Ledgers written before the fan-out keep their flat folders (`factory/artifacts/<id>/`): both
-layouts are read, new artifacts are always fanned out, and `gptme-factory migrate` moves the
-flat folders into their buckets in one commit. A flat folder is told from a bucket by its
-intake (`intake.yaml`): a bucket has none.
+Older ledgers keep their folders where they are: flat (`factory/artifacts/<id>/`, before any
+fan-out) and shallow (`factory/artifacts/<b>/<id>/`, one bucket level). All three layouts are
+read, new artifacts always go in a shelf, and `gptme-factory migrate` moves the older folders
+into their shelves in one commit. An artifact folder is told from a bucket or a shelf by its
+intake (`intake.yaml`): buckets and shelves have none.
 
 Only the `Ledger` (store.py) calls this module; every other module asks the `Ledger` for a
 folder (`artifact_dir`, `artifact_rel`). Plain os only: a warm `status` uses it.
@@ -29,12 +34,22 @@ ROOT_FILE = "intake.yaml"
 
 
 def bucket(sid: str) -> str:
-    """The fan-out folder of an id: its last two characters (`0` in front of a 1-char id)."""
+    """The bucket of an id: its last two characters (`0` in front of a 1-char id)."""
     return sid[-BUCKET_LEN:].rjust(BUCKET_LEN, "0")
 
 
+def shelf(sid: str) -> str:
+    """The shelf of an id in its bucket: the character before the bucket's (`0` if none)."""
+    return sid[-BUCKET_LEN - 1] if len(sid) > BUCKET_LEN else "0"
+
+
 def fanned(sid: str) -> str:
-    """`<bucket>/<id>`: the folder of a new artifact, relative to factory/artifacts."""
+    """`<bucket>/<shelf>/<id>`: the folder of a new artifact, relative to factory/artifacts."""
+    return f"{bucket(sid)}/{shelf(sid)}/{sid}"
+
+
+def shallow(sid: str) -> str:
+    """`<bucket>/<id>`: where the layout before the shelves put an artifact's folder."""
     return f"{bucket(sid)}/{sid}"
 
 
@@ -43,25 +58,42 @@ def is_bucket_name(name: str) -> bool:
     return len(name) == BUCKET_LEN and not name.startswith(".")
 
 
+def is_shelf_name(name: str) -> bool:
+    """True if `name`, an entry of a bucket, may be a shelf (a shallow folder has an intake)."""
+    return len(name) == 1 and name != "."
+
+
+def group_of(folder: str) -> str:
+    """The bucket an artifact folder sits in, "" for a flat one: the tree that holds it all."""
+    head, sep, _ = folder.partition("/")
+    return head if sep else ""
+
+
 def folder_of(rel: str) -> str | None:
     """The artifact folder holding `rel` (a path relative to factory/artifacts), by its shape.
 
-    `<b>/<id>/...` where `<b>` is the id's bucket is fanned out; `<id>/...` is flat; a path
-    with no folder above it (a stray file) has none. No disk access: for paths in commits.
+    `<b>/<s>/<id>/...` where `<b>` and `<s>` are the id's bucket and shelf is fanned out,
+    `<b>/<id>/...` shallow, `<id>/...` flat; a path with no folder above it (a stray file)
+    has none. No disk access: for paths in commits.
     """
     parts = rel.split("/")
-    if len(parts) >= 3 and is_bucket_name(parts[0]) and bucket(parts[1]) == parts[0]:
-        return f"{parts[0]}/{parts[1]}"
+    if len(parts) >= 3 and is_bucket_name(parts[0]):
+        if len(parts) >= 4 and bucket(parts[2]) == parts[0] and shelf(parts[2]) == parts[1] \
+                and is_shelf_name(parts[1]):
+            return f"{parts[0]}/{parts[1]}/{parts[2]}"
+        if bucket(parts[1]) == parts[0]:
+            return f"{parts[0]}/{parts[1]}"
     return parts[0] if len(parts) >= 2 else None
 
 
 def locate(base: Path, sid: str) -> str:
-    """Where `sid`'s folder is, relative to `base`: fanned out, else flat, else where it goes."""
+    """Where `sid`'s folder is, relative to `base`: in its shelf, shallow, flat, or where it goes."""
     fan = fanned(sid)
     if os.path.isdir(os.path.join(base, fan)):
         return fan
-    if os.path.isfile(os.path.join(base, sid, ROOT_FILE)):
-        return sid  # a ledger from before the fan-out
+    for old in (shallow(sid), sid):  # a ledger from before the shelves, or before the fan-out
+        if os.path.isfile(os.path.join(base, old, ROOT_FILE)):
+            return old
     return fan
 
 
@@ -70,8 +102,10 @@ class Listing:
     """The artifact folders under factory/artifacts, and what else is there."""
 
     folders: dict[str, str] = field(default_factory=dict)  # id -> folder relative to base
-    flat: list[str] = field(default_factory=list)  # ids still in the old flat layout
-    both: list[str] = field(default_factory=list)  # ids with a flat and a fanned-out folder
+    flat: list[str] = field(default_factory=list)  # ids still in the flat layout only
+    shallow: list[str] = field(default_factory=list)  # ids still in a bucket, not a shelf
+    both: list[str] = field(default_factory=list)  # ids with folders in two layouts or more
+    older: dict[str, list[str]] = field(default_factory=dict)  # id -> its flat/shallow folders
     strays: list[tuple[str, str]] = field(default_factory=list)  # (relative path, what it is)
     _by_folder: dict[str, str] | None = field(default=None, repr=False)
 
@@ -79,9 +113,13 @@ class Listing:
         """The id whose folder holds `rel` (a path relative to factory/artifacts), if any."""
         if self._by_folder is None:
             self._by_folder = {folder: sid for sid, folder in self.folders.items()}
-        first, _, rest = rel.partition("/")
-        second = rest.partition("/")[0]
-        return self._by_folder.get(f"{first}/{second}") or self._by_folder.get(first)
+        parts = rel.split("/", 3)
+        for depth in (3, 2, 1):
+            if len(parts) >= depth:
+                sid = self._by_folder.get("/".join(parts[:depth]))
+                if sid is not None:
+                    return sid
+        return None
 
 
 def entry_kind(entry: os.DirEntry[str]) -> str:
@@ -93,55 +131,87 @@ def entry_kind(entry: os.DirEntry[str]) -> str:
     return "file" if entry.is_file(follow_symlinks=False) else "special file"
 
 
-def scan(base: Path | str, buckets: Container[str] | None = None) -> Listing:
-    """Every artifact folder in both layouts (dot entries are skipped), sorted by id.
+def _entries(path: str) -> list[os.DirEntry[str]] | None:
+    try:
+        with os.scandir(path) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return None
 
-    A folder counts by its place and its name only (a fanned-out one in the bucket its id
-    names, a directory); whether it holds a valid intake is for the reader and `verify`.
-    Anything else is a stray: `verify` reports it, everyone else ignores it. With `buckets`,
-    only those buckets are read (every entry beside them still is): for a caller that knows
-    nothing changed in the others.
+
+def _is_container(entry: os.DirEntry[str], named: bool) -> bool:
+    """A bucket or shelf: a directory with the right kind of name and no intake of its own."""
+    return named and entry.is_dir(follow_symlinks=False) \
+        and not os.path.lexists(os.path.join(entry.path, ROOT_FILE))
+
+
+def scan(base: Path | str, buckets: Container[str] | None = None) -> Listing:
+    """Every artifact folder in all three layouts (dot entries are skipped), sorted by id.
+
+    A folder counts by its place and its name only (a fanned-out one in the shelf its id
+    names, a shallow one in its bucket, a directory); whether it holds a valid intake is for
+    the reader and `verify`. Anything else is a stray: `verify` reports it, everyone else
+    ignores it. With `buckets`, only those buckets are read (every entry beside them still
+    is): for a caller that knows nothing changed in the others.
     """
     out = Listing()
-    fan: dict[str, str] = {}
-    flat: dict[str, str] = {}
-    try:
-        with os.scandir(base) as it:
-            top = sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
+    found: dict[str, list[str]] = {}  # id -> its folders, the fanned-out one first
+    top = _entries(str(base))
+    if top is None:
         return out
     for entry in top:
         name = entry.name
-        if name.startswith("."):
-            continue
         if not entry.is_dir(follow_symlinks=False):
             out.strays.append((name, entry_kind(entry)))
             continue
-        if is_bucket_name(name) and not os.path.lexists(os.path.join(entry.path, ROOT_FILE)):
-            if buckets is not None and name not in buckets:
-                continue
-            try:
-                with os.scandir(entry.path) as it:
-                    inner = sorted(it, key=lambda e: e.name)
-            except OSError:
-                out.strays.append((name, "unreadable directory"))
-                continue
-            for sub in inner:
-                if sub.name.startswith("."):
-                    continue
-                rel = f"{name}/{sub.name}"
-                if not sub.is_dir(follow_symlinks=False):
-                    out.strays.append((rel, entry_kind(sub)))
-                elif bucket(sub.name) != name:
-                    out.strays.append((rel, f"directory in the wrong bucket (its id belongs "
-                                            f"in {bucket(sub.name)}/)"))
-                else:
-                    fan[sub.name] = rel
+        if not _is_container(entry, is_bucket_name(name)):
+            found.setdefault(name, []).append(name)
             continue
-        flat[name] = name
-    for sid in sorted(fan.keys() & flat.keys()):
-        out.both.append(sid)
-    for sid in sorted(fan.keys() | flat.keys()):
-        out.folders[sid] = fan.get(sid) or flat[sid]
-    out.flat = sorted(flat.keys() - fan.keys())
+        if buckets is not None and name not in buckets:
+            continue
+        inner = _entries(entry.path)
+        if inner is None:
+            out.strays.append((name, "unreadable directory"))
+            continue
+        for sub in inner:
+            rel = f"{name}/{sub.name}"
+            if not sub.is_dir(follow_symlinks=False):
+                out.strays.append((rel, entry_kind(sub)))
+            elif is_shelf_name(sub.name) and (bucket(sub.name) != name  # no 1-char id of it
+                                              or _is_container(sub, True)):
+                _scan_shelf(sub.path, rel, name, out, found)
+            elif bucket(sub.name) != name:
+                out.strays.append((rel, f"directory in the wrong bucket (its id belongs "
+                                        f"in {bucket(sub.name)}/{shelf(sub.name)}/)"))
+            else:
+                found.setdefault(sub.name, []).append(rel)
+    for sid in sorted(found):
+        where = sorted(found[sid], key=lambda f: -f.count("/"))  # deepest first
+        out.folders[sid] = where[0]
+        old = [f for f in where if f.count("/") < 2]
+        if old:
+            out.older[sid] = old
+        if len(where) > 1:
+            out.both.append(sid)
+        elif "/" not in where[0]:
+            out.flat.append(sid)
+        elif where[0].count("/") == 1:
+            out.shallow.append(sid)
     return out
+
+
+def _scan_shelf(path: str, rel: str, name: str, out: Listing,
+                found: dict[str, list[str]]) -> None:
+    inner = _entries(path)
+    if inner is None:
+        out.strays.append((rel, "unreadable directory"))
+        return
+    for sub in inner:
+        where = f"{rel}/{sub.name}"
+        if not sub.is_dir(follow_symlinks=False):
+            out.strays.append((where, entry_kind(sub)))
+        elif bucket(sub.name) != name or shelf(sub.name) != rel[-1]:
+            out.strays.append((where, f"directory in the wrong shelf (its id belongs "
+                                      f"in {bucket(sub.name)}/{shelf(sub.name)}/)"))
+        else:
+            found.setdefault(sub.name, []).append(where)

@@ -18,8 +18,8 @@ events recorded so far; at its end everything lands as one commit, or (on an une
 exception) nothing does. An expected failure (a `FactoryError`) still commits what was
 recorded before it: those events were checked and are true.
 
-An artifact's folder is fanned out under the last two characters of its id (layout.py; flat
-folders of older ledgers are read too): `artifact_dir` / `artifact_rel` are the one place that
+An artifact's folder is fanned out under the last three characters of its id (layout.py;
+the flat and shallow folders of older ledgers are read too): `artifact_dir` / `artifact_rel` are the one place that
 says where an artifact lives.
 
 Importing this module stays light (no pydantic, no YAML): a warm `status` opens a `Ledger`
@@ -183,9 +183,9 @@ class Ledger:
         return f"{self.rel}/artifacts/{self.artifact_folder(artifact)}"
 
     def artifact_listing(self, buckets: Container[str] | None = None) -> layout.Listing:
-        """Every artifact folder (both layouts) and the stray entries beside them.
+        """Every artifact folder (all layouts) and the stray entries beside them.
 
-        With `buckets`, the fanned-out folders of those buckets only (layout.scan).
+        With `buckets`, the folders in those buckets only (layout.scan).
         """
         return layout.scan(self.artifacts_dir, buckets)
 
@@ -368,7 +368,7 @@ class Ledger:
     # -- reading ------------------------------------------------------------------------
 
     def artifact_ids(self) -> list[str]:
-        """Every artifact id (a folder in either layout), sorted."""
+        """Every artifact id (a folder in any layout), sorted."""
         return list(self.artifact_listing().folders)
 
     def line_ids(self) -> list[str]:

@@ -7,7 +7,7 @@ naming the stream, the id rule, the union of its event payloads, and optionally 
     <ledger>/<folder>/<id>/<root file>                   the immutable root record (seq 0)
     <ledger>/<folder>/<id>/NNNN-<kind>-<hash12>.yaml     one file per event
 
-(A kind with many streams, like artifacts, fans them out: `<folder>/<bucket>/<id>/`, see
+(A kind with many streams, like artifacts, fans them out: `<folder>/<bucket>/<shelf>/<id>/`, see
 layout.py; where a stream's folder is, the `Ledger` says.)
 
 An event file is the header the ledger writes (`kind`, `schema_version`, the stream's id
@@ -77,7 +77,7 @@ class StreamKind(Generic[P]):
     check_id: Callable[[str], str]
     events: TypeAdapter[P]
     subdirs: frozenset[str] = frozenset()
-    fanout: bool = False  # streams sit in buckets by their id's end (ledger/layout.py)
+    fanout: bool = False  # streams sit in shelves by their id's end (ledger/layout.py)
 
     def genesis(self, sid: str) -> str:
         """The parent hash of the first event of a stream without a root record."""
@@ -466,9 +466,9 @@ def stream_ids(kind: StreamKind[P], base: Path, prefix: str, *,
                only: Container[str] | None = None) -> tuple[list[str], list[Problem]]:
     """The streams of a kind under `base` (its folder), and every entry that is not one.
 
-    A fanned-out kind (artifacts) is listed in both layouts (layout.py), or taken from
-    `listing` if the caller has scanned already; an id with a flat and a fanned-out folder is
-    a problem until `migrate` joins them. With `only`, a folder whose id is not in it is
+    A fanned-out kind (artifacts) is listed in every layout (layout.py), or taken from
+    `listing` if the caller has scanned already; an id with folders in two layouts is a
+    problem until `migrate` joins them. With `only`, a folder whose id is not in it is
     taken by its name alone (its root file is not looked for): for a caller that knows
     nothing in it changed since it was last checked.
     """
@@ -479,9 +479,10 @@ def stream_ids(kind: StreamKind[P], base: Path, prefix: str, *,
         problems += [Problem(f"{prefix}/{rel}", what if what.startswith("directory in")
                              else f"unexpected {what} in {kind.folder}/")
                      for rel, what in listing.strays]
-        problems += [Problem(f"{prefix}/{sid}", f"a flat folder beside {listing.folders[sid]}/ "
+        problems += [Problem(f"{prefix}/{old}", f"an older folder beside {listing.folders[sid]}/ "
                              "(two layouts of one stream): run `gptme-factory migrate`")
-                     for sid in listing.both]
+                     for sid in listing.both for old in listing.older.get(sid, ())
+                     if old != listing.folders[sid]]
         candidates = list(listing.folders.items())
     else:
         try:

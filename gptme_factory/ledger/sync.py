@@ -341,7 +341,7 @@ def _forked(ledger: Ledger, folders: Iterable[str]) -> list[str]:
         kind, _, sid = folder.removeprefix(ledger.rel + "/").partition("/")
         try:
             if kind == ARTIFACTS.folder:
-                name = sid.rpartition("/")[2]  # `B/ID` fanned out, `ID` flat
+                name = sid.rpartition("/")[2]  # `B/S/ID` fanned out, `B/ID` shallow, `ID` flat
                 stream: Any = ledger.read(name, tolerant=True)
             elif kind == LINES.folder:
                 stream, name = ledger.read_line(sid, tolerant=True), f"line:{sid}"

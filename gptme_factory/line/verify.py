@@ -177,10 +177,10 @@ def verify_ledger(ledger: Ledger, notes: list[str] | None = None) -> list[Proble
         run.finish()
 
 
-# Records sit in the folders two levels below the stream folders (artifacts/<bucket>/<id>; a
-# line's folder, or an artifact's from before the fan-out, is one level down): deeper
+# Records sit in the folders three levels below the stream folders (artifacts/<b>/<s>/<id>; a
+# line's folder, or an artifact's from an older layout, is one or two levels down): deeper
 # directories (a cell's briefs/) are never read as records, so the snapshot does not look.
-_DEPTH = 2
+_DEPTH = 3
 
 
 def _verify_all(ledger: Ledger, run: verifystate.Started, notes: list[str] | None
@@ -303,12 +303,25 @@ def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], 
         if not path.startswith(arts + "/"):
             continue
         parts = path[len(arts) + 1:].split("/")
-        if len(parts) >= 2 and layout.is_bucket_name(parts[0]) \
-                and layout.bucket(parts[1]) == parts[0]:
-            ids.add(parts[1])
-            buckets.add(parts[0])
-            places.add(f"{arts}/{parts[0]}/{parts[1]}")
-            continue
+        if len(parts) >= 2 and layout.is_bucket_name(parts[0]):
+            b, second = parts[0], parts[1]
+            if len(parts) >= 3 and layout.is_shelf_name(second) \
+                    and layout.bucket(parts[2]) == b and layout.shelf(parts[2]) == second:
+                ids.add(parts[2])  # in a shelf: the layout of today
+                buckets.add(b)
+                places.add(f"{arts}/{b}/{second}/{parts[2]}")
+                continue
+            if layout.bucket(second) == b:
+                ids.add(second)  # a shallow folder (or a 1-char id's shelf: both are read)
+                buckets.add(b)
+                places.add(f"{arts}/{b}/{second}")
+                if not layout.is_shelf_name(second):
+                    continue
+            if layout.is_shelf_name(second):
+                buckets.add(b)  # a shelf, or a stray in one: listing the bucket finds it
+                if len(parts) >= 3:
+                    places.add(f"{arts}/{b}/{second}/{parts[2]}")
+                continue
         name = parts[0]  # a flat folder, a bucket, or a stray beside them
         ids.add(name)
         buckets.add(layout.bucket(name))

@@ -57,11 +57,16 @@ def check_ledger(repo: str) -> Check:
     if problems:
         return Check("ledger", False, f"{len(problems)} integrity problem(s), first: {problems[0]}",
                      "run `gptme-factory verify` for the full list and repair the named files")
-    flat = ledger.artifact_listing().flat
-    if flat:
-        return Check("ledger", False, f"{len(flat)} artifact folder(s) in the old flat layout "
-                     f"(first: {ledger.artifact_rel(flat[0])}/): every commit rewrites a tree "
-                     "of all of them", "run `gptme-factory migrate` (one commit, no file changes)")
+    listing = ledger.artifact_listing()
+    if listing.older:
+        first = next(iter(listing.older.values()))[0]
+        what = ("every commit rewrites a tree of all of them" if listing.flat
+                else "every commit rewrites a bucket that grows with the ledger")
+        layouts = " and ".join(name for name, ids in (("flat", listing.flat),
+                                                      ("shallow", listing.shallow)) if ids)
+        return Check("ledger", False, f"{len(listing.older)} artifact folder(s) in an older "
+                     f"layout ({layouts or 'two layouts'}; first: {ledger.rel}/artifacts/{first}/): "
+                     f"{what}", "run `gptme-factory migrate` (one commit, no file changes)")
     return Check("ledger", True, f"{ledger.rel}/ valid, {found.artifacts} artifact(s)")
 
 

@@ -18,8 +18,8 @@ otherwise (so the cost grows with what changed, not with the ledger):
 
 1. HEAD's tree for the artifact's folder has the stored id: HEAD holds exactly those bytes.
    HEAD's trees are read only where they moved: the `factory/artifacts` tree id and its
-   buckets' ids are remembered (trees-cache.json), so after a commit only its bucket is
-   listed, and while HEAD's ledger is unchanged no tree is read at all;
+   buckets' ids are remembered (trees-cache.json), so after a commit only its bucket and
+   shelf are listed, and while HEAD's ledger is unchanged no tree is read at all;
 2. `git diff-index HEAD` lists no path in the folder: the index and every tracked file on
    disk still hold HEAD's content. Git compares each file's full stat data (mtime, ctime,
    size, inode, ...) with what it recorded and re-reads "racily clean" files, so an in-place
@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FactoryError
 from ..ledger.gitstore import TreeReader, dir_tree_id
-from ..ledger.layout import bucket
+from ..ledger.layout import bucket, group_of
 from ..ledger.runtime import write_json
 from ..ledger.store import CONFIG_FILE, Ledger
 from .summary import ArtifactSummary, summarize_artifact
@@ -222,10 +222,13 @@ class Pass:
 
     def head_of(self, aid: str) -> str | None:
         """HEAD's tree id of an artifact's folder (None if HEAD has none)."""
-        group, _, name = self.folders[aid].rpartition("/")
+        folder = self.folders[aid]
+        group = group_of(folder)
         tree = self.group_tree(group)
-        entries = self._trees().entries(tree) if tree else None
-        return entries.get(name) if entries else None
+        for name in folder[len(group):].lstrip("/").split("/"):  # the shelf, then the folder
+            entries = self._trees().entries(tree) if tree else None
+            tree = entries.get(name) if entries else None
+        return tree
 
     def _changed(self) -> set[str] | None:
         """Artifacts with a path that differs from HEAD (None: git could not say: all)."""
@@ -287,7 +290,7 @@ class Pass:
                 if not (mark.__class__ is list and mark == st) \
                         and not self._same_folder(aid, mark, st, entry[0]):
                     continue
-                group = self.folders[aid].rpartition("/")[0]
+                group = group_of(self.folders[aid])
                 same = same_group.get(group)
                 if same is None:
                     same = same_group[group] = groups.get(group, 0) == self.group_tree(group)
@@ -344,7 +347,7 @@ class Pass:
                 new[aid] = [oid, self.snap is not None and oid == self.head_of(aid), mark, row]
                 changed = True
             current = {g: self.group_tree(g) for g in
-                       {self.folders[a].rpartition("/")[0] for a in new}} if self.snap else {}
+                       {group_of(self.folders[a]) for a in new}} if self.snap else {}
             if changed or current != groups or new.keys() != entries.keys():
                 _write_json(folder / f"{b}.json",
                             {"key": key, "groups": current, "artifacts": new})
