@@ -237,11 +237,42 @@ def test_edits_only_git_can_see(ledger: Ledger) -> None:
         "(records are append-only)",
     ])
     root = ledger.repo.root
-    git(root, "commit", "-q", "-am", "sneak the edit in")
+    git(root, "commit", "-q", "-am", "sneak the edit and the deletion in")
+    sneaked = git(root, "rev-parse", "--short=12", "HEAD").strip()
     problems = verify_ledger(ledger)
-    assert [str(p) for p in problems] == [
+    assert sorted(str(p) for p in problems) == sorted([
+        f"{last.path}: deleted by commit {sneaked} after it was recorded (records are "
+        f"append-only: `git show {sneaked}` shows it; `git revert` it)",
         f"factory/artifacts/{fanned(lone)}/intake.yaml: modified by a commit after it was "
-        "recorded (records are append-only: `git log -p` shows who)"]
+        "recorded (records are append-only: `git log -p` shows who)"])
+    git(root, "revert", "--no-edit", "HEAD")  # the tip comes back, the intake its bytes
+    assert verify_ledger(ledger) == []
+
+
+@pytest.mark.usefixtures("mode")
+def test_incremental_verify_reports_a_committed_deletion_not_a_removed_stray(
+        ledger: Ledger) -> None:
+    aid = new_artifact(ledger)
+    root = ledger.repo.root
+    stray = ledger.artifact_dir(aid) / "notes.txt"
+    stray.write_text("not a record\n")
+    git(root, "add", str(stray))
+    git(root, "commit", "-q", "-m", "a stray, committed")
+    assert [p.message for p in verify(ledger, full=True).problems] == [
+        "not a ledger record (unexpected file)"]
+    git(root, "rm", "-q", str(stray))  # mending it is no deletion of a record
+    git(root, "commit", "-q", "-m", "the stray goes")
+    assert verify(ledger, full=True).problems == []
+    last = abandon(ledger, aid, "dropped")
+    assert verify(ledger).problems == []
+    git(root, "rm", "-q", last.path)
+    git(root, "commit", "-q", "-m", "forget it was dropped")
+    gone = git(root, "rev-parse", "--short=12", "HEAD").strip()
+    found = verify(ledger)
+    assert found.since is not None  # incremental
+    assert [(p.where, p.message.split(" after")[0]) for p in found.problems] == [
+        (last.path, f"deleted by commit {gone}")]
+    assert [p.where for p in verify(ledger, full=True).problems] == [last.path]
 
 
 # -- incremental verify: what changed since the last clean one ------------------------------

@@ -14,7 +14,7 @@ changed directories (and the index, which `update-index` rewrites), not the numb
 For the status cache, `tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
 give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
 whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
-commits by their trailers; `start_modified_in_history`, `changed_between`, `untracked`,
+commits by their trailers; `start_changed_in_history`, `changed_between`, `untracked`,
 `start_staged_against_head` and `worktree_against` serve `verify`.
 
 Writers are serialized by a `flock` on a file in the git directory; a small journal, written
@@ -1102,34 +1102,42 @@ class GitRepo:
                 out.append((path, "modified"))
         return out
 
-    def modified_in_history(self, paths: list[str], since: str | None = None
-                            ) -> dict[str, list[str]]:
-        """Files under `paths` that a commit in HEAD's history (after `since`) modified."""
-        return self.start_modified_in_history(paths, since)()
+    def changed_in_history(self, paths: list[str], since: str | None = None
+                           ) -> dict[str, list[tuple[str, str]]]:
+        """Files under `paths` a commit in HEAD's history (after `since`) modified or deleted."""
+        return self.start_changed_in_history(paths, since)()
 
-    def start_modified_in_history(self, paths: list[str], since: str | None = None,
-                                  head: str = "HEAD") -> Callable[[], dict[str, list[str]]]:
-        """Start `modified_in_history` in the background; the function returned waits for it.
+    def start_changed_in_history(self, paths: list[str], since: str | None = None,
+                                 head: str = "HEAD"
+                                 ) -> Callable[[], dict[str, list[tuple[str, str]]]]:
+        """Start `changed_in_history` in the background; the function returned waits for it.
 
-        A `git log --diff-filter=M` over `head`'s history (or the commits after `since`): git
-        diffs each commit's trees in C while the caller reads records meanwhile.
+        path -> [(commit, "M" or "D"), ...], newest first: a `git log --diff-filter=MD` over
+        `head`'s history (or the commits after `since`), without rename detection (a moved
+        folder is its files deleted and added); git diffs each commit's trees in C while the
+        caller reads records meanwhile.
         """
         rev = f"{since}..{head}" if since else head
         # The walk reads every tree of every commit: git's mapped pack windows and delta
         # cache would count in its memory (319 MB over 154,000 commits); bounded, it stays
         # at the size of the index it reads (~140 MB there), in the same time.
-        wait = self._start("log", "--no-renames", "--diff-filter=M", "--name-only", "-z",
+        wait = self._start("log", "--no-renames", "--diff-filter=MD", "--name-status", "-z",
                            "--format=%x01%H", rev, "--", *paths, config=_LEAN_READ)
 
-        def result() -> dict[str, list[str]]:
-            out: dict[str, list[str]] = {}
-            commit = ""
+        def result() -> dict[str, list[tuple[str, str]]]:
+            out: dict[str, list[tuple[str, str]]] = {}
+            commit, status = "", ""
             for item in wait().decode("utf-8", "surrogateescape").split("\0"):
                 for part in item.split("\n"):
                     if part.startswith("\x01"):
                         commit = part[1:]
-                    elif part:
-                        out.setdefault(part, []).append(commit)
+                    elif not part:
+                        continue
+                    elif not status:
+                        status = part
+                    else:
+                        out.setdefault(part, []).append((commit, status))
+                        status = ""
             return out
 
         return result

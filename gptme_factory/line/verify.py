@@ -7,8 +7,9 @@ file's hash matches its name, every parent is in the chain, no two events share 
 plus what the line adds: the events are a legal history (replay for artifacts, lifecycle for
 lines) and every recorded handoff satisfies its contract. Finally git, the audit trail, is
 asked about what the chains alone cannot see: a committed record edited or deleted in the
-working tree, or edited by a later commit (records are append-only: a commit may add or revert
-one, never modify it).
+working tree, or edited or deleted by a later commit (records are append-only: a commit may
+add or revert one, never modify or delete it; `migrate` moves whole folders, which is not a
+deletion).
 
 `verify` (what the CLI runs) remembers a clean result by its commit id and next time checks
 only what came after it (see `verify`); `verify_ledger` always checks everything.
@@ -25,8 +26,8 @@ from ..errors import FactoryError, IllegalTransition, InvalidRecord
 from ..ledger import dirmarks, layout, watcher
 from ..ledger.kinds import ARTIFACTS, LINES
 from ..ledger.records import HandoffSubmitted, format_validation_error
-from ..ledger.store import Ledger
-from ..ledger.stream import Problem, Stream, stream_ids
+from ..ledger.store import INTAKE_FILE, Ledger
+from ..ledger.stream import EVENT_FILE_RE, Problem, Stream, stream_ids
 from . import verifystate
 from .lifecycle import LineState
 from .lifecycle import apply as apply_line
@@ -332,6 +333,28 @@ def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], 
     return ids, buckets, places
 
 
+def _is_record(path: str) -> bool:
+    """True if `path` names a record (an event file or an intake), not a brief or a stray."""
+    name = path.rpartition("/")[2]
+    return name == INTAKE_FILE or EVENT_FILE_RE.match(name) is not None
+
+
+def _moved(ledger: Ledger, path: str, moved: dict[str, str | None]) -> bool:
+    """True if `path`, gone, was an artifact file whose folder moved (`migrate`) with it."""
+    prefix = f"{ledger.rel}/artifacts/"
+    if not path.startswith(prefix):
+        return False
+    rel = path[len(prefix):]
+    folder = layout.folder_of(rel)
+    if folder is None:
+        return False
+    if folder not in moved:
+        here = ledger.artifact_folder(folder.rpartition("/")[2])
+        moved[folder] = here if here != folder else None
+    now = moved[folder]
+    return now is not None and (ledger.artifacts_dir / now / rel[len(folder) + 1:]).exists()
+
+
 def _counts(listing: layout.Listing) -> verifystate.Counts:
     """How many fanned-out artifact folders each bucket of `listing` holds."""
     out: verifystate.Counts = {}
@@ -347,18 +370,30 @@ def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Star
     """Records changed against git: in the working tree, or by a commit after they were added.
 
     A record a commit edited and a later one restored to its first bytes (a revert) is not a
-    problem any more: its chain verifies, and `notes` names the commits.
+    problem any more: its chain verifies, and `notes` names the commits. A record a commit
+    deleted is one, unless its artifact's folder moved with it (`migrate`): the chain alone
+    cannot tell a deleted tip from one never written.
     """
     repo = ledger.repo
-    modified = run.history()
+    changed = run.history()
     if run.head is None:
         return []
     out: dict[str, Problem] = {}
     for path, change in against:
         out[path] = Problem(path, f"{change} since it was committed (records are append-only)")
-    for path, commits in modified.items():
-        if path in out or not (repo.root / path).exists():
+    moved: dict[str, str | None] = {}  # old folder -> where its artifact's folder is now
+    for path, seen in changed.items():
+        if path in out:
             continue
+        if not (repo.root / path).exists():
+            if seen[0][1] == "D" and _is_record(path) and not _moved(ledger, path, moved):
+                out[path] = Problem(path, f"deleted by commit {seen[0][0][:12]} after it was "
+                                          "recorded (records are append-only: `git show "
+                                          f"{seen[0][0][:12]}` shows it; `git revert` it)")
+            continue
+        commits = [commit for commit, status in seen if status == "M"]
+        if not commits:
+            continue  # deleted once and added back: its bytes are the chain's to check
         added = repo.first_added(path)
         if added is not None and repo.blob_id(added, path) == repo.blob_id("HEAD", path):
             if notes is not None:

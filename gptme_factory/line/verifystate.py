@@ -50,7 +50,7 @@ class Started:
     # in a watched run, the index's differences only (the files on disk are the run's to check)
     against: Callable[[], list[tuple[str, str]]] = list
     between: Callable[[], list[str]] = list  # paths that differ between `since` and `head`
-    history: Callable[[], dict[str, list[str]]] = dict  # records a later commit modified
+    history: Callable[[], dict[str, list[tuple[str, str]]]] = dict  # ... a commit modified/deleted
     counts: Counts | None = None  # the last clean run's artifacts per bucket (a watched run)
     # what changed on disk since the last clean run's clock (a watched run; None: cannot say)
     watched: Callable[[], watcher.Changed | None] | None = None
@@ -111,7 +111,7 @@ def _start_checks(ledger: Ledger, run: Started) -> None:
         run.against = repo.start_changed_against_head(folders, head, leave_a_core=True)
         if watcher.available():
             run.clock = watcher.start_now(str(repo.root), folders[0])  # for the next run
-    run.history = repo.start_modified_in_history(folders, run.since, head)
+    run.history = repo.start_changed_in_history(folders, run.since, head)
     if run.since is not None and run.since != head:
         run.between = repo.start_changed_between(run.since, head, folders)
 
