@@ -242,7 +242,7 @@ def test_edits_only_git_can_see(ledger: Ledger) -> None:
     problems = verify_ledger(ledger)
     assert sorted(str(p) for p in problems) == sorted([
         f"{last.path}: deleted by commit {sneaked} after it was recorded (records are "
-        f"append-only: `git show {sneaked}` shows it; `git revert` it)",
+        f"append-only: `git show {sneaked}` shows it; `git revert` that commit to restore it)",
         f"factory/artifacts/{fanned(lone)}/intake.yaml: modified by a commit after it was "
         "recorded (records are append-only: `git log -p` shows who)"])
     git(root, "revert", "--no-edit", "HEAD")  # the tip comes back, the intake its bytes
@@ -273,6 +273,14 @@ def test_incremental_verify_reports_a_committed_deletion_not_a_removed_stray(
     assert [(p.where, p.message.split(" after")[0]) for p in found.problems] == [
         (last.path, f"deleted by commit {gone}")]
     assert [p.where for p in verify(ledger, full=True).problems] == [last.path]
+    git(root, "revert", "--no-edit", "HEAD")  # restored
+    assert verify(ledger).problems == []
+    kept = abandon(ledger, new_artifact(ledger, "Another"), "dropped")
+    assert verify(ledger).problems == []
+    added = git(root, "log", "-1", "--format=%H", "--", kept.path).strip()
+    git(root, "revert", "--no-edit", added)  # a revert of the commit that added it: an undo
+    assert not (root / kept.path).exists() and verify(ledger).problems == []
+    assert verify(ledger, full=True).problems == []
 
 
 # -- incremental verify: what changed since the last clean one ------------------------------
@@ -482,8 +490,8 @@ def test_a_watched_verify_counts_every_artifact(ledger: Ledger) -> None:
     new_artifact(ledger, "Late")
     found = verify(ledger)
     assert (found.problems, found.checked, found.artifacts) == ([], 1, 6)
-    git(ledger.repo.root, "rm", "-q", "-r", ledger.artifact_rel(aids[0]))
-    git(ledger.repo.root, "commit", "-q", "-m", "drop one")
+    added = git(ledger.repo.root, "log", "--format=%H", "--", ledger.artifact_rel(aids[0]))
+    git(ledger.repo.root, "revert", "--no-edit", added.strip())  # undo its intake: one less
     found = verify(ledger)
     assert (found.problems, found.since is not None, found.artifacts) == ([], True, 5)
     assert verify(ledger, full=True).artifacts == 5

@@ -1502,6 +1502,11 @@ class GitRepo:
             out[cid] = obj[2]
         return out
 
+    def reverts(self, ids: list[str]) -> set[str]:
+        """Those of `ids` that are reverts: their message says "This reverts commit <id>"."""
+        return {cid for cid, raw in self.commit_texts(ids).items()
+                if _REVERT_RE.search(raw.decode("utf-8", "replace"))}
+
     def replay(self, onto: str,
                commits: Sequence[tuple[str, Mapping[str, tuple[str, str] | None]]]) -> str:
         """Replay `commits` (old commit, its changes) on top of `onto`; returns the new tip.

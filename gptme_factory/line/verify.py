@@ -8,8 +8,8 @@ plus what the line adds: the events are a legal history (replay for artifacts, l
 lines) and every recorded handoff satisfies its contract. Finally git, the audit trail, is
 asked about what the chains alone cannot see: a committed record edited or deleted in the
 working tree, or edited or deleted by a later commit (records are append-only: a commit may
-add or revert one, never modify or delete it; `migrate` moves whole folders, which is not a
-deletion).
+add one or undo a commit with `git revert`, never modify or delete one otherwise; `migrate`
+moves whole folders, which is not a deletion).
 
 `verify` (what the CLI runs) remembers a clean result by its commit id and next time checks
 only what came after it (see `verify`); `verify_ledger` always checks everything.
@@ -371,8 +371,9 @@ def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Star
 
     A record a commit edited and a later one restored to its first bytes (a revert) is not a
     problem any more: its chain verifies, and `notes` names the commits. A record a commit
-    deleted is one, unless its artifact's folder moved with it (`migrate`): the chain alone
-    cannot tell a deleted tip from one never written.
+    deleted is one (the chain alone cannot tell a deleted tip from one never written), unless
+    its artifact's folder moved with it (`migrate`) or the commit is a `git revert` (an undo
+    the history shows, as when a fork is resolved by reverting one side).
     """
     repo = ledger.repo
     changed = run.history()
@@ -382,14 +383,13 @@ def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Star
     for path, change in against:
         out[path] = Problem(path, f"{change} since it was committed (records are append-only)")
     moved: dict[str, str | None] = {}  # old folder -> where its artifact's folder is now
+    deleted: dict[str, str] = {}  # record -> the commit that deleted it
     for path, seen in changed.items():
         if path in out:
             continue
         if not (repo.root / path).exists():
             if seen[0][1] == "D" and _is_record(path) and not _moved(ledger, path, moved):
-                out[path] = Problem(path, f"deleted by commit {seen[0][0][:12]} after it was "
-                                          "recorded (records are append-only: `git show "
-                                          f"{seen[0][0][:12]}` shows it; `git revert` it)")
+                deleted[path] = seen[0][0]
             continue
         commits = [commit for commit, status in seen if status == "M"]
         if not commits:
@@ -402,4 +402,10 @@ def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Star
             continue
         out[path] = Problem(path, "modified by a commit after it was recorded "
                                   "(records are append-only: `git log -p` shows who)")
+    reverts = repo.reverts(sorted(set(deleted.values()))) if deleted else set()
+    for path, commit in deleted.items():
+        if commit not in reverts:  # a `git revert` of the commit that added it is an undo
+            out[path] = Problem(path, f"deleted by commit {commit[:12]} after it was recorded "
+                                      f"(records are append-only: `git show {commit[:12]}` "
+                                      "shows it; `git revert` that commit to restore it)")
     return sorted(out.values(), key=lambda p: p.where)
