@@ -265,3 +265,24 @@ def test_a_paths_folder_is_known_by_its_shape_in_every_layout(ledger: Ledger) ->
         "factory/artifacts/fix-login-8c1f2a"
     assert stream_folder(ledger, "factory/lines/default/0001-x.yaml") == "factory/lines/default"
     assert stream_folder(ledger, "factory/factory.yaml") is None
+
+
+def test_a_scan_of_some_places_reads_those_shelves_or_buckets_only(ledger: Ledger) -> None:
+    base = ledger.artifacts_dir
+    for sid in ("one-0e2a", "two-0f2a", "three-0f2a", "four-0e3b", "flat-0e4c"):
+        folder = base / (sid if sid.startswith("flat") else layout.fanned(sid))
+        folder.mkdir(parents=True)
+        (folder / "intake.yaml").write_text("x\n")
+    (base / "2a/e/stray.txt").write_text("x\n")
+    assert list(layout.scan(base).folders) == [
+        "flat-0e4c", "four-0e3b", "one-0e2a", "three-0f2a", "two-0f2a"]
+    shelf = layout.scan(base, only={"2a/f"})  # one shelf: its folders, and the top's
+    assert shelf.folders == {"flat-0e4c": "flat-0e4c", "three-0f2a": "2a/f/three-0f2a",
+                             "two-0f2a": "2a/f/two-0f2a"} and shelf.strays == []
+    whole = layout.scan(base, only={"2a"})  # a bucket: all of it, its strays too
+    assert set(whole.folders) == {"flat-0e4c", "one-0e2a", "three-0f2a", "two-0f2a"}
+    assert whole.strays == [("2a/e/stray.txt", "file")]
+    assert layout.scan(base, only={"2a/e", "3b/9"}).folders == {
+        "flat-0e4c": "flat-0e4c", "one-0e2a": "2a/e/one-0e2a"}  # (3b/9 holds nothing)
+    assert layout.place_of("2a/f/two-0f2a") == "2a/f" and layout.place_of("2a/x-2a") == "2a"
+    assert layout.place_of("flat-0e4c") == ""

@@ -524,7 +524,7 @@ def test_what_a_changed_path_touches_follows_its_shape() -> None:
     from gptme_factory.line.verify import _touched
 
     arts, lines = "factory/artifacts", "factory/lines"
-    ids, buckets, places = _touched([arts, lines], [
+    ids, reread, places = _touched([arts, lines], [
         f"{arts}/2a/f/fix-8c1f2a/intake.yaml", f"{arts}/2a/f/fix-8c1f2a/briefs/b.md",
         f"{arts}/4d/old-shallow-4d/0001-x.yaml",  # a folder from before the shelves
         f"{arts}/old-flat-77/0001-x.yaml",  # a flat folder from before the fan-out
@@ -536,7 +536,7 @@ def test_what_a_changed_path_touches_follows_its_shape() -> None:
         f"{lines}/default/0001-line_parked-abc.yaml", "factory/factory.yaml", "README.md",
     ])
     assert ids == {"fix-8c1f2a", "old-shallow-4d", "old-flat-77", "9b", "f"}
-    assert buckets == {"2a", "4d", "77", "9b", "3c", "0f"}
+    assert reread == {"2a/f", "4d", "77", "9b", "3c/e", "0f", "0f/f"}  # shelves, or buckets
     assert places == {f"{arts}/2a/f/fix-8c1f2a", f"{arts}/4d/old-shallow-4d",
                       f"{arts}/old-flat-77", f"{arts}/9b", f"{arts}/3c/e/ghost-d3c",
                       f"{arts}/0f/f", f"{arts}/0f/f/intake.yaml", f"{lines}/default"}

@@ -25,7 +25,7 @@ folder (`artifact_dir`, `artifact_rel`). Plain os only: a warm `status` uses it.
 from __future__ import annotations
 
 import os
-from collections.abc import Container
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,20 +145,35 @@ def _is_container(entry: os.DirEntry[str], named: bool) -> bool:
         and not os.path.lexists(os.path.join(entry.path, ROOT_FILE))
 
 
-def scan(base: Path | str, buckets: Container[str] | None = None) -> Listing:
+def place_of(folder: str) -> str:
+    """The place `scan(only=...)` names for an artifact folder: its shelf, bucket or "".
+
+    `b/s` for a folder in a shelf, `b` for a shallow one, "" for a flat one (the top is
+    always read).
+    """
+    return folder.rpartition("/")[0]
+
+
+def scan(base: Path | str, only: Collection[str] | None = None) -> Listing:
     """Every artifact folder in all three layouts (dot entries are skipped), sorted by id.
 
     A folder counts by its place and its name only (a fanned-out one in the shelf its id
     names, a shallow one in its bucket, a directory); whether it holds a valid intake is for
     the reader and `verify`. Anything else is a stray: `verify` reports it, everyone else
-    ignores it. With `buckets`, only those buckets are read (every entry beside them still
-    is): for a caller that knows nothing changed in the others.
+    ignores it. With `only`, only those places are read: a bucket (`2a`) whole, a shelf
+    (`2a/f`) alone (every entry of the top still is) — for a caller that knows nothing
+    changed in the others.
     """
     out = Listing()
     found: dict[str, list[str]] = {}  # id -> its folders, the fanned-out one first
     top = _entries(str(base))
     if top is None:
         return out
+    shelves: dict[str, list[str]] = {}  # bucket -> the shelves of it to read alone
+    for place in only or ():
+        b, sep, s = place.partition("/")
+        if sep:
+            shelves.setdefault(b, []).append(s)
     for entry in top:
         name = entry.name
         if not entry.is_dir(follow_symlinks=False):
@@ -167,7 +182,12 @@ def scan(base: Path | str, buckets: Container[str] | None = None) -> Listing:
         if not _is_container(entry, is_bucket_name(name)):
             found.setdefault(name, []).append(name)
             continue
-        if buckets is not None and name not in buckets:
+        if only is not None and name not in only:
+            for s in sorted(shelves.get(name, ())):
+                path = os.path.join(entry.path, s)
+                if is_shelf_name(s) and os.path.isdir(path) and not os.path.islink(path) \
+                        and (bucket(s) != name or not os.path.lexists(os.path.join(path, ROOT_FILE))):
+                    _scan_shelf(path, f"{name}/{s}", name, out, found)
             continue
         inner = _entries(entry.path)
         if inner is None:

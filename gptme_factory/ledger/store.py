@@ -32,7 +32,7 @@ import getpass
 import os
 import re
 import secrets
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -182,12 +182,13 @@ class Ledger:
         """The repo-relative POSIX path of an artifact's folder (for git and messages)."""
         return f"{self.rel}/artifacts/{self.artifact_folder(artifact)}"
 
-    def artifact_listing(self, buckets: Container[str] | None = None) -> layout.Listing:
+    def artifact_listing(self, only: Collection[str] | None = None) -> layout.Listing:
         """Every artifact folder (all layouts) and the stray entries beside them.
 
-        With `buckets`, the folders in those buckets only (layout.scan).
+        With `only`, the folders in those buckets (`2a`) and shelves (`2a/f`) only
+        (layout.scan), beside the flat ones.
         """
-        return layout.scan(self.artifacts_dir, buckets)
+        return layout.scan(self.artifacts_dir, only)
 
     def stream_rel(self, kind: StreamKind[Any], sid: str) -> str:
         """The repo-relative folder of stream `sid` of `kind` (fanned out if the kind is)."""

@@ -257,9 +257,10 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
 
     The watcher says which paths changed on disk since its clock (taken when that verify
     began), the tree diff which changed in commits since its commit: only their folders are
-    read, only their buckets listed, only their files compared with HEAD (`worktree_against`;
-    git compares the index with HEAD meanwhile, without looking at any file). The buckets not
-    listed keep the number of artifacts they had.
+    read, only their shelves listed (a bucket, where something changed beside its shelves),
+    only their files compared with HEAD (`worktree_against`; git compares the index with HEAD
+    meanwhile, without looking at any file). The places not listed keep the number of
+    artifacts they had.
     """
     repo, folders = ledger.repo, ledger.stream_folders
     assert run.head is not None
@@ -267,8 +268,8 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
         ledger.config  # noqa: B018 - validates factory.yaml
     except FactoryError as exc:
         return [Problem(f"{ledger.rel}/factory.yaml", str(exc).replace("\n", " "))], 0, 0
-    ids, buckets, places = _touched(folders, [*seen.paths, *run.between()])
-    listing = ledger.artifact_listing(buckets)
+    ids, reread, places = _touched(folders, [*seen.paths, *run.between()])
+    listing = ledger.artifact_listing(reread)
     artifacts, problems = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0],
                                      listing=listing, only=ids)
     for artifact in artifacts:
@@ -279,7 +280,8 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
     named = {p.where for p in problems}
     problems += [p for p in _git_problems(ledger, run.notes, run, against)
                  if p.where not in named]
-    now = {b: n for b, n in counts.items() if b not in buckets} | _counts(listing)
+    now = {k: n for k, n in counts.items()
+           if k not in reread and k.partition("/")[0] not in reread} | _counts(listing)
     if not problems:
         verifystate.remember(ledger, run.head, None, seen.watch, now)
     flat = sum(1 for folder in listing.folders.values() if "/" not in folder)
@@ -287,15 +289,16 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
 
 
 def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], set[str]]:
-    """(ids, buckets, folders) that `paths` (repo-relative) may touch, by their shape alone.
+    """(ids, places to list, folders) that `paths` (repo-relative) may touch, by their shape.
 
-    ids: of the artifact folders holding a path, or that a path is; buckets: to list again
-    (where a folder joined or left, and the bucket of a flat folder's id, for an id in both
-    layouts); folders: the repo-relative artifact and line folders to compare with HEAD.
+    ids: of the artifact folders holding a path, or that a path is; places to list again
+    (layout.scan's `only`): the shelf (`b/s`) where a folder joined or left, the bucket (`b`)
+    where something changed beside its shelves, and a flat folder's id's bucket, for an id in
+    two layouts; folders: the repo-relative artifact and line folders to compare with HEAD.
     """
     arts, lines = folders
     ids: set[str] = set()
-    buckets: set[str] = set()
+    reread: set[str] = set()
     places: set[str] = set()
     for path in paths:
         if path.startswith(lines + "/"):
@@ -309,28 +312,38 @@ def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], 
             if len(parts) >= 3 and layout.is_shelf_name(second) \
                     and layout.bucket(parts[2]) == b and layout.shelf(parts[2]) == second:
                 ids.add(parts[2])  # in a shelf: the layout of today
-                buckets.add(b)
+                reread.add(f"{b}/{second}")
                 places.add(f"{arts}/{b}/{second}/{parts[2]}")
                 continue
             if layout.bucket(second) == b:
                 ids.add(second)  # a shallow folder (or a 1-char id's shelf: both are read)
-                buckets.add(b)
+                reread.add(b)
                 places.add(f"{arts}/{b}/{second}")
                 if not layout.is_shelf_name(second):
                     continue
             if layout.is_shelf_name(second):
-                buckets.add(b)  # a shelf, or a stray in one: listing the bucket finds it
+                reread.add(f"{b}/{second}")  # a shelf, or a stray in one
                 if len(parts) >= 3:
                     places.add(f"{arts}/{b}/{second}/{parts[2]}")
                 continue
         name = parts[0]  # a flat folder, a bucket, or a stray beside them
         ids.add(name)
-        buckets.add(layout.bucket(name))
+        reread.add(layout.bucket(name))
         if layout.is_bucket_name(name):
-            buckets.add(name)
+            reread.add(name)
         if len(parts) >= 2 or not layout.is_bucket_name(name):
             places.add(f"{arts}/{name}")
-    return ids, buckets, places
+    return ids, reread, places
+
+
+def _counts(listing: layout.Listing) -> verifystate.Counts:
+    """How many artifact folders each shelf (`b/s`) or bucket (`b`, shallow ones) holds."""
+    out: verifystate.Counts = {}
+    for folder in listing.folders.values():
+        place = layout.place_of(folder)
+        if place:
+            out[place] = out.get(place, 0) + 1
+    return out
 
 
 def _is_record(path: str) -> bool:
@@ -353,16 +366,6 @@ def _moved(ledger: Ledger, path: str, moved: dict[str, str | None]) -> bool:
         moved[folder] = here if here != folder else None
     now = moved[folder]
     return now is not None and (ledger.artifacts_dir / now / rel[len(folder) + 1:]).exists()
-
-
-def _counts(listing: layout.Listing) -> verifystate.Counts:
-    """How many fanned-out artifact folders each bucket of `listing` holds."""
-    out: verifystate.Counts = {}
-    for folder in listing.folders.values():
-        head, sep, _ = folder.partition("/")
-        if sep:
-            out[head] = out.get(head, 0) + 1
-    return out
 
 
 def _git_problems(ledger: Ledger, notes: list[str] | None, run: verifystate.Started,

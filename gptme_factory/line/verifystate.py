@@ -3,7 +3,7 @@
 A clean result is kept in factory/.runtime/verify-state.json (outside git): HEAD's commit id
 when the run began, a key of the config's bytes and the verifying code, and what the next run
 needs to find what changed on disk since: a clock of the filesystem watcher when watchman
-runs here (ledger/watcher.py), with the number of artifacts in each bucket, or else a snapshot
+runs here (ledger/watcher.py), with the number of artifacts in each shelf, or else a snapshot
 of the ledger's directories (ledger/dirmarks.py). The next `verify` checks only what is new
 relative to it; a commit no longer in HEAD's history, a changed key, or a watcher that cannot
 say what changed since its clock (unless the state also has a snapshot to go by) means a full
@@ -31,11 +31,11 @@ from ..ledger.runtime import write_json
 from ..ledger.store import CONFIG_FILE, Ledger
 
 STATE_FILE = "verify-state.json"
-STATE_VERSION = 3
+STATE_VERSION = 4
 # The modules whose code decides what verify reports: editing one makes the next run full.
 _CODE = ("ledger", "line/replay.py", "line/lifecycle.py", "line/verify.py",
          "line/verifystate.py")
-Counts = dict[str, int]  # artifact folders in each bucket (what a watched run need not list)
+Counts = dict[str, int]  # artifact folders per shelf `b/s` (or bucket `b`: shallow ones)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Started:
     against: Callable[[], list[tuple[str, str]]] = list
     between: Callable[[], list[str]] = list  # paths that differ between `since` and `head`
     history: Callable[[], dict[str, list[tuple[str, str]]]] = dict  # ... a commit modified/deleted
-    counts: Counts | None = None  # the last clean run's artifacts per bucket (a watched run)
+    counts: Counts | None = None  # the last clean run's artifacts per shelf (a watched run)
     # what changed on disk since the last clean run's clock (a watched run; None: cannot say)
     watched: Callable[[], watcher.Changed | None] | None = None
     clock: Callable[[], watcher.Watch | None] = lambda: None  # the watcher's clock at the start
@@ -138,7 +138,7 @@ def remember(ledger: Ledger, head: str | None, snap: dirmarks.Snapshot | None,
     """Keep `head` (HEAD when the clean run began) and what the run saw on disk.
 
     `snap`: the directories as it saw them; `watch`: the watcher's clock when it began, with
-    `counts` (artifacts per bucket). At least one of the two.
+    `counts` (artifacts per shelf). At least one of the two.
     """
     if head is None:
         return  # nothing is kept without a commit
