@@ -168,8 +168,19 @@ def console_errors(drv: Any) -> list[str]:
 
 
 def first_paint_ms(drv: Any) -> float:
-    return float(drv.execute_script(
-        "return performance.getEntriesByName('first-contentful-paint')[0].startTime"))
+    """When the page first painted (ms), printed for a reader; NaN if it has not yet said.
+
+    The entry appears once Chrome has painted, which may be after `get` returns: waited for.
+    """
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = ("const e = performance.getEntriesByName('first-contentful-paint')[0];"
+              "return e ? e.startTime : null")
+    try:
+        return float(WebDriverWait(drv, 10).until(lambda d: d.execute_script(script)))
+    except TimeoutException:
+        return float("nan")
 
 
 def test_the_served_board(site: dict[str, Any], driver: Any, env: Path) -> None:

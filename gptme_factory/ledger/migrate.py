@@ -9,7 +9,7 @@ finds commits by their trailers, wherever the folder was). An id with folders in
 (an old clone kept writing where it was, then merged) is joined into one.
 
 It refuses while anything under factory/artifacts is uncommitted (a change or a stray file
-would be moved and staged with it): commit or remove it first. Idempotent: a fanned-out
+would be moved and staged with it): commit or remove it first. Idempotent: a shelved
 ledger has nothing to move.
 """
 
