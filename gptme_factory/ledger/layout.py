@@ -139,10 +139,20 @@ def _entries(path: str) -> list[os.DirEntry[str]] | None:
         return None
 
 
-def _is_container(entry: os.DirEntry[str], named: bool) -> bool:
-    """A bucket or shelf: a directory with the right kind of name and no intake of its own."""
-    return named and entry.is_dir(follow_symlinks=False) \
+def _is_bucket(entry: os.DirEntry[str]) -> bool:
+    """A bucket: a directory with a bucket's name and no intake (a flat 2-char id has one)."""
+    return is_bucket_name(entry.name) and entry.is_dir(follow_symlinks=False) \
         and not os.path.lexists(os.path.join(entry.path, ROOT_FILE))
+
+
+def _is_shelf(b: str, s: str, path: str) -> bool:
+    """Directory `s` of bucket `b` is a shelf: a 1-char name, and not a 1-char id's folder.
+
+    Only an id `s` could have a shallow folder of that name in `b` (`0f/f/`); its intake
+    tells the two apart.
+    """
+    return is_shelf_name(s) and (bucket(s) != b
+                                 or not os.path.lexists(os.path.join(path, ROOT_FILE)))
 
 
 def place_of(folder: str) -> str:
@@ -179,14 +189,13 @@ def scan(base: Path | str, only: Collection[str] | None = None) -> Listing:
         if not entry.is_dir(follow_symlinks=False):
             out.strays.append((name, entry_kind(entry)))
             continue
-        if not _is_container(entry, is_bucket_name(name)):
+        if not _is_bucket(entry):
             found.setdefault(name, []).append(name)
             continue
         if only is not None and name not in only:
             for s in sorted(shelves.get(name, ())):
                 path = os.path.join(entry.path, s)
-                if is_shelf_name(s) and os.path.isdir(path) and not os.path.islink(path) \
-                        and (bucket(s) != name or not os.path.lexists(os.path.join(path, ROOT_FILE))):
+                if os.path.isdir(path) and not os.path.islink(path) and _is_shelf(name, s, path):
                     _scan_shelf(path, f"{name}/{s}", name, out, found)
             continue
         inner = _entries(entry.path)
@@ -197,8 +206,7 @@ def scan(base: Path | str, only: Collection[str] | None = None) -> Listing:
             rel = f"{name}/{sub.name}"
             if not sub.is_dir(follow_symlinks=False):
                 out.strays.append((rel, entry_kind(sub)))
-            elif is_shelf_name(sub.name) and (bucket(sub.name) != name  # no 1-char id of it
-                                              or _is_container(sub, True)):
+            elif _is_shelf(name, sub.name, sub.path):
                 _scan_shelf(sub.path, rel, name, out, found)
             elif bucket(sub.name) != name:
                 out.strays.append((rel, f"directory in the wrong bucket (its id belongs "

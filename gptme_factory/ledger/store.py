@@ -19,8 +19,8 @@ exception) nothing does. An expected failure (a `FactoryError`) still commits wh
 recorded before it: those events were checked and are true.
 
 An artifact's folder is fanned out under the last three characters of its id (layout.py;
-the flat and shallow folders of older ledgers are read too): `artifact_dir` / `artifact_rel` are the one place that
-says where an artifact lives.
+the flat and shallow folders of older ledgers are read too): `artifact_dir` / `artifact_rel`
+are the one place that says where an artifact lives.
 
 Importing this module stays light (no pydantic, no YAML): a warm `status` opens a `Ledger`
 and never reads a record.
