@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,17 @@ def ledger(factory_repo: Path):  # type: ignore[no-untyped-def]
 def env_without_pytest() -> dict[str, str]:
     """The current (isolated) environment, for subprocesses."""
     return dict(os.environ)
+
+
+@pytest.fixture
+def watching(monkeypatch: pytest.MonkeyPatch,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run with the file watcher (watchman), which conftest turns off for every other test.
+
+    This session's trees are unwatched after the test: the daemon is the machine's.
+    """
+    if shutil.which("watchman") is None:
+        pytest.fail("watchman is not installed: `apt-get install -y watchman` (.ci/run does)")
+    monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "1")
+    yield
+    unwatch_under(tmp_path_factory.getbasetemp())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from gptme_factory.ledger.layout import fanned
 from gptme_factory.ledger.store import Ledger
 from gptme_factory.ledger.stream import sha256
 from gptme_factory.line.verify import Problem, verify, verify_ledger
-from tests.conftest import git, unwatch_under
+from tests.conftest import git
 from tests.ledger_helpers import abandon, append_next, new_artifact
 
 
@@ -445,20 +444,6 @@ def watched(ledger: Ledger) -> bool:
     """True if the last clean verify was kept by the watcher's clock alone (a watched run)."""
     data = json.loads((ledger.runtime_dir / "verify-state.json").read_text())
     return data["watch"] is not None and data["marks"] is None
-
-
-@pytest.fixture
-def watching(monkeypatch: pytest.MonkeyPatch,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Verify with the file watcher (what `mode` gives its first run).
-
-    This session's trees are unwatched after the test: the daemon is the machine's.
-    """
-    if shutil.which("watchman") is None:
-        pytest.fail("watchman is not installed: `apt-get install -y watchman` (.ci/run does)")
-    monkeypatch.setenv("GPTME_FACTORY_WATCHMAN", "1")
-    yield
-    unwatch_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.mark.usefixtures("watching")

@@ -25,9 +25,10 @@ folder (`artifact_dir`, `artifact_rel`). Plain os only: a warm `status` uses it.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BUCKET_LEN = 2
 ROOT_FILE = "intake.yaml"
@@ -120,6 +121,55 @@ class Listing:
                 if sid is not None:
                     return sid
         return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The listing as plain JSON data (`from_json` reads it back)."""
+        return {"folders": self.folders, "flat": self.flat, "shallow": self.shallow,
+                "both": self.both, "older": self.older,
+                "strays": [list(s) for s in self.strays]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Listing:
+        """The listing `to_json` wrote; TypeError/KeyError/ValueError if `data` is not one."""
+        folders, older = data["folders"], data["older"]
+        lists = [data[k] for k in ("flat", "shallow", "both")]
+        if not (isinstance(folders, dict) and isinstance(older, dict)
+                and all(isinstance(x, list) for x in lists)
+                and all(isinstance(f, str) for f in folders.values())
+                and all(isinstance(f, list) for f in older.values())):
+            raise TypeError("not a listing")
+        return cls(folders=folders, flat=lists[0], shallow=lists[1], both=lists[2], older=older,
+                   strays=[(str(rel), str(what)) for rel, what in data["strays"]])
+
+    def merged(self, part: Listing, only: Collection[str]) -> Listing:
+        """The listing, with the places `part` read (`scan(base, only)`) as it found them.
+
+        What `part` read — every flat folder, the buckets in `only` whole, its shelves — is
+        taken from it; every other folder and stray from this listing.
+        """
+        buckets = {p for p in only if "/" not in p}
+
+        def read(place: str) -> bool:  # a place (`""`, `b`, `b/s`) that `part` read
+            return not place or place in only or place.partition("/")[0] in buckets
+
+        out = Listing(strays=[s for s in self.strays if not read(s[0].rpartition("/")[0])
+                              and not (s[1] == "unreadable directory" and read(s[0]))])
+        out.strays += part.strays
+        found: dict[str, list[str]] = {}
+        for sid, folder in self.folders.items():
+            kept = [f for f in dict.fromkeys([folder, *self.older.get(sid, [])])
+                    if not read(f.rpartition("/")[0])]
+            if kept:
+                found[sid] = kept
+        for sid, folder in part.folders.items():
+            found.setdefault(sid, []).extend(
+                f for f in dict.fromkeys([folder, *part.older.get(sid, [])])
+                if read(f.rpartition("/")[0]))
+        for sid in sorted(found):
+            if found[sid]:
+                _place(out, sid, found[sid])
+        out.strays.sort()
+        return out
 
 
 def entry_kind(entry: os.DirEntry[str]) -> str:
@@ -214,18 +264,23 @@ def scan(base: Path | str, only: Collection[str] | None = None) -> Listing:
             else:
                 found.setdefault(sub.name, []).append(rel)
     for sid in sorted(found):
-        where = sorted(found[sid], key=lambda f: -f.count("/"))  # deepest first
-        out.folders[sid] = where[0]
-        old = [f for f in where if f.count("/") < 2]
-        if old:
-            out.older[sid] = old
-        if len(where) > 1:
-            out.both.append(sid)
-        elif "/" not in where[0]:
-            out.flat.append(sid)
-        elif where[0].count("/") == 1:
-            out.shallow.append(sid)
+        _place(out, sid, found[sid])
     return out
+
+
+def _place(out: Listing, sid: str, folders: list[str]) -> None:
+    """Enter id `sid`, found in `folders` (one per layout it is in), into `out`."""
+    where = sorted(folders, key=lambda f: -f.count("/"))  # deepest first
+    out.folders[sid] = where[0]
+    old = [f for f in where if f.count("/") < 2]
+    if old:
+        out.older[sid] = old
+    if len(where) > 1:
+        out.both.append(sid)
+    elif "/" not in where[0]:
+        out.flat.append(sid)
+    elif where[0].count("/") == 1:
+        out.shallow.append(sid)
 
 
 def _scan_shelf(path: str, rel: str, name: str, out: Listing,
@@ -243,3 +298,46 @@ def _scan_shelf(path: str, rel: str, name: str, out: Listing,
                                       f"in {bucket(sub.name)}/{shelf(sub.name)}/)"))
         else:
             found.setdefault(sub.name, []).append(where)
+
+
+def touched(paths: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+    """(ids, places to list, folders) that `paths` (relative to factory/artifacts) may touch.
+
+    By their shape only, so a path that is gone counts too (a watcher's or a commit's): ids
+    of the artifact folders holding a path, or that a path is; places to list again (`scan`'s
+    `only`): the shelf (`b/s`) where a folder joined or left, the bucket (`b`) where something
+    changed beside its shelves, and a flat folder's id's bucket, for an id in two layouts;
+    folders: the artifact folders (and stray paths) to compare with HEAD.
+    """
+    ids: set[str] = set()
+    reread: set[str] = set()
+    places: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) >= 2 and is_bucket_name(parts[0]):
+            b, second = parts[0], parts[1]
+            if len(parts) >= 3 and is_shelf_name(second) \
+                    and bucket(parts[2]) == b and shelf(parts[2]) == second:
+                ids.add(parts[2])  # in a shelf: the layout of today
+                reread.add(f"{b}/{second}")
+                places.add(f"{b}/{second}/{parts[2]}")
+                continue
+            if bucket(second) == b:
+                ids.add(second)  # a shallow folder (or a 1-char id's shelf: both are read)
+                reread.add(b)
+                places.add(f"{b}/{second}")
+                if not is_shelf_name(second):
+                    continue
+            if is_shelf_name(second):
+                reread.add(f"{b}/{second}")  # a shelf, or a stray in one
+                if len(parts) >= 3:
+                    places.add(f"{b}/{second}/{parts[2]}")
+                continue
+        name = parts[0]  # a flat folder, a bucket, or a stray beside them
+        ids.add(name)
+        reread.add(bucket(name))
+        if is_bucket_name(name):
+            reread.add(name)
+        if len(parts) >= 2 or not is_bucket_name(name):
+            places.add(name)
+    return ids, reread, places

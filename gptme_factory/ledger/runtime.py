@@ -23,17 +23,21 @@ def _path(ledger: Ledger, kind: str, cell: str) -> Path:
 
 
 def write_json(path: Path, data: Any, *, indent: int | None = None,
-               compact: bool = False) -> None:
+               compact: bool = False) -> os.stat_result:
     """Write `data` as JSON to `path` atomically (a temp file beside it, then a rename).
 
-    A reader sees the old file or the new one, never half of one. Raises OSError (a
-    read-only checkout); callers for whom the file is only a cache ignore it.
+    A reader sees the old file or the new one, never half of one. Returns the stat of the
+    file written (taken before the rename: a later writer's file has another inode). Raises
+    OSError (a read-only checkout); callers for whom the file is only a cache ignore it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=indent,
-                              separators=(",", ":") if compact else None))
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=indent, separators=(",", ":") if compact else None))
+        fh.flush()
+        st = os.fstat(fh.fileno())
     os.replace(tmp, path)
+    return st
 
 
 def _read(path: Path) -> dict[str, Any] | None:

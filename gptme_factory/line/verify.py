@@ -291,49 +291,19 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
 def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], set[str]]:
     """(ids, places to list, folders) that `paths` (repo-relative) may touch, by their shape.
 
-    ids: of the artifact folders holding a path, or that a path is; places to list again
-    (layout.scan's `only`): the shelf (`b/s`) where a folder joined or left, the bucket (`b`)
-    where something changed beside its shelves, and a flat folder's id's bucket, for an id in
-    two layouts; folders: the repo-relative artifact and line folders to compare with HEAD.
+    ids and places to list: layout.touched's, for the paths under factory/artifacts; folders:
+    the repo-relative artifact and line folders to compare with HEAD.
     """
     arts, lines = folders
-    ids: set[str] = set()
-    reread: set[str] = set()
+    inside: list[str] = []
     places: set[str] = set()
     for path in paths:
         if path.startswith(lines + "/"):
             places.add(f"{lines}/{path[len(lines) + 1:].partition('/')[0]}")
-            continue
-        if not path.startswith(arts + "/"):
-            continue
-        parts = path[len(arts) + 1:].split("/")
-        if len(parts) >= 2 and layout.is_bucket_name(parts[0]):
-            b, second = parts[0], parts[1]
-            if len(parts) >= 3 and layout.is_shelf_name(second) \
-                    and layout.bucket(parts[2]) == b and layout.shelf(parts[2]) == second:
-                ids.add(parts[2])  # in a shelf: the layout of today
-                reread.add(f"{b}/{second}")
-                places.add(f"{arts}/{b}/{second}/{parts[2]}")
-                continue
-            if layout.bucket(second) == b:
-                ids.add(second)  # a shallow folder (or a 1-char id's shelf: both are read)
-                reread.add(b)
-                places.add(f"{arts}/{b}/{second}")
-                if not layout.is_shelf_name(second):
-                    continue
-            if layout.is_shelf_name(second):
-                reread.add(f"{b}/{second}")  # a shelf, or a stray in one
-                if len(parts) >= 3:
-                    places.add(f"{arts}/{b}/{second}/{parts[2]}")
-                continue
-        name = parts[0]  # a flat folder, a bucket, or a stray beside them
-        ids.add(name)
-        reread.add(layout.bucket(name))
-        if layout.is_bucket_name(name):
-            reread.add(name)
-        if len(parts) >= 2 or not layout.is_bucket_name(name):
-            places.add(f"{arts}/{name}")
-    return ids, reread, places
+        elif path.startswith(arts + "/"):
+            inside.append(path[len(arts) + 1:])
+    ids, reread, under = layout.touched(inside)
+    return ids, reread, places | {f"{arts}/{rel}" for rel in under}
 
 
 def _counts(listing: layout.Listing) -> verifystate.Counts:

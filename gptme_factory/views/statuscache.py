@@ -69,6 +69,8 @@ from ..ledger.gitstore import TreeReader, dir_tree_id
 from ..ledger.layout import bucket, group_of
 from ..ledger.runtime import write_json
 from ..ledger.store import CONFIG_FILE, Ledger
+from . import cachewatch
+from .cachewatch import KindState, ShardStat, shard_stat
 from .summary import ArtifactSummary, summarize_artifact
 
 if TYPE_CHECKING:
@@ -158,42 +160,63 @@ class Pass:
         self.kinds = list(kinds)
         self.rel = f"{ledger.rel}/artifacts"
         repo = ledger.repo
+        self._gc = gc.isenabled()
+        gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
+        # What the file watcher saw change since the last pass, asked before anything is
+        # listed or read (cachewatch.py); nothing without a watcher.
+        self.begun = cachewatch.start(ledger)
+        self.watched = self.begun.listing is not None
         self.snap = repo.tree_at_head(self.rel)  # (commit, tree of factory/artifacts in it)
         self.top = self.snap[1] if self.snap else None
-        # git lstat()s every ledger file in the background while this process does the rest
-        # of the checks (1, 3 and 4 of the module docstring) and builds candidate values.
-        self._wait = repo.start_changed_paths(self.snap[0], self.rel) if self.snap else None
+        self._wait: Callable[[], set[str] | None] | None = None
+        if self.snap and not (self.watched and all(
+                self.begun.kind(k.file) is not None for k in self.kinds)):
+            # git lstat()s every ledger file in the background while this process does the
+            # rest of the checks (1, 3 and 4 of the module docstring) and builds candidate
+            # values; with the watcher's word for every kind, nothing needs it.
+            self._wait = repo.start_changed_paths(self.snap[0], self.rel)
         self._dirty: set[str] | None = None
         self._waited = False
-        self.listing = ledger.artifact_listing()
+        self.listing = self.begun.listing or ledger.artifact_listing()
         self.folders = self.listing.folders  # id -> folder under artifacts/
         self.ids = list(self.folders)
-        self.stats = _dir_stats(str(ledger.artifacts_dir), self.folders)
+        self.stats = _Stats(str(ledger.artifacts_dir), self.folders)
+        if not self.watched:  # every folder's, at once (watched: those looked at, when they are)
+            self.stats.update(_dir_stats(str(ledger.artifacts_dir), self.folders))
         self.algo = "sha256" if self.snap and len(self.snap[0]) == 64 else "sha1"
-        self.racy_after = 0
+        self.racy_after = time.time_ns() - RACY_NS
+        self._checked: dict[str, dict[str, ShardStat]] = {}  # kind -> bucket -> its shard
         self._reader: TreeReader | None = None
         self._groups: dict[str, str] | None = None  # bucket -> its tree id in HEAD
         self._derived: dict[tuple[int, str], tuple[Any, list[Any] | None]] = {}
         self._content: dict[str, Content] = {}
         self._oids: dict[str, str | None] = {}
-        self._gc = gc.isenabled()
-        gc.disable()  # tens of thousands of small lists, none cyclic: collections only cost time
 
     def __enter__(self) -> Pass:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(keep=exc_type is None)
 
-    def close(self) -> None:
-        """Wait for git if nobody did, end the tree reader, restore the garbage collector."""
-        self._changed()
+    def close(self, keep: bool = True) -> None:
+        """Wait for git if nobody did, end the tree reader, restore the garbage collector.
+
+        With `keep`, what the file watcher needs next time is kept (cachewatch.save).
+        """
+        if self._wait is not None and not self._waited:
+            self._changed()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         if self._gc:
+            # What the pass made is not cyclic: the collector need not walk it ever (enabled
+            # again, it would walk every object made meanwhile at the next allocation).
+            gc.freeze()
             gc.enable()
             self._gc = False
+        if keep:
+            cachewatch.save(self.ledger, self.begun, self.listing, self._checked)
+            self._checked = {}
 
     # -- HEAD's trees -------------------------------------------------------------------
 
@@ -234,6 +257,8 @@ class Pass:
         """Artifacts with a path that differs from HEAD (None: git could not say: all)."""
         if not self._waited:
             self._waited = True
+            if self._wait is None and self.snap:  # not started with the pass: the watcher's
+                self._wait = self.ledger.repo.start_changed_paths(self.snap[0], self.rel)
             changed = self._wait() if self._wait else None
             if changed is not None:
                 cut = len(self.rel) + 1
@@ -243,6 +268,15 @@ class Pass:
         return self._dirty
 
     # -- values -------------------------------------------------------------------------
+
+    def _same_content(self, aid: str, oid: Any) -> bool:
+        """True if the artifact's folder on disk, hashed now, has tree id `oid`.
+
+        Its stat is taken first: the mark a value stored again keeps.
+        """
+        self.stats[aid]  # noqa: B018 - taken before the read
+        got = dir_tree_id(str(self.ledger.artifacts_dir / self.folders[aid]), {}, self.algo)
+        return got is not None and got[0] == oid
 
     def _same_folder(self, aid: str, mark: Any, st: list[int] | None, oid: Any) -> bool:
         if st is None:
@@ -269,13 +303,107 @@ class Pass:
         for aid in ids:
             by_bucket.setdefault(bucket(aid), []).append(aid)
         shards = {b: _load_shard(folder / f"{b}.json", key) for b in by_bucket}
-        found: dict[str, Any] = {}
         build, check = kind.restore, kind.check
+        trust = self.begun.kind(kind.file) if self.watched else None
+        if trust is not None:
+            found, whole = self._watched(trust, by_bucket, shards, build if restore else None,
+                                         check)
+        else:
+            found, whole = self._unwatched(by_bucket, shards, build if restore else None,
+                                           check)
+        checked = self._checked.setdefault(kind.file, {})
+        index = self._index(kind)
+        out: dict[str, Any] = {}  # filled bucket by bucket, returned in id order
+        oids = self._oids
+        for b, aids in by_bucket.items():
+            entries, groups, stored = shards[b]
+            if b in whole:  # as stored: nothing to derive, nothing to write
+                out.update((aid, found[aid]) for aid in aids)
+                oids.update((aid, entry[0]) for aid, entry in entries.items())
+                if stored is not None:
+                    checked[b] = stored
+                continue
+            new: dict[str, list[Any]] = {}
+            changed = False
+            for aid in aids:
+                hit = found.get(aid)
+                if hit is not None:
+                    entry = entries[aid]
+                    st = stats[aid]
+                    if trust is not None:  # a hit says nothing of HEAD here: ask it
+                        mark = st if st is not None and max(st[1], st[2]) < self.racy_after \
+                            else entry[2]
+                        kept = [entry[0], entry[0] == self.head_of(aid), mark, entry[3]]
+                        new[aid] = entry if kept == entry else kept
+                        changed = changed or kept != entry
+                    else:
+                        assert st is not None  # a hit had its folder's stat
+                        mark = st if max(st[1], st[2]) < self.racy_after else entry[2]
+                        if entry[1] is True and (mark is entry[2] or mark == entry[2]):
+                            new[aid] = entry
+                        else:
+                            new[aid] = [entry[0], True, mark, entry[3]]
+                            changed = True
+                    oids[aid] = entry[0]
+                    out[aid] = hit
+                    continue
+                value, row = self._derive(index, aid)
+                out[aid] = value
+                oid, mark = self._content[aid]
+                if row is None or oid is None or mark is None:
+                    continue  # not cached: read (and reported) again every time
+                new[aid] = [oid, self.snap is not None and oid == self.head_of(aid), mark, row]
+                changed = True
+            current = {g: self.group_tree(g) for g in
+                       {group_of(self.folders[a]) for a in new}} if self.snap else {}
+            if changed or current != groups or new.keys() != entries.keys():
+                stored = _write_json(folder / f"{b}.json",
+                                     {"key": key, "groups": current, "artifacts": new})
+            if stored is not None:
+                checked[b] = stored
+        _drop_shards(folder, set(by_bucket))
+        return [out[aid] for aid in ids]
+
+    def _watched(self, trust: KindState, by_bucket: dict[str, list[str]],
+                 shards: dict[str, Shard], build: Callable[[list[Any]], Any] | None,
+                 check: Callable[[Any, str], bool]) -> tuple[dict[str, Any], set[str]]:
+        """(values found, buckets found entire) by the watcher's word (cachewatch.py).
+
+        A stored value holds when its shard is the file the last pass left and nothing of
+        its artifact changed since, or when the folder's content is the stored tree id.
+        """
+        found: dict[str, Any] = {}
+        whole: set[str] = set()
+        pending = trust.pending
+        for b, aids in by_bucket.items() if self.snap else ():
+            entries, _, stored = shards[b]
+            same = stored is not None and trust.shards.get(b) == stored
+            if same and pending.isdisjoint(aids) and list(entries) == aids:
+                bulk = _rows(entries, aids, build, check)
+                if bulk is not None:
+                    found.update(zip(aids, bulk, strict=True))
+                    whole.add(b)
+                    continue
+            for aid in aids:
+                entry = entries.get(aid)
+                if entry.__class__ is not list or len(entry) != 4:
+                    continue
+                if (same and aid not in pending) or self._same_content(aid, entry[0]):
+                    value = _restored(entry[3], aid, build, check)
+                    if value is not None:
+                        found[aid] = value
+        return found, whole
+
+    def _unwatched(self, by_bucket: dict[str, list[str]], shards: dict[str, Shard],
+                   build: Callable[[list[Any]], Any] | None,
+                   check: Callable[[Any, str], bool]) -> tuple[dict[str, Any], set[str]]:
+        """(values found, buckets found entire) by the checks of the module docstring."""
+        stats = self.stats
+        found: dict[str, Any] = {}
         whole: set[str] = set()  # buckets found entire, as stored
         for b, aids in by_bucket.items() if self.snap else ():
-            entries, groups = shards[b]
-            bulk = self._whole_bucket(b, aids, entries, groups, build if restore else None,
-                                      check)
+            entries, groups, _ = shards[b]
+            bulk = self._whole_bucket(b, aids, entries, groups, build, check)
             if bulk is not None:
                 found.update(zip(aids, bulk, strict=True))
                 whole.add(b)
@@ -296,63 +424,16 @@ class Pass:
                     same = same_group[group] = groups.get(group, 0) == self.group_tree(group)
                 if not (entry[1] is True and same or entry[0] == self.head_of(aid)):
                     continue
-                if not restore:
-                    found[aid] = entry[3]
-                    continue
-                try:
-                    value = build(entry[3])
-                except (TypeError, ValueError, KeyError, AttributeError):
-                    continue  # a damaged entry: read the artifact instead
-                if check(value, aid):
+                value = _restored(entry[3], aid, build, check)
+                if value is not None:
                     found[aid] = value
         dirty = self._changed()
         if dirty is None:
-            found = {}  # git could not say what changed: trust nothing
-        else:  # check 2: no path of the artifact differs from HEAD in the index or on disk
-            for aid in dirty:
-                if found.pop(aid, None) is not None:
-                    whole.discard(bucket(aid))
-
-        index = self._index(kind)
-        out: dict[str, Any] = {}  # filled bucket by bucket, returned in id order
-        oids = self._oids
-        for b, aids in by_bucket.items():
-            entries, groups = shards[b]
-            if b in whole:  # as stored: nothing to derive, nothing to write
-                out.update((aid, found[aid]) for aid in aids)
-                oids.update((aid, entry[0]) for aid, entry in entries.items())
-                continue
-            new: dict[str, list[Any]] = {}
-            changed = False
-            for aid in aids:
-                hit = found.get(aid)
-                if hit is not None:
-                    entry = entries[aid]
-                    st = stats[aid]
-                    assert st is not None  # a hit had its folder's stat
-                    mark = st if max(st[1], st[2]) < self.racy_after else entry[2]
-                    if entry[1] is True and (mark is entry[2] or mark == entry[2]):
-                        new[aid] = entry
-                    else:
-                        new[aid] = [entry[0], True, mark, entry[3]]
-                        changed = True
-                    oids[aid] = entry[0]
-                    out[aid] = hit
-                    continue
-                value, row = self._derive(index, aid)
-                out[aid] = value
-                oid, mark = self._content[aid]
-                if row is None or oid is None or mark is None:
-                    continue  # not cached: read (and reported) again every time
-                new[aid] = [oid, self.snap is not None and oid == self.head_of(aid), mark, row]
-                changed = True
-            current = {g: self.group_tree(g) for g in
-                       {group_of(self.folders[a]) for a in new}} if self.snap else {}
-            if changed or current != groups or new.keys() != entries.keys():
-                _write_json(folder / f"{b}.json",
-                            {"key": key, "groups": current, "artifacts": new})
-        _drop_shards(folder, set(by_bucket))
-        return [out[aid] for aid in ids]
+            return {}, set()  # git could not say what changed: trust nothing
+        for aid in dirty:  # check 2: no path of the artifact differs from HEAD in the index
+            if found.pop(aid, None) is not None:  # or on disk
+                whole.discard(bucket(aid))
+        return found, whole
 
     def _whole_bucket(self, b: str, aids: list[str], entries: dict[str, Any],
                       groups: dict[str, Any], build: Callable[[list[Any]], Any] | None,
@@ -372,14 +453,7 @@ class Pass:
                    and entry[2].__class__ is list and entry[2] == stats[aid]
                    for aid, entry in entries.items()):
             return None
-        rows = [entry[3] for entry in entries.values()]
-        if build is None:
-            return rows
-        try:
-            values = list(map(build, rows))
-        except (TypeError, ValueError, KeyError, AttributeError):
-            return None  # a damaged entry: one by one finds it
-        return values if all(map(check, values, aids)) else None
+        return _rows(entries, aids, build, check)
 
     def _index(self, kind: Kind) -> int:
         """The kind's place in this pass (one kind per cache folder)."""
@@ -424,6 +498,40 @@ class Pass:
             return None
         text = "\n".join(map("\0".join, zip(self.ids, oids, strict=True)))
         return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+# A shard as loaded: (entries, HEAD's group tree ids when written, its file's stat or None).
+Shard = tuple[dict[str, list[Any]], dict[str, Any], "ShardStat | None"]
+
+
+def _rows(entries: dict[str, Any], aids: list[str], build: Callable[[list[Any]], Any] | None,
+          check: Callable[[Any, str], bool]) -> list[Any] | None:
+    """Every stored value of a bucket whose entries are `aids`, in order; None if one is damaged.
+
+    Without `build`, the stored rows themselves.
+    """
+    if not all(e.__class__ is list and len(e) == 4 for e in entries.values()):
+        return None
+    rows = [entry[3] for entry in entries.values()]
+    if build is None:
+        return rows
+    try:
+        values = list(map(build, rows))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None  # a damaged entry: one by one finds it
+    return values if all(map(check, values, aids)) else None
+
+
+def _restored(row: Any, aid: str, build: Callable[[list[Any]], Any] | None,
+              check: Callable[[Any, str], bool]) -> Any:
+    """One stored value (the row itself without `build`); None if it is damaged."""
+    if build is None:
+        return row
+    try:
+        value = build(row)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None  # a damaged entry: read the artifact instead
+    return value if check(value, aid) else None
 
 
 def _content_of(folder: str, raw: dict[str, bytes], st: list[int] | None, algo: str,
@@ -483,7 +591,7 @@ def refresh(ledger: Ledger, artifacts: Iterable[str], kinds: Sequence[Kind]) -> 
         folder = ledger.runtime_dir / kind.file
         for b in sorted({bucket(aid) for aid in wanted}):
             path = folder / f"{b}.json"
-            entries, groups = _load_shard(path, key)
+            entries, groups, _ = _load_shard(path, key)
             for aid in (a for a in wanted if bucket(a) == b):
                 (oid, mark), derived = rows[aid]
                 if derived[i] is None or oid is None or mark is None:
@@ -585,6 +693,26 @@ def _dir_stats(base: str, folders: dict[str, str]) -> dict[str, list[int] | None
     return out
 
 
+class _Stats(dict[str, "list[int] | None"]):
+    """[inode, mtime, ctime] of artifact folders (None if one cannot be stat'ed).
+
+    Each is taken when first asked for: a watched pass looks at the folders that changed only.
+    """
+
+    def __init__(self, base: str, folders: dict[str, str]) -> None:
+        super().__init__()
+        self.base, self.folders = base, folders
+
+    def __missing__(self, aid: str) -> list[int] | None:
+        try:
+            st = os.stat(os.path.join(self.base, self.folders[aid]), follow_symlinks=False)
+            got: list[int] | None = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        except OSError:
+            got = None
+        self[aid] = got
+        return got
+
+
 def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
@@ -611,23 +739,30 @@ def _global_key(ledger: Ledger, kind: Kind) -> str:
     return "|".join(parts)
 
 
-def _load_shard(path: Path, key: str) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """(entries, HEAD's group tree ids when written) of a shard written with `key`.
+def _load_shard(path: Path, key: str) -> Shard:
+    """(entries, HEAD's group tree ids when written, the file's stat) of a shard written with `key`.
 
-    Empty if missing or damaged. Entries are checked one by one where they are used: a
-    damaged one is a miss. (The bytes are decoded here: `json.loads(bytes)` decodes with
-    "surrogatepass", which is ~50x slower than plain UTF-8 on a few MB.)
+    Empty if missing or damaged (the stat None if missing). Entries are checked one by one
+    where they are used: a damaged one is a miss. The stat is of the file read (cachewatch:
+    a later writer's file has another). (The bytes are decoded here: `json.loads(bytes)`
+    decodes with "surrogatepass", which is ~50x slower than plain UTF-8 on a few MB.)
     """
     try:
-        data = json.loads(path.read_bytes().decode())
+        with open(path, "rb") as fh:
+            stored = shard_stat(os.fstat(fh.fileno()))
+            raw = fh.read()
+    except OSError:
+        return {}, {}, None
+    try:
+        data = json.loads(raw.decode())
         if data["key"] != key or not isinstance(data["artifacts"], dict) \
                 or not isinstance(data["groups"], dict):
-            return {}, {}
+            return {}, {}, stored
         entries: dict[str, list[Any]] = data["artifacts"]  # each entry is checked where used
         groups: dict[str, Any] = data["groups"]
-        return entries, groups
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, {}  # missing or damaged: rebuilt from the ledger
+        return entries, groups, stored
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}, {}, stored  # damaged: rebuilt from the ledger
 
 
 def _drop_shards(folder: Path, keep: set[str]) -> None:
@@ -644,8 +779,9 @@ def _drop_shards(folder: Path, keep: set[str]) -> None:
                 pass
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> ShardStat | None:
+    """Write a cache file; the stat of what was written, or None if it could not be."""
     try:
-        write_json(path, data, compact=True)
+        return shard_stat(write_json(path, data, compact=True))
     except OSError:
-        pass  # a read-only checkout still gets a correct (uncached) status
+        return None  # a read-only checkout still gets a correct (uncached) status
