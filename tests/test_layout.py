@@ -286,3 +286,32 @@ def test_a_scan_of_some_places_reads_those_shelves_or_buckets_only(ledger: Ledge
         "flat-0e4c": "flat-0e4c", "one-0e2a": "2a/e/one-0e2a"}  # (3b/9 holds nothing)
     assert layout.place_of("2a/f/two-0f2a") == "2a/f" and layout.place_of("2a/x-2a") == "2a"
     assert layout.place_of("flat-0e4c") == ""
+
+
+def test_a_listing_merged_with_the_places_that_changed_is_a_full_scan(ledger: Ledger) -> None:
+    base = ledger.artifacts_dir
+
+    def make(rel: str) -> None:
+        (base / rel).mkdir(parents=True)
+        (base / rel / "intake.yaml").write_text("x\n")
+
+    for rel in ("2a/e/one-0e2a", "2a/f/two-0f2a", "3b/e/four-0e3b", "flat-0e4c", "5d/old-5d"):
+        make(rel)
+    before = layout.Listing.from_json(layout.scan(base).to_json())  # as a state keeps it
+    assert before == layout.scan(base)
+    # a folder joins one shelf, one leaves another, a shallow one joins, a stray appears
+    make("2a/f/six-0f2a")
+    for p in (base / "3b/e/four-0e3b").iterdir():
+        p.unlink()
+    (base / "3b/e/four-0e3b").rmdir()
+    make("5d/new-5d")
+    (base / "2a/e/stray.txt").write_text("x\n")
+    only = {"2a/f", "3b/e", "5d", "2a/e"}
+    merged = before.merged(layout.scan(base, only), only)
+    assert merged == layout.scan(base)
+    assert list(merged.folders) == ["flat-0e4c", "new-5d", "old-5d", "one-0e2a",
+                                    "six-0f2a", "two-0f2a"]
+    assert merged.shallow == ["new-5d", "old-5d"] and merged.strays == [("2a/e/stray.txt", "file")]
+    # a place not named is taken from the old listing, unread
+    make("3b/e/seven-0e3b")
+    assert "seven-0e3b" not in before.merged(layout.scan(base, {"2a/f"}), {"2a/f"}).folders

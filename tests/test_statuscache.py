@@ -132,6 +132,18 @@ def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) ->
     assert all(path.read_bytes() != garbage for path in paths)
 
 
+@pytest.mark.parametrize("garbage", [b"", b"not json", b"[]", b'{"version": 1}',
+                                     b'{"version": 1, "base": "factory/artifacts", "watch": {}}'])
+def test_a_damaged_watcher_state_is_ignored(ledger: Ledger, garbage: bytes) -> None:
+    from gptme_factory.views.cachewatch import STATE_FILE
+
+    aids = {new_artifact(ledger, f"A {i}") for i in range(3)}
+    status(ledger)
+    (ledger.runtime_dir / STATE_FILE).write_bytes(garbage)
+    gone = new_artifact(ledger, "Made after the state was damaged")
+    assert set(status(ledger)) == aids | {gone}
+
+
 def test_unwritable_cache_still_gives_a_correct_status(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     runtime = ledger.runtime_dir

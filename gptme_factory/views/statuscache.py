@@ -49,7 +49,9 @@ stores them, so the next `status` finds them and need not load the models to re-
 
 Why not cheaper: an in-place edit changes only the file's own inode, so every ledger file must
 be looked at (about 90,000 `lstat`s at 10,000 artifacts, ~0.1 s of CPU) unless a daemon watches
-the tree. Git does those in C, on all cores, while Python does the rest.
+the tree. Git does those in C, on all cores, while Python does the rest. When watchman runs
+here, a daemon does watch it: checks 2 and 3 (and the listing of every folder) give way to the
+watcher's word on what changed since the last pass (cachewatch.py).
 """
 
 from __future__ import annotations
