@@ -197,6 +197,25 @@ def test_each_conversation_config_is_parsed_once_until_it_changes(
     assert convlog.find_conversation("/srv/wt/cell-a", since, dirs=[logs]) is None
 
 
+def test_one_listing_of_the_logs_serves_every_cell(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    real = tmp_path / "wt" / "cell-a"
+    real.mkdir(parents=True)
+    (tmp_path / "via").symlink_to(tmp_path / "wt")
+    _log(logs / "a", str(tmp_path / "via" / "cell-a"), [{"role": "user", "content": "a"}])
+    listing = convlog.LogDirs([logs])
+    since = time.time() - 60
+    # gptme named the workspace through a symlink: the same folder
+    assert convlog.find_conversation(real, since, logs=listing) == logs / "a"
+    _log(logs / "b", "/srv/wt/cell-b", [{"role": "user", "content": "b"}])
+    assert convlog.find_conversation("/srv/wt/cell-b", since, logs=listing) is None  # listed once
+    assert convlog.find_conversation("/srv/wt/cell-b", since, dirs=[logs]) == logs / "b"
+    # a missing logs dir is skipped, a file in one is not a conversation
+    (logs / "notes.txt").write_text("x")
+    assert sorted(p for _, p in convlog.LogDirs([tmp_path / "missing", logs]).entries()) == [
+        str(logs / "a"), str(logs / "b")]
+
+
 def test_kill_tree_leaves_no_orphans() -> None:
     proc = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 60 & wait"], start_new_session=True)
     try:

@@ -69,3 +69,20 @@ def test_event_lines_say_what_each_event_did() -> None:
                                      retry_note="fix the test")) == \
         "sent back from verify to build: fix the test"
     assert present.event_line(Closed(terminal="done")) == "closed: done"
+
+
+def test_a_table_pads_every_column_but_the_last_and_turns_cells_into_text() -> None:
+    rows = [["fix-a", 3, None, "a title"], ["b", 12345, "x", "t"]]
+    assert present.table(["id", "n", "stage", "title"], rows, indent="  ") == [
+        "  ID     N      STAGE  TITLE",
+        "  fix-a  3      None   a title",
+        "  b      12345  x      t",
+    ]
+    # an iterator of rows, no rows, a row of the wrong width
+    assert present.table(["a", "b"], iter([("x", "yy")])) == ["A  B", "x  yy"]
+    assert present.table(["a", "bb"], []) == ["A  BB"]
+    with pytest.raises(ValueError, match="every row of the table needs 2 cells"):
+        present.table(["a", "b"], [["only one"]])
+    # with last_wide off the last column is padded too (and then stripped at the line's end)
+    assert present.table(["a", "b"], [["x", "long"], ["y", "z"]], last_wide=False) == [
+        "A  B", "x  long", "y  z"]

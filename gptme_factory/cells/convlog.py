@@ -55,13 +55,15 @@ def logs_dirs() -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-# config.toml path -> (its mtime_ns and size, the workspace it names): one process that looks
-# for several cells' conversations (a `status` with cells running) parses each file once.
+# config.toml path -> (its mtime_ns and size, the workspace it names, resolved): one process
+# that looks for several cells' conversations (a `status` with cells running) parses each file
+# and resolves each workspace once.
 _WORKSPACES: dict[str, tuple[tuple[int, int], str | None]] = {}
 
 
-def _workspace_of(logdir: Path) -> str | None:
-    path = str(logdir / "config.toml")
+def _workspace_of(logdir: str) -> str | None:
+    """The real path of the workspace the conversation in `logdir` ran in, or None."""
+    path = os.path.join(logdir, "config.toml")
     try:
         st = os.stat(path)
     except OSError:
@@ -71,8 +73,9 @@ def _workspace_of(logdir: Path) -> str | None:
     if known is not None and known[0] == mark:
         return known[1]
     ws = _read_workspace(path)
-    _WORKSPACES[path] = (mark, ws)
-    return ws
+    real = os.path.realpath(ws) if ws is not None else None
+    _WORKSPACES[path] = (mark, real)
+    return real
 
 
 def _read_workspace(path: str) -> str | None:
@@ -107,25 +110,47 @@ def _first_user_text(conv: Path, limit: int = 200) -> str:
     return ""
 
 
-def find_conversation(workdir: str | Path, since: float, cell: str = "",
-                      dirs: list[Path] | None = None) -> Path | None:
-    """The conversation log dir of the gptme run in `workdir` started after `since` (epoch s)."""
-    want = os.path.realpath(workdir)
-    matches: list[tuple[float, Path]] = []
-    for base in dirs or logs_dirs():
-        try:
-            entries = list(os.scandir(base))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if not entry.is_dir() or entry.stat().st_mtime < since - 5:
+class LogDirs:
+    """The conversation folders in gptme's logs dirs, each with its mtime, listed once.
+
+    An agent's logs dirs grow by a folder per conversation for as long as it runs; a `status`
+    that looks for the conversation of each of its running cells lists them once, not once
+    per cell.
+    """
+
+    def __init__(self, dirs: list[Path] | None = None) -> None:
+        self.dirs = dirs or logs_dirs()
+        self._entries: list[tuple[float, str]] | None = None
+
+    def entries(self) -> list[tuple[float, str]]:
+        """(mtime, path) of every folder in the logs dirs, in the order gptme looks."""
+        if self._entries is None:
+            out: list[tuple[float, str]] = []
+            for base in self.dirs:
+                try:
+                    listed = list(os.scandir(base))
+                except OSError:
                     continue
-            except OSError:
-                continue
-            ws = _workspace_of(Path(entry.path))
-            if ws is not None and os.path.realpath(ws) == want:
-                matches.append((entry.stat().st_mtime, Path(entry.path)))
+                for entry in listed:
+                    try:
+                        if entry.is_dir():
+                            out.append((entry.stat().st_mtime, entry.path))
+                    except OSError:
+                        continue
+            self._entries = out
+        return self._entries
+
+
+def find_conversation(workdir: str | Path, since: float, cell: str = "",
+                      dirs: list[Path] | None = None, *,
+                      logs: LogDirs | None = None) -> Path | None:
+    """The conversation log dir of the gptme run in `workdir` started after `since` (epoch s).
+
+    `logs` is the listing to look in (made from `dirs`, else gptme's logs dirs, if not given).
+    """
+    want = os.path.realpath(workdir)
+    matches = [(mtime, Path(path)) for mtime, path in (logs or LogDirs(dirs)).entries()
+               if mtime >= since - 5 and _workspace_of(path) == want]
     if not matches:
         return None
     if len(matches) > 1 and cell:

@@ -74,14 +74,18 @@ def _mtime(path: str | None) -> float:
 
 
 def observe(rec: CellRecord, now: datetime, *, stall_after_s: float,
-            progress: tuple[str, str] | None, output_tail: str = "") -> Observation:
-    """Observe one cell. `progress` is its latest (note, ISO time), if any."""
+            progress: tuple[str, str] | None, output_tail: str = "",
+            logs: convlog.LogDirs | None = None) -> Observation:
+    """Observe one cell. `progress` is its latest (note, ISO time), if any.
+
+    `logs`: where to look for its conversation, listed once for every cell observed.
+    """
     started = rec.started
     elapsed = max(0.0, (now - started).total_seconds())
     alive = proctree.alive(rec.pid, rec.pid_start) if rec.pid else rec.stop is None
     conv = rec.conversation
     if conv is None:
-        found = convlog.find_conversation(rec.workdir, started.timestamp(), rec.cell)
+        found = convlog.find_conversation(rec.workdir, started.timestamp(), rec.cell, logs=logs)
         conv = str(found) if found else None
     usage = convlog.read_usage(Path(conv), in_flight=alive) if conv else None
     activity = [started.timestamp(), _mtime(conv and os.path.join(conv, "conversation.jsonl"))]

@@ -11,7 +11,7 @@ just those paths refreshed in the real index, so the user's other staged and uns
 untouched. Six git processes per commit, however deep the paths; the cost grows with the
 changed directories (and the index, which `update-index` rewrites), not the number of commits.
 
-For the status cache, `tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
+For the status cache, `start_tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
 give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
 whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
 commits by their trailers; `start_changed_in_history`, `changed_between`, `untracked`,
@@ -1197,17 +1197,25 @@ class GitRepo:
 
     # -- content keys for the status cache ---------------------------------------------
 
-    def tree_at_head(self, path: str) -> tuple[str, str] | None:
-        """(HEAD's commit id, the id of the tree at `path`), or None if either is missing.
+    def start_tree_at_head(self, path: str) -> Callable[[], tuple[str, str] | None]:
+        """Start reading (HEAD's commit id, the id of the tree at `path`): returns the wait.
 
-        One `rev-parse`, which resolves its arguments in order: if HEAD moves meanwhile, the
-        tree may be newer than the commit, never older (the status cache relies on that).
+        The wait gives None if either is missing. One `rev-parse` in the background, which
+        resolves its arguments in order: if HEAD moves meanwhile, the tree may be newer than
+        the commit, never older (the status cache relies on that).
         """
-        proc = _git(self.root, "rev-parse", "HEAD^{commit}", f"HEAD:{path}", check=False)
-        ids = proc.stdout.decode().split()
-        if proc.returncode != 0 or len(ids) != 2:
-            return None
-        return ids[0], ids[1]
+        proc = subprocess.Popen(["git", "rev-parse", "HEAD^{commit}", f"HEAD:{path}"],
+                                cwd=self.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=_git_env())
+
+        def wait() -> tuple[str, str] | None:
+            out, _ = proc.communicate()
+            ids = out.decode().split()
+            if proc.returncode != 0 or len(ids) != 2:
+                return None
+            return ids[0], ids[1]
+
+        return wait
 
     def tree_reader(self) -> TreeReader:
         """A reader of tree objects (one `git cat-file --batch`); `close()` it when done."""

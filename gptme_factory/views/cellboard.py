@@ -12,6 +12,7 @@ from typing import Any
 
 from ..cells import state as cellstate
 from ..cells.backends import read_output
+from ..cells.convlog import LogDirs
 from ..cells.watch import Observation, observe
 from ..ledger import runtime
 from ..ledger.store import Ledger
@@ -26,8 +27,9 @@ def observations(ledger: Ledger, now: datetime | None = None) -> list[Observatio
         return []
     now = now or datetime.now(timezone.utc)
     stall = float(config_values(ledger)["stall_after_s"])
+    logs = LogDirs()  # listed once, for every cell
     return [observe(rec, now, stall_after_s=stall, progress=runtime.last_progress(ledger, rec.cell),
-                    output_tail=read_output(rec, 8000))
+                    output_tail=read_output(rec, 8000), logs=logs)
             for rec in recs]
 
 

@@ -67,8 +67,7 @@ def facts_kind(ledger: Ledger) -> Kind:
 
         return ArtifactFacts.from_row(row)
 
-    return Kind(file=CACHE_DIR, code=_FACTS_CODE, derive=derive, restore=restore,
-                check=lambda f, aid: f.artifact == aid, key=key)
+    return Kind(file=CACHE_DIR, code=_FACTS_CODE, derive=derive, restore=restore, key=key)
 
 
 def keep_warm(ledger: Ledger) -> None:

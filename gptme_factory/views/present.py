@@ -109,19 +109,23 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str 
 
     The last column is left unpadded (titles, notes) when `last_wide`.
     """
-    body = [list(map(str, r)) for r in rows]
+    body: list[Sequence[str]] = rows if isinstance(rows, list) else list(rows)
     n = len(headers)
     if any(len(r) != n for r in body):
         raise ValueError(f"every row of the table needs {n} cells")
     columns = list(zip(*body, strict=True)) if body else [()] * n
-    widths = [max([len(h), *map(len, column)]) for h, column in zip(headers, columns, strict=True)]
+    if any(set(map(type, column)) - {str} for column in columns):  # a cell not text yet
+        columns = [tuple(map(str, column)) for column in columns]
+        body = list(zip(*columns, strict=True))
+    widths = [max(len(h), max(map(len, column), default=0))
+              for h, column in zip(headers, columns, strict=True)]
     # One format string pads every cell (in C: `status` prints a row per artifact).
     cells = [f"{{:<{w}}}" for w in widths]
     if last_wide:
         cells[-1] = "{}"
     fmt = indent + "  ".join(cells)
-    return [fmt.format(*(h.upper() for h in headers)).rstrip(),
-            *(fmt.format(*r).rstrip() for r in body)]
+    line = fmt.format
+    return [line(*(h.upper() for h in headers)).rstrip(), *[line(*r).rstrip() for r in body]]
 
 
 def exit_text(exit_code: int | None, timed_out: bool) -> str:

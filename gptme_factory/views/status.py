@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from ..ledger.store import Ledger
@@ -55,12 +56,16 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
                    "--accept ...`")
     else:
         rank = {state: i for i, state in enumerate(STATE_ORDER)}
-        ordered = sorted(summaries, key=lambda s: (rank.get(s.state, len(rank)), s.artifact))
+        # by state, then by id: two stable sorts, the first of a list already in id order
+        ordered = sorted(sorted(summaries, key=_artifact_of),
+                         key=lambda s: rank.get(s.state, len(rank)))
         rows: list[list[str]] = []
         notes: dict[int, str] = {}
         for s in ordered:
-            rows.append([s.artifact, s.state, s.stage or "-", s.status, age(s.created_at, now),
-                         f"{s.last_event} {age(s.last_at, now)} ago", s.title])
+            created = age(s.created_at, now)  # (an idea's last event is its intake: one age)
+            last = created if s.last_at == s.created_at else age(s.last_at, now)
+            rows.append([s.artifact, s.state, s.stage or "-", s.status, created,
+                         f"{s.last_event} {last} ago", s.title])
             if s.problem:
                 notes[len(rows)] = f"    ! {s.problem}"
             elif s.needs_person:  # the cause the factory observed, where people look
@@ -87,6 +92,9 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
                      [[r["cell"], r["role"], r["backend"], r["elapsed"], r["state"],
                        r["budget"], r["latest"][:100]] for r in cell_rows], indent="  ")
     return "\n".join(out)
+
+
+_artifact_of = attrgetter("artifact")
 
 
 def _line_row(x: LineStatus) -> list[str]:

@@ -11,8 +11,8 @@ the models) only when an artifact is read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import FactoryError, InvalidRecord
 from ..ledger.store import Ledger
@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from ..line.replay import ArtifactView
 
 
-@dataclass(frozen=True)
-class ArtifactSummary:
-    """What the board shows for one artifact."""
+class ArtifactSummary(NamedTuple):
+    """What the board shows for one artifact.
+
+    A named tuple rather than a dataclass: a warm `status` restores 10,000 of these from the
+    status cache, and a tuple is built from a stored row in one step (~6x faster than a
+    dataclass), its fields read ~3x faster. Immutable, like the frozen dataclass it was.
+    """
 
     artifact: str
     title: str
@@ -39,7 +43,7 @@ class ArtifactSummary:
     events: int
     problem: str | None = None
     demand: str = ""
-    consumers: list[str] = field(default_factory=list)
+    consumers: Sequence[str] = ()
     attempt: int = 0  # attempts used at the current stage
     max_attempts: int = 0  # the current stage's attempt budget (0: no current stage)
     cost_usd: float = 0.0  # measured cost of its finished cells
@@ -52,25 +56,24 @@ class ArtifactSummary:
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for --json output."""
-        return asdict(self)
+        data = self._asdict()
+        data["consumers"] = list(self.consumers)
+        return data
 
     def to_row(self) -> list[Any]:
         """The field values in declaration order (the status cache's compact form)."""
-        return [getattr(self, name) for name in _FIELDS]
+        return list(self)
 
     @classmethod
     def from_row(cls, row: list[Any]) -> ArtifactSummary:
         """Inverse of `to_row`; ValueError if `row` does not hold one value per field."""
-        if len(row) != len(_FIELDS):
+        if len(row) != _WIDTH:
             raise ValueError("not a summary row")
-        # What the frozen dataclass's __init__ does, without one object.__setattr__ call per field:
-        # a warm `status` builds 10,000 of these.
-        obj = object.__new__(cls)
-        obj.__dict__.update(zip(_FIELDS, row, strict=False))  # (lengths checked above: strict costs 2x)
-        return obj
+        return _new(cls, row)
 
 
-_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArtifactSummary))
+_WIDTH = len(ArtifactSummary._fields)
+_new = tuple.__new__
 NOTE_MAX = 300  # a card shows the start of a long reason; `show` has the whole of it
 
 
