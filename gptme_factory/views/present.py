@@ -111,7 +111,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str 
     """
     body: list[Sequence[str]] = rows if isinstance(rows, list) else list(rows)
     n = len(headers)
-    if any(len(r) != n for r in body):
+    if set(map(len, body)) - {n}:
         raise ValueError(f"every row of the table needs {n} cells")
     columns = list(zip(*body, strict=True)) if body else [()] * n
     if any(set(map(type, column)) - {str} for column in columns):  # a cell not text yet

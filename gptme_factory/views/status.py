@@ -73,7 +73,7 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
             elif s.retry_note and s.status == "pending":
                 notes[len(rows)] = f"    retry: {s.retry_note.splitlines()[0]}"
         counts = ", ".join(f"{n} {state}" for state, n in sorted(
-            Counter(s.state for s in summaries).items(),
+            Counter(map(_state_of, summaries)).items(),
             key=lambda kv: rank.get(kv[0], len(rank))))
         out.append(f"artifacts ({len(summaries)}: {counts})")
         for i, text in enumerate(table(
@@ -94,7 +94,7 @@ def render_board(summaries: list[ArtifactSummary], lines: list[LineStatus],
     return "\n".join(out)
 
 
-_artifact_of = attrgetter("artifact")
+_artifact_of, _state_of = attrgetter("artifact"), attrgetter("state")
 
 
 def _line_row(x: LineStatus) -> list[str]:
