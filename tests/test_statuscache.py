@@ -298,3 +298,38 @@ def test_a_change_in_a_shared_bucket_rereads_only_its_artifact(
     assert sorted(seen) == sorted([aids[0], aids[2]] if mode == "stat" else [aids[2]])
     assert got[aids[2]].state == "broken" and got[aids[1]].state == "idea"
     status(ledger)
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["writer-keeps-warm", "writer-commits-only"])
+@pytest.mark.parametrize("when", ["before-values", "after-values"])
+def test_a_write_during_a_pass_is_seen_by_the_next(ledger: Ledger, settled: None, warm: bool,
+                                                    when: str) -> None:
+    """Another process commits while a status pass runs, before or after the pass read the cache.
+
+    The pass says what it saw; the state it keeps must not vouch for what it did not see (a
+    shard the writer rewrote, an artifact the writer changed after the watcher's clock), so
+    the next `status` shows the write.
+    """
+    from gptme_factory.views import statuscache
+    from gptme_factory.views.factcache import keep_warm
+
+    root = ledger.repo.root
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(3)]
+    load_summaries(Ledger.open(root))  # warm, and (with the watcher) its state kept
+    writer = Ledger.open(root)
+    if warm:
+        keep_warm(writer)
+    running = statuscache.Pass(Ledger.open(root), [SUMMARIES])
+    if when == "before-values":
+        abandon(writer, aids[1], "dropped")
+        seen = {s.artifact: s.state for s in running.values(SUMMARIES)}
+    else:
+        seen = {s.artifact: s.state for s in running.values(SUMMARIES)}
+        abandon(writer, aids[1], "dropped")
+    running.close()
+    assert seen[aids[0]] == "idea"
+    if when == "after-values":
+        assert seen[aids[1]] == "idea"  # what it saw when it looked
+    for _ in range(2):  # the next pass, and the one after it keeps its state
+        rows = status(ledger)
+        assert rows[aids[1]]["state"] == "abandoned" and rows[aids[2]]["state"] == "idea"
