@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def test_damaged_cache_is_ignored(settled: Ledger, garbage: bytes) -> None:
     path = shard(ledger, facts_kind(ledger), aid)
     path.write_bytes(garbage)
     assert both(ledger)["artifacts"] == 1
-    assert json.loads(path.read_bytes())["artifacts"]
+    assert marshal.loads(path.read_bytes())["artifacts"]
 
 
 def test_damaged_entry_is_read_again(settled: Ledger) -> None:
@@ -107,9 +108,9 @@ def test_damaged_entry_is_read_again(settled: Ledger) -> None:
     aid = new_artifact(ledger, "A")
     both(ledger)
     path = shard(ledger, facts_kind(ledger), aid)
-    data = json.loads(path.read_bytes())
+    data = marshal.loads(path.read_bytes())
     data["artifacts"][aid][3] = data["artifacts"][aid][3][:5]
-    path.write_text(json.dumps(data))
+    path.write_bytes(marshal.dumps(data))
     assert both(ledger)["artifacts"] == 1
 
 

@@ -6,6 +6,7 @@ warm hits waits that long once, then damages settled artifacts one way each.
 
 from __future__ import annotations
 
+import marshal
 import os
 import time
 from pathlib import Path
@@ -119,8 +120,10 @@ def test_removed_artifact_and_config_change(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize(
-    "garbage", [b"", b"not json", b"[]", b"{}", b'{"version": 1}', b'{"key": 1, "artifacts": 3}',
-                b'{"artifacts": {"x": [1, 2, 3, 4]}}']
+    "garbage", [b"", b"not marshal", b"[]", b"{}", b'{"key": 1, "artifacts": 3}',
+                marshal.dumps([]), marshal.dumps({"key": 1, "artifacts": 3}),
+                marshal.dumps({"artifacts": {"x": [1, 2, 3, 4]}}),
+                marshal.dumps({"key": "?", "groups": {}, "artifacts": {}})[:-3]]
 )
 def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) -> None:
     aids = {new_artifact(ledger, f"A {i}") for i in range(3)}
@@ -132,8 +135,10 @@ def test_damaged_cache_is_ignored_and_rebuilt(ledger: Ledger, garbage: bytes) ->
     assert all(path.read_bytes() != garbage for path in paths)
 
 
-@pytest.mark.parametrize("garbage", [b"", b"not json", b"[]", b'{"version": 1}',
-                                     b'{"version": 1, "base": "factory/artifacts", "watch": {}}'])
+@pytest.mark.parametrize("garbage", [
+    b"", b"not marshal", b"[]", marshal.dumps([]), marshal.dumps({"version": 2}),
+    marshal.dumps({"version": 2, "base": "factory/artifacts", "watch": {}}),
+    marshal.dumps({"version": 2, "base": "factory/artifacts", "kinds": {}})[:-2]])
 def test_a_damaged_watcher_state_is_ignored(ledger: Ledger, garbage: bytes) -> None:
     from gptme_factory.views.cachewatch import STATE_FILE
 
@@ -333,3 +338,19 @@ def test_a_write_during_a_pass_is_seen_by_the_next(ledger: Ledger, settled: None
     for _ in range(2):  # the next pass, and the one after it keeps its state
         rows = status(ledger)
         assert rows[aids[1]]["state"] == "abandoned" and rows[aids[2]]["state"] == "idea"
+
+
+def test_shards_of_an_older_format_or_of_gone_buckets_are_removed(ledger: Ledger) -> None:
+    aid = new_artifact(ledger, "A")
+    status(ledger)
+    folder = ledger.runtime_dir / SUMMARIES.file
+    mine = shard(ledger, SUMMARIES, aid)
+    assert mine.parent == folder and mine.suffix == ".marshal"
+    old = folder / f"{mine.stem}.json"  # what an earlier version wrote for the same bucket
+    old.write_text("{}")
+    gone = folder / "zz.marshal"  # a bucket with no artifact any more
+    gone.write_bytes(marshal.dumps({}))
+    writing = folder / f".{mine.name}.123.tmp"  # another process's write in progress
+    writing.write_bytes(b"")
+    status(ledger)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([mine.name, writing.name])

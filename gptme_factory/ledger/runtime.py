@@ -30,10 +30,16 @@ def write_json(path: Path, data: Any, *, indent: int | None = None,
     file written (taken before the rename: a later writer's file has another inode). Raises
     OSError (a read-only checkout); callers for whom the file is only a cache ignore it.
     """
+    text = json.dumps(data, indent=indent, separators=(",", ":") if compact else None)
+    return write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> os.stat_result:
+    """Write `data` to `path` atomically, as `write_json` does; the stat of the file written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=indent, separators=(",", ":") if compact else None))
+    with open(tmp, "wb") as fh:
+        fh.write(data)
         fh.flush()
         st = os.fstat(fh.fileno())
     os.replace(tmp, path)

@@ -4,7 +4,8 @@ Without a watcher, a pass of the status cache (statuscache.Pass) lists every art
 `stat`s each and has git `lstat` every ledger file (`diff-index`), because an edit in place
 shows nowhere else. With watchman running (ledger/watcher.py) it asks instead which paths
 under factory/artifacts changed since a clock, and looks at those alone. What it needs for
-that is kept in factory/.runtime/status-watch.json (gitignored):
+that is kept in factory/.runtime/status-watch.marshal (gitignored; Python's `marshal` format,
+like the shards: only this code reads it, and a file that does not load is no state):
 
 - the watcher's clock, read when the last pass began, before it listed or read anything;
 - the listing of artifact folders (ledger/layout.Listing) as that pass saw it, so the next
@@ -25,21 +26,31 @@ state is written again from there.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..ledger import watcher
 from ..ledger.layout import Listing, touched
-from ..ledger.runtime import write_json
+from ..ledger.runtime import write_bytes
 
 if TYPE_CHECKING:
     from ..ledger.store import Ledger
 
-STATE_FILE = "status-watch.json"
-VERSION = 1
+STATE_FILE = "status-watch.marshal"
+OLD_STATE_FILE = "status-watch.json"  # what version 1 wrote
+VERSION = 2
 ShardStat = list[int]  # [inode, mtime_ns, size] of a shard file
+
+
+SHARD_SUFFIX = ".marshal"  # the status cache's shard files (statuscache.py)
+
+
+def shard_file(folder: Path, bucket: str) -> Path:
+    """The shard file of a bucket in a kind's cache folder."""
+    return folder / f"{bucket}{SHARD_SUFFIX}"
 
 
 def shard_stat(st: os.stat_result) -> ShardStat:
@@ -91,7 +102,7 @@ def load(ledger: Ledger) -> State | None:
     """The state the last pass kept, or None (none, damaged, or about another folder)."""
     base = f"{ledger.rel}/artifacts"
     try:
-        data = json.loads((ledger.runtime_dir / STATE_FILE).read_bytes().decode())
+        data = marshal.loads((ledger.runtime_dir / STATE_FILE).read_bytes())
         watch = watcher.Watch.from_json(data["watch"])
         if data["version"] != VERSION or data["base"] != base or watch is None:
             return None
@@ -99,7 +110,7 @@ def load(ledger: Ledger) -> State | None:
                                        k["shards"].items()}, {str(a) for a in k["pending"]})
                  for name, k in data["kinds"].items()}
         return State(watch, Listing.from_json(data["listing"]), kinds, base)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -143,7 +154,7 @@ def save(ledger: Ledger, begun: Start, listing: Listing,
         shards = {}
         for b, st in recorded.items():
             try:
-                if shard_stat(os.stat(folder / f"{b}.json")) == st:
+                if shard_stat(os.stat(shard_file(folder, b))) == st:
                     shards[b] = st
             except OSError:
                 pass
@@ -155,6 +166,7 @@ def save(ledger: Ledger, begun: Start, listing: Listing,
         return
     state = State(begun.clock, listing, kinds, f"{ledger.rel}/artifacts")
     try:
-        write_json(ledger.runtime_dir / STATE_FILE, state.to_json(), compact=True)
+        write_bytes(ledger.runtime_dir / STATE_FILE, marshal.dumps(state.to_json()))
+        (ledger.runtime_dir / OLD_STATE_FILE).unlink(missing_ok=True)
     except OSError:
         pass  # a read-only checkout: the next pass checks everything again

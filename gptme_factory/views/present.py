@@ -119,13 +119,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, indent: str 
         body = list(zip(*columns, strict=True))
     widths = [max(len(h), max(map(len, column), default=0))
               for h, column in zip(headers, columns, strict=True)]
-    # One format string pads every cell (in C: `status` prints a row per artifact).
-    cells = [f"{{:<{w}}}" for w in widths]
+    # One %-format pads every cell of a row (in C, and cheaper than str.format, which parses
+    # its format string again for every row: `status` prints a row per artifact).
+    cells = [f"%-{w}s" for w in widths]
     if last_wide:
-        cells[-1] = "{}"
-    fmt = indent + "  ".join(cells)
-    line = fmt.format
-    return [line(*(h.upper() for h in headers)).rstrip(), *[line(*r).rstrip() for r in body]]
+        cells[-1] = "%s"
+    fmt = indent.replace("%", "%%") + "  ".join(cells)
+    return [(fmt % tuple(h.upper() for h in headers)).rstrip(),
+            *[(fmt % tuple(r)).rstrip() for r in body]]
 
 
 def exit_text(exit_code: int | None, timed_out: bool) -> str:
