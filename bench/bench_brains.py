@@ -355,16 +355,18 @@ def report(results: dict[int, dict[str, dict[str, Any]]], argv: list[str], load:
     for key, label in ROWS:
         cells = [fmt(key, results[n][k][key]) for n in sizes for k in KINDS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"| goal (issue 16), at {big:,} artifacts | synthetic | realistic | met "
-              "(realistic) |", "|---|---|---|---|"]
-    for name, value, limit, unit in GOALS:
-        got = {k: value(results[big][k]) for k in KINDS}
-        ok = got["realistic"] >= -limit if limit < 0 else got["realistic"] <= limit
-        shown = {k: ("n/a" if v != v else f"{v:.0f} MB" if unit == "MB"
-                     else f"{v:.2f} {unit}" if unit == "s" else f"{v:.2f}x")
-                 for k, v in got.items()}
-        lines.append(f"| {name} | {shown['synthetic']} | {shown['realistic']} | "
-                     f"{'yes' if ok else 'NO'} |")
+    # issue 16 states its goals at 10,000 artifacts: a table for each size from there up
+    for at in [n for n in sizes if n >= 10_000] or [big]:
+        lines += ["", f"| goal (issue 16), at {at:,} artifacts | synthetic | realistic | met "
+                  "(realistic) |", "|---|---|---|---|"]
+        for name, value, limit, unit in GOALS:
+            got = {k: value(results[at][k]) for k in KINDS}
+            ok = got["realistic"] >= -limit if limit < 0 else got["realistic"] <= limit
+            shown = {k: ("n/a" if v != v else f"{v:.0f} MB" if unit == "MB"
+                         else f"{v:.2f} {unit}" if unit == "s" else f"{v:.2f}x")
+                     for k, v in got.items()}
+            lines.append(f"| {name} | {shown['synthetic']} | {shown['realistic']} | "
+                         f"{'yes' if ok else 'NO'} |")
     if len(sizes) > 1:
         small = sizes[0]
         scale = big / small
@@ -446,6 +448,8 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text)
+        # every figure measured, the paired floors of the goal ratios included
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
