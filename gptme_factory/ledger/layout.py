@@ -155,19 +155,27 @@ class Listing:
         out = Listing(strays=[s for s in self.strays if not read(s[0].rpartition("/")[0])
                               and not (s[1] == "unreadable directory" and read(s[0]))])
         out.strays += part.strays
+        # Placed again: the ids with a folder in a place `part` read, every id with a flat or
+        # shallow folder (all in `older`) and every id `part` found. Every other id has one
+        # folder, in a shelf nobody read again, and keeps it as it is (all but a few of them
+        # when a shelf or two changed: no per-id work for those).
+        under = tuple(f"{p}/" for p in only)
+        again = {sid for sid, folder in self.folders.items() if folder.startswith(under)}
+        again.update(self.older, part.folders)
         found: dict[str, list[str]] = {}
-        for sid, folder in self.folders.items():
-            kept = [f for f in dict.fromkeys([folder, *self.older.get(sid, [])])
-                    if not read(f.rpartition("/")[0])]
-            if kept:
-                found[sid] = kept
-        for sid, folder in part.folders.items():
-            found.setdefault(sid, []).extend(
-                f for f in dict.fromkeys([folder, *part.older.get(sid, [])])
-                if read(f.rpartition("/")[0]))
+        for sid in again:
+            mine = [self.folders[sid], *self.older.get(sid, [])] if sid in self.folders else []
+            theirs = [part.folders[sid], *part.older.get(sid, [])] if sid in part.folders else []
+            where = [f for f in dict.fromkeys(mine) if not read(f.rpartition("/")[0])]
+            where += [f for f in dict.fromkeys(theirs) if read(f.rpartition("/")[0])]
+            if where:
+                found[sid] = where
+        folders = {sid: folder for sid, folder in self.folders.items() if sid not in again} \
+            if again else dict(self.folders)
         for sid in sorted(found):
-            if found[sid]:
-                _place(out, sid, found[sid])
+            _place(out, sid, found[sid])
+        folders.update(out.folders)
+        out.folders = dict(sorted(folders.items())) if found else folders  # in id order
         out.strays.sort()
         return out
 
