@@ -11,9 +11,9 @@ just those paths refreshed in the real index, so the user's other staged and uns
 untouched. Six git processes per commit, however deep the paths; the cost grows with the
 changed directories (and the index, which `update-index` rewrites), not the number of commits.
 
-For the status cache, `start_tree_at_head`, `tree_reader`, `start_changed_paths` and `dir_tree_id`
-give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and the paths
-whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
+For the status cache, `start_tree_at_head`, `tree_reader`, `start_changed_paths` and
+`dir_tree_id` give content keys: git tree ids (HEAD's, and a directory's as it is on disk), and
+the paths whose index or working-tree state differs from HEAD. `log_trailer` finds an artifact's
 commits by their trailers; `start_changed_in_history`, `changed_between`, `untracked`,
 `start_staged_against_head` and `worktree_against` serve `verify`.
 
