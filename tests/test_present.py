@@ -83,6 +83,9 @@ def test_a_table_pads_every_column_but_the_last_and_turns_cells_into_text() -> N
     assert present.table(["a", "bb"], []) == ["A  BB"]
     with pytest.raises(ValueError, match="every row of the table needs 2 cells"):
         present.table(["a", "b"], [["only one"]])
+    # a cell is text, never a format: `%` in a title or an id is printed as it is
+    assert present.table(["a", "b"], [["50%", "%s %d %%"]], indent="%") == [
+        "%A    B", "%50%  %s %d %%"]
     # with last_wide off the last column is padded too (and then stripped at the line's end)
     assert present.table(["a", "b"], [["x", "long"], ["y", "z"]], last_wide=False) == [
         "A  B", "x  long", "y  z"]
