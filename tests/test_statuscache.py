@@ -305,6 +305,43 @@ def test_a_change_in_a_shared_bucket_rereads_only_its_artifact(
     status(ledger)
 
 
+def test_after_a_kept_warm_write_only_the_written_folder_is_looked_at(
+        ledger: Ledger, settled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's shard is handed over: its bucket's other folders are neither read nor hashed.
+
+    Without the watcher, nothing is hashed at all (git's index check vouches for the folders);
+    with it, only the folder the watcher names as changed is, never the rest of the bucket.
+    """
+    import secrets
+
+    from gptme_factory.views import statuscache
+    from gptme_factory.views.factcache import keep_warm
+    from tests.ledger_helpers import reads
+
+    with monkeypatch.context() as patch:
+        patch.setattr(secrets, "token_hex", lambda n: "0000aa")
+        aids = [new_artifact(ledger, title) for title in ("One", "Two", "Six")]
+    root = ledger.repo.root
+    load_summaries(Ledger.open(root))
+    load_summaries(Ledger.open(root))  # the watcher's state kept by a warm pass
+    writer = Ledger.open(root)
+    keep_warm(writer)
+    abandon(writer, aids[0], "dropped")
+    hashed: list[str] = []
+    real = statuscache.dir_tree_id
+
+    def recording(folder: str, *args: Any) -> Any:
+        hashed.append(Path(folder).name)
+        return real(folder, *args)
+
+    monkeypatch.setattr(statuscache, "dir_tree_id", recording)
+    seen = reads(monkeypatch)
+    got = {s.artifact: s for s in load_summaries(Ledger.open(root))}
+    assert seen == [] and got[aids[0]].state == "abandoned" and got[aids[1]].state == "idea"
+    assert set(hashed) <= {aids[0]}
+    status(ledger)
+
+
 @pytest.mark.parametrize("warm", [True, False], ids=["writer-keeps-warm", "writer-commits-only"])
 @pytest.mark.parametrize("when", ["before-values", "after-values"])
 def test_a_write_during_a_pass_is_seen_by_the_next(ledger: Ledger, settled: None, warm: bool,

@@ -17,8 +17,11 @@ like the shards: only this code reads it, and a file that does not load is no st
 
 A pass then takes a stored value as it is when its shard is the same file and nothing of its
 artifact changed since the clock; for an artifact that changed, when the folder's content,
-hashed from disk, is the stored tree id. A shard another process rewrote (a writer keeping the
-cache warm) is checked the same way, artifact by artifact. Anything the watcher cannot vouch
+hashed from disk, is the stored tree id. A shard another process rewrote is checked the same
+way, artifact by artifact — except one a writer keeping the cache warm hands over
+(`hand_over`): it loaded the very shard the state vouches for, under the clock the state
+still holds, and added only values of the artifacts it had just written and read after that
+clock, which the watcher reports as changed anyway. Anything the watcher cannot vouch
 for — no state yet, a clock watchman no longer knows (it restarted, or aged out what it had
 seen), a kind never checked — is checked the way the cache checks without a watcher, and the
 state is written again from there.
@@ -170,3 +173,56 @@ def save(ledger: Ledger, begun: Start, listing: Listing,
         (ledger.runtime_dir / OLD_STATE_FILE).unlink(missing_ok=True)
     except OSError:
         pass  # a read-only checkout: the next pass checks everything again
+
+
+def snapshot(ledger: Ledger) -> dict[str, Any] | None:
+    """The state as stored now, unparsed (what `hand_over` compares with); None if there is none.
+
+    A writer takes it before it reads what it wrote, so the clock in it is older than that read.
+    """
+    try:
+        data = marshal.loads((ledger.runtime_dir / STATE_FILE).read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return data if data.__class__ is dict and data.get("version") == VERSION else None
+
+
+def hand_over(ledger: Ledger, before: dict[str, Any] | None,
+              rewritten: dict[str, dict[str, tuple[ShardStat, ShardStat]]]) -> bool:
+    """Let the next pass take shards a writer rewrote as if that pass had left them.
+
+    `rewritten` maps a kind's folder to {bucket: (stat of the shard the writer loaded, stat of
+    the one it wrote)}. A shard is handed over when the state still holds the clock of
+    `before` (no pass kept a state since the writer took it) and vouches for the very file the
+    writer loaded: every other value in it holds by that state's word, and the writer's own
+    were derived from folders read after that clock, which the watcher names as changed, so
+    the next pass hashes those folders and nothing else of the bucket. Anything else is left
+    as it is, and the next pass checks the bucket one by one. A pass that keeps its state at
+    the same moment wins or loses the race either way soundly: a state with the older clock
+    only reports more as changed. True if the state was written.
+    """
+    if before is None or not rewritten:
+        return False
+    now = snapshot(ledger)
+    if now is None or now.get("watch") != before.get("watch"):
+        return False
+    changed = False
+    try:
+        kinds = now["kinds"]
+        for name, shards in rewritten.items():
+            kept = kinds.get(name)
+            if kept is None:
+                continue
+            for b, (loaded, written) in shards.items():
+                if kept["shards"].get(b) == loaded:
+                    kept["shards"][b] = written
+                    changed = True
+    except (KeyError, TypeError, AttributeError):
+        return False  # a state of another shape: the next pass checks everything
+    if not changed:
+        return False
+    try:
+        write_bytes(ledger.runtime_dir / STATE_FILE, marshal.dumps(now))
+    except (OSError, ValueError):
+        return False
+    return True
