@@ -410,6 +410,36 @@ def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Led
 
 
 @pytest.mark.usefixtures("mode")
+def test_incremental_verify_lists_only_changed_shelves_and_counts_every_artifact(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a watcher: a shelf whose directory did not change keeps the count it had."""
+    from gptme_factory.ledger import layout
+
+    aids = [new_artifact(ledger, f"Artifact {i}") for i in range(5)]
+    assert verify(ledger, full=True).problems == []
+    asked: list[object] = []
+    real = layout.scan
+
+    def recording(base: Any, only: Any = None) -> Any:
+        asked.append(None if only is None else sorted(only))
+        return real(base, only)
+
+    monkeypatch.setattr(layout, "scan", recording)
+    assert verify(ledger).artifacts == 5
+    assert asked == [[]]  # nothing changed: no shelf listed (the top's entries only)
+    late = new_artifact(ledger, "Late")
+    asked.clear()
+    found = verify(ledger)
+    assert (found.problems, found.checked, found.artifacts) == ([], 1, 6)
+    shelf = f"{late[-2:]}/{late[-3]}"
+    assert len(asked) == 1 and shelf in asked[0] and len(asked[0]) <= 2  # (+ its bucket)
+    added = git(ledger.repo.root, "log", "--format=%H", "--", ledger.artifact_rel(aids[0]))
+    git(ledger.repo.root, "revert", "--no-edit", added.strip())  # undo its intake: one less
+    found = verify(ledger)
+    assert (found.problems, found.since is not None, found.artifacts) == ([], True, 5)
+    assert verify(ledger).artifacts == 5 and verify(ledger, full=True).artifacts == 5
+
+
 def test_incremental_verify_reports_a_new_folder_without_an_intake(ledger: Ledger) -> None:
     aid = new_artifact(ledger)
     assert verify(ledger, full=True).problems == []

@@ -1037,10 +1037,10 @@ class GitRepo:
         The function returned waits for it. With `leave_a_core`, when this process may run on
         two cores or fewer, git `lstat()`s the files on one thread (`core.preloadIndex=false`)
         instead of on every core, so a caller with CPU work of its own to do meanwhile is not
-        starved:
-        `verify` loads its record models while git looks (0.87x the wall time at 10,000
-        artifacts, ~93,000 files, on two cores, measured side by side; at 30,000 artifacts,
-        ~281,000 files, 2.66 s on one thread and 2.58 s on both, in two bench runs).
+        starved: a full `verify` parses every record while git looks (0.87x the wall time at
+        10,000 artifacts, ~93,000 files, on two cores, measured side by side). An incremental
+        one does not ask for it: it has little to do but wait for git (at 30,000 artifacts,
+        ~281,000 files, 1.10 s with git on one thread, 0.85 s on both, side by side).
         """
         one_thread = leave_a_core and _usable_cores() <= 2
         wait = self._start("diff-index", "--name-status", "--no-renames", "-z", head, "--",
@@ -1224,7 +1224,8 @@ class GitRepo:
     def start_changed_paths(self, commit: str, path: str) -> Callable[[], set[str] | None]:
         """Start listing the tracked paths under `path` that differ from `commit`.
 
-        Returns a function that waits and gives the set of paths (None if git failed). This is `git diff-index COMMIT -- PATH`: git compares the index with the commit and
+        Returns a function that waits and gives the set of paths (None if git failed). This
+        is `git diff-index COMMIT -- PATH`: git compares the index with the commit and
         every tracked file's full stat data (mtime, ctime, size, inode, ...) with the index,
         re-reading "racily clean" files, in C on all cores. It runs in the background so the
         caller can work meanwhile. Untracked files are not reported.

@@ -230,25 +230,27 @@ def _verify_since(ledger: Ledger, run: verifystate.Started, since: str,
     moved = dirmarks.changes(root, old, folders, scratch, _DEPTH)
     new_files = repo.untracked_of(moved.listed)
     dirmarks.add_files(root, moved.now, new_files, scratch)
-    listing = ledger.artifact_listing()
-    touched = moved.dirs | moved.files | set(new_files) | set(run.between())
-    touched.update(p for p, _ in run.against())
-    cut = len(folders[0]) + 1
-    changed = {aid for p in touched if p.startswith(folders[0] + "/")
-               and (aid := listing.owner(p[cut:])) is not None}
+    paths = [*moved.dirs, *moved.files, *new_files, *run.between(),
+             *(p for p, _ in run.against())]
+    # A shelf or bucket whose directory did not change holds the folders it held: only the
+    # changed ones are listed, the others keep their count (all of them, with no counts kept).
+    ids, reread, _ = _touched(folders, paths)
+    counts = run.counts
+    listing = ledger.artifact_listing(reread if counts is not None else None)
     artifacts, bad = stream_ids(ARTIFACTS, ledger.artifacts_dir, folders[0], listing=listing,
-                                only=changed)
+                                only=ids)
     problems += bad
     for artifact in artifacts:
-        if artifact in changed:
+        if artifact in ids:
             problems += verify_artifact(ledger, artifact, run.notes)
     problems += verify_lines(ledger, run.notes)
     named = {p.where for p in problems}
     problems += [p for p in _git_problems(ledger, run.notes, run, run.against())
                  if p.where not in named]
+    now = _counts(listing) if counts is None else _merged_counts(counts, reread, listing)
     if not problems:
-        verifystate.remember(ledger, run.head, moved.now, watch, _counts(listing))
-    return problems, len(artifacts), len(changed & set(artifacts))
+        verifystate.remember(ledger, run.head, moved.now, watch, now)
+    return problems, _total(now, listing), len(ids & set(artifacts))
 
 
 def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Changed,
@@ -280,12 +282,10 @@ def _verify_watched(ledger: Ledger, run: verifystate.Started, seen: watcher.Chan
     named = {p.where for p in problems}
     problems += [p for p in _git_problems(ledger, run.notes, run, against)
                  if p.where not in named]
-    now = {k: n for k, n in counts.items()
-           if k not in reread and k.partition("/")[0] not in reread} | _counts(listing)
+    now = _merged_counts(counts, reread, listing)
     if not problems:
         verifystate.remember(ledger, run.head, None, seen.watch, now)
-    flat = sum(1 for folder in listing.folders.values() if "/" not in folder)
-    return problems, sum(now.values()) + flat, len(ids & set(artifacts))
+    return problems, _total(now, listing), len(ids & set(artifacts))
 
 
 def _touched(folders: list[str], paths: list[str]) -> tuple[set[str], set[str], set[str]]:
@@ -314,6 +314,19 @@ def _counts(listing: layout.Listing) -> verifystate.Counts:
         if place:
             out[place] = out.get(place, 0) + 1
     return out
+
+
+def _merged_counts(counts: verifystate.Counts, reread: set[str],
+                   listing: layout.Listing) -> verifystate.Counts:
+    """The last clean run's counts, with those of the places listed again (`reread`) anew."""
+    return {k: n for k, n in counts.items()
+            if k not in reread and k.partition("/")[0] not in reread} | _counts(listing)
+
+
+def _total(counts: verifystate.Counts, listing: layout.Listing) -> int:
+    """How many artifacts there are: those in shelves and buckets, and the flat ones."""
+    return sum(counts.values()) + sum(1 for folder in listing.folders.values()
+                                      if "/" not in folder)
 
 
 def _is_record(path: str) -> bool:

@@ -51,7 +51,7 @@ class Started:
     against: Callable[[], list[tuple[str, str]]] = list
     between: Callable[[], list[str]] = list  # paths that differ between `since` and `head`
     history: Callable[[], dict[str, list[tuple[str, str]]]] = dict  # ... a commit modified/deleted
-    counts: Counts | None = None  # the last clean run's artifacts per shelf (a watched run)
+    counts: Counts | None = None  # the last clean run's artifacts per shelf (None: not kept)
     # what changed on disk since the last clean run's clock (a watched run; None: cannot say)
     watched: Callable[[], watcher.Changed | None] | None = None
     clock: Callable[[], watcher.Watch | None] = lambda: None  # the watcher's clock at the start
@@ -71,7 +71,7 @@ class Started:
         does without a watcher; a note says which it is.
         """
         self.finish()
-        self.watched, self.counts, self.between = None, None, list
+        self.watched, self.between = None, list  # (the counts are the snapshot's too)
         lost = ("the file watcher (watchman) cannot say what changed since the last clean "
                 "verify (it restarted or lost track): ")
         if self.snapshot is None:
@@ -108,7 +108,10 @@ def _start_checks(ledger: Ledger, run: Started) -> None:
     if run.watched is not None:
         run.against = repo.start_staged_against_head(folders, head)
     else:
-        run.against = repo.start_changed_against_head(folders, head, leave_a_core=True)
+        # A full run parses every record meanwhile: git leaves it a core. An incremental one
+        # has little to do but wait for git's lstat of every file: git gets every core.
+        run.against = repo.start_changed_against_head(folders, head,
+                                                      leave_a_core=run.since is None)
         if watcher.available():
             run.clock = watcher.start_now(str(repo.root), folders[0])  # for the next run
     run.history = repo.start_changed_in_history(folders, run.since, head)
@@ -137,8 +140,8 @@ def remember(ledger: Ledger, head: str | None, snap: dirmarks.Snapshot | None,
              watch: watcher.Watch | None = None, counts: Counts | None = None) -> None:
     """Keep `head` (HEAD when the clean run began) and what the run saw on disk.
 
-    `snap`: the directories as it saw them; `watch`: the watcher's clock when it began, with
-    `counts` (artifacts per shelf). At least one of the two.
+    `snap`: the directories as it saw them; `watch`: the watcher's clock when it began; at
+    least one of the two. `counts`: the artifacts per shelf it found (a watch needs them).
     """
     if head is None:
         return  # nothing is kept without a commit
@@ -148,7 +151,7 @@ def remember(ledger: Ledger, head: str | None, snap: dirmarks.Snapshot | None,
                    {"key": _key(ledger), "commit": head,
                     "marks": snap.to_json() if snap is not None else None,
                     "watch": kept.to_json() if kept is not None else None,
-                    "counts": counts if kept is not None else None}, compact=True)
+                    "counts": counts}, compact=True)
     except OSError:
         pass  # a read-only checkout verifies in full every time
 
@@ -188,4 +191,4 @@ def _last_clean(ledger: Ledger, head: str, notes: list[str]
                      "HEAD's history (it was rewritten: rebase, reset or amend): checked "
                      "everything")
         return None
-    return commit, snap, watch, counts if watch is not None else None
+    return commit, snap, watch, counts
