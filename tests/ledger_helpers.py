@@ -78,6 +78,22 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def listings(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record every listing of artifact folders made (layout.scan), by the places it read
+    (sorted; None: every place). The real scan still does the listing."""
+    from gptme_factory.ledger import layout
+
+    asked: list[Any] = []
+    real = layout.scan
+
+    def recording(base: Any, only: Any = None) -> Any:
+        asked.append(None if only is None else sorted(only))
+        return real(base, only)
+
+    monkeypatch.setattr(layout, "scan", recording)
+    return asked
+
+
 def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run git, not raising: for commands whose failure is part of the test."""
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)

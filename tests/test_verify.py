@@ -413,18 +413,11 @@ def test_incremental_verify_sees_an_untracked_record_edited_in_place(ledger: Led
 def test_incremental_verify_lists_only_changed_shelves_and_counts_every_artifact(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a watcher: a shelf whose directory did not change keeps the count it had."""
-    from gptme_factory.ledger import layout
+    from tests.ledger_helpers import listings
 
     aids = [new_artifact(ledger, f"Artifact {i}") for i in range(5)]
     assert verify(ledger, full=True).problems == []
-    asked: list[object] = []
-    real = layout.scan
-
-    def recording(base: Any, only: Any = None) -> Any:
-        asked.append(None if only is None else sorted(only))
-        return real(base, only)
-
-    monkeypatch.setattr(layout, "scan", recording)
+    asked = listings(monkeypatch)
     assert verify(ledger).artifacts == 5
     assert asked == [[]]  # nothing changed: no shelf listed (the top's entries only)
     late = new_artifact(ledger, "Late")

@@ -81,7 +81,7 @@ from ..ledger.gitstore import TreeReader, dir_tree_id
 from ..ledger.layout import bucket, group_of
 from ..ledger.runtime import write_bytes, write_json
 from ..ledger.store import CONFIG_FILE, Ledger
-from . import cachewatch
+from . import cachewatch, listingcache
 from .cachewatch import SHARD_SUFFIX, KindState, ShardStat, shard_file, shard_stat
 from .summary import ArtifactSummary, summarize_artifact
 
@@ -192,7 +192,8 @@ class Pass:
             self._wait = repo.start_changed_paths(self.snap[0], self.rel)
         self._dirty: set[str] | None = None
         self._waited = False
-        self.listing = self.begun.listing or ledger.artifact_listing()
+        # the watcher's listing, or the one kept by its directories' marks (listingcache.py)
+        self.listing = self.begun.listing or listingcache.current(ledger)
         self.folders = self.listing.folders  # id -> folder under artifacts/
         self.ids = list(self.folders)
         self.stats = _Stats(str(ledger.artifacts_dir), self.folders)
