@@ -151,6 +151,35 @@ def test_user_staged_unstaged_and_untracked_work_is_untouched(ledger: Ledger) ->
     assert "README.md" not in git(root, "log", "-3", "--name-only", "--format=")
 
 
+@pytest.mark.parametrize("setting", [None, "false"])
+def test_a_large_index_is_written_split_unless_the_repo_says_otherwise(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch, setting: str | None) -> None:
+    """A commit rewrites the index: a large one is split (only what changed is written)."""
+    from gptme_factory.ledger import gitstore
+
+    root = ledger.repo.root
+    (root / "notes.txt").write_text("untracked\n")
+    (root / "README.md").write_text("# brain\nunstaged edit\n")
+    if setting is not None:
+        git(root, "config", "core.splitIndex", setting)
+    monkeypatch.setattr(gitstore, "SPLIT_INDEX_AT", 0)  # every index counts as large here
+    before = git_state(root)
+    aid = new_artifact(ledger)
+    append_next(ledger, aid)
+    shared = list(ledger.repo.git_dir.glob("sharedindex.*"))
+    assert bool(shared) == (setting is None)
+    assert git_state(root) == before  # the user's work as it was, whichever way it is written
+    assert f"factory/artifacts/{fanned(aid)}/intake.yaml" in git(root, "ls-files").split()
+    assert git(root, "status", "--porcelain", "--", "factory") == ""
+    if setting is None:  # the next commit writes the small part only (in a repo this small,
+        # any change is past the default 20% that has git merge and split again)
+        git(root, "config", "splitIndex.maxPercentChange", "100")
+        size = shared[0].stat().st_size
+        abandon(ledger, aid, "done with it")
+        assert [p.stat().st_size for p in ledger.repo.git_dir.glob("sharedindex.*")] == [size]
+        assert git(root, "status", "--porcelain", "--", "factory") == ""
+
+
 def test_commit_files_skips_an_empty_commit_and_refuses_bad_paths(ledger: Ledger) -> None:
     repo = ledger.repo
     head = repo.head()

@@ -53,6 +53,8 @@ _LOCKFILE = "factory.lock"
 _TMPDIR = "factory-tmp"
 LOCK_TIMEOUT_S = 120.0
 INDEX_LOCK_WAIT_S = 30.0
+# An index this large is written split (`_split_index`): ~20 MB at 10,000 artifacts.
+SPLIT_INDEX_AT = 8 << 20
 
 
 def lock_timeout() -> float:
@@ -727,14 +729,33 @@ class GitRepo:
         # Paths go through stdin: a migration refreshes tens of thousands. A path gone from
         # the working tree, as a moved folder's old files are, leaves the index.
         listed = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
-        proc = self._index_git("update-index", "--add", "--remove", "-z", "--stdin",
-                               input=listed)
+        proc = self._index_git(*self._split_index(), "update-index", "--add", "--remove",
+                               "-z", "--stdin", input=listed)
         if proc.returncode != 0:
             shown = " ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
             raise GitError(
                 "the ledger commit succeeded but the index could not be refreshed: run "
                 f"`git update-index --add --remove -- {shown}` ({_stderr(proc)})"
             )
+
+    def _split_index(self) -> tuple[str, ...]:
+        """`-c core.splitIndex=true` for a large index whose repo does not set the mode itself.
+
+        Every `update-index` rewrites the whole index, every file of the repo, for a commit of
+        one file: 58 MB and 0.2 s at 30,000 artifacts. Split (git's `core.splitIndex`), git
+        writes only the entries that changed since a shared index file, which it merges and
+        writes again only when those grow past `splitIndex.maxPercentChange` (20%), and every
+        git command reads the two as one; a later git command keeps the mode. A repo that sets
+        `core.splitIndex` (false: tools on libgit2 cannot read a split index) keeps its choice;
+        `git update-index --no-split-index` joins an index again.
+        """
+        try:
+            if (self.git_dir / "index").stat().st_size < SPLIT_INDEX_AT:
+                return ()
+        except OSError:
+            return ()
+        chosen = _git(self.root, "config", "--get", "core.splitIndex", check=False)
+        return () if chosen.stdout.strip() else ("-c", "core.splitIndex=true")
 
     def _index_git(self, *args: str,
                    input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
