@@ -1,8 +1,8 @@
 """What the file watcher saw change since the status cache was last checked.
 
-Without a watcher, a pass of the status cache (statuscache.Pass) lists every artifact folder,
-`stat`s each and has git `lstat` every ledger file (`diff-index`), because an edit in place
-shows nowhere else. With watchman running (ledger/watcher.py) it asks instead which paths
+Without a watcher, a pass of the status cache (statuscache.Pass) `stat`s every directory of
+artifact folders (listingcache.py) and every artifact folder, and has git `lstat` every ledger
+file (`diff-index`), because an edit in place shows nowhere else. With watchman running (ledger/watcher.py) it asks instead which paths
 under factory/artifacts changed since a clock, and looks at those alone. What it needs for
 that is kept in factory/.runtime/status-watch.marshal (gitignored; Python's `marshal` format,
 like the shards: only this code reads it, and a file that does not load is no state):
